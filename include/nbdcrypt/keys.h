@@ -1,0 +1,91 @@
+/* nbdcrypt key providers (src/keys): configuration, the provider interface,
+ * the native keystore and the kmip provider.  Knows nothing of LUKS2.
+ * KEKs are 256-bit keys identified by an id string (a UUID for native, the
+ * KMS's Unique Identifier for kmip); they are handed out in secure memory. */
+#ifndef NBDCRYPT_KEYS_H
+#define NBDCRYPT_KEYS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nbdcrypt/error.h"
+
+#define KEYS_KEK_SIZE 32
+#define KEYS_ID_MAX   128
+#define KEYS_NAME_MAX 128
+
+struct keys_config;
+struct keys_provider;
+
+/* ---- configuration (src/keys/config.c) ------------------------------------
+ * DESIGN.md section 3.  Found by path (--config), else $NBDCRYPT_CONFIG, else
+ * /etc/nbdcrypt/config.json; if none exists, the default: one native
+ * provider "local" with keystore $XDG_DATA_HOME/nbdcrypt/keystore.json (or
+ * ~/.local/share/nbdcrypt/keystore.json), default_provider "local".
+ * An explicitly given path (argument or environment) that does not exist is
+ * an error.  Errors name the file and the field. */
+int keys_config_load(const char *path, struct keys_config **out, struct nbdc_error *err);
+
+/* Parse configuration from a JSON string (tests; origin names it in errors). */
+int keys_config_parse(const char *json_text, const char *origin, struct keys_config **out,
+                      struct nbdc_error *err);
+
+void keys_config_free(struct keys_config *cfg);
+
+/* Where the configuration came from: a path, or "built-in default". */
+const char *keys_config_origin(const struct keys_config *cfg);
+const char *keys_config_default_provider(const struct keys_config *cfg);
+
+/* Number of providers and the name of the i-th (borrowed). */
+size_t keys_config_provider_count(const struct keys_config *cfg);
+const char *keys_config_provider_name(const struct keys_config *cfg, size_t i);
+
+/* ---- providers (src/keys/provider.c) -------------------------------------- */
+
+/* Open provider name (NULL: the default provider).  -ENOENT "no provider X in
+ * <origin>".  A provider handle is safe to use from one thread at a time. */
+int keys_provider_open(const struct keys_config *cfg, const char *name, struct keys_provider **out,
+                       struct nbdc_error *err);
+void keys_provider_close(struct keys_provider *p);
+
+const char *keys_provider_name(const struct keys_provider *p);
+const char *keys_provider_type(const struct keys_provider *p); /* "native", "kmip" */
+
+/* Create a new active 256-bit KEK labelled name (may be NULL); its id is
+ * written to id_out (NUL-terminated, at most KEYS_ID_MAX bytes). */
+int keys_kek_create(struct keys_provider *p, const char *name, char id_out[KEYS_ID_MAX],
+                    struct nbdc_error *err);
+
+/* Fetch KEK id: *kek is secure memory of KEYS_KEK_SIZE bytes, freed by the
+ * caller with secmem_free.  -ENOENT "kek ID not found in provider P (...)". */
+int keys_kek_get(struct keys_provider *p, const char *id, uint8_t **kek, struct nbdc_error *err);
+
+struct keys_kek_info {
+  char id[KEYS_ID_MAX];
+  char name[KEYS_NAME_MAX];
+  char created[40]; /* RFC 3339 UTC, "" if unknown */
+  char state[24];   /* "active", ... ("" if the provider has no states) */
+};
+
+/* List KEKs whose name starts with prefix (NULL: all).  *list malloc'ed, free(). */
+int keys_kek_list(struct keys_provider *p, const char *prefix, struct keys_kek_info **list,
+                  size_t *count, struct nbdc_error *err);
+
+/* Revoke / destroy a KEK (-ENOTSUP where the provider has no such notion;
+ * native: destroy removes it from the keystore). */
+int keys_kek_revoke(struct keys_provider *p, const char *id, struct nbdc_error *err);
+int keys_kek_destroy(struct keys_provider *p, const char *id, struct nbdc_error *err);
+
+/* Wrapping inside the provider (token mode "kms-wrapped"): the KEK never
+ * leaves it.  wrap: AES-256-GCM of plain under KEK id; iv (12 bytes) and tag
+ * (16 bytes) are produced.  unwrap: *plain is secure memory of *plain_len
+ * bytes.  -ENOTSUP when the provider cannot do it. */
+int keys_kek_wrap(struct keys_provider *p, const char *id, const uint8_t *plain, size_t plain_len,
+                  uint8_t **cipher, size_t *cipher_len, uint8_t iv[12], uint8_t tag[16],
+                  struct nbdc_error *err);
+int keys_kek_unwrap(struct keys_provider *p, const char *id, const uint8_t *cipher,
+                    size_t cipher_len, const uint8_t iv[12], const uint8_t tag[16], uint8_t **plain,
+                    size_t *plain_len, struct nbdc_error *err);
+
+#endif

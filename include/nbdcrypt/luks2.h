@@ -1,0 +1,169 @@
+/* nbdcrypt LUKS2 module (src/luks2): the on-disk container, compatible with
+ * cryptsetup 2.6 both ways (reference/luks2.md).  Binary header and checksums,
+ * JSON validated once at load, keyslots (pbkdf2/argon2i/argon2id, AF 4000
+ * stripes, area aes-xts-plain64), pbkdf2 digests, tokens, segments.
+ * Knows blockdev and crypto; nothing of key providers or nbdkit.
+ * A luks2_hdr is not thread-safe. */
+#ifndef NBDCRYPT_LUKS2_H
+#define NBDCRYPT_LUKS2_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nbdcrypt/blockdev.h"
+#include "nbdcrypt/crypto.h"
+#include "nbdcrypt/error.h"
+
+struct json_object;
+struct luks2_hdr;
+
+#define LUKS2_BIN_HDR_SIZE        4096
+#define LUKS2_MAX_KEYSLOTS        32
+#define LUKS2_MAX_TOKENS          32
+#define LUKS2_MAX_SEGMENTS        32
+#define LUKS2_MAX_DIGESTS         8
+#define LUKS2_STRIPES             4000
+#define LUKS2_DEFAULT_HDR_SIZE    16384
+#define LUKS2_DEFAULT_DATA_OFFSET (16u * 1024 * 1024)
+
+/* ---- load / write (src/luks2/disk.c) ------------------------------------- */
+
+/* Read both header copies (primary at 0; secondary at hdr_size, or searched at
+ * each allowed size when the primary is unusable), verify checksums, take the
+ * valid copy with the higher seqid, and validate its JSON (reference/luks2.md
+ * "JSON rules"; cipher, key size and sector size allow-listed).
+ * Errors: -ENODATA "no LUKS2 header" (not LUKS, or LUKS1), -EINVAL corrupt or
+ * disallowed header (message names the field), -EIO device errors.
+ * A copy that is corrupt while the other is good loads with a warning (see
+ * luks2_load_warning) and is repaired by the next luks2_write. */
+int luks2_load(struct bdev *dev, struct luks2_hdr **out, struct nbdc_error *err);
+
+/* The warning recorded at load, e.g. "secondary header copy at offset 16384:
+ * checksum mismatch"; NULL when both copies were good. */
+const char *luks2_load_warning(const struct luks2_hdr *hdr);
+
+void luks2_free(struct luks2_hdr *hdr);
+
+/* Commit: seqid+1, then primary and secondary copies (csum 0, JSON area,
+ * checksum, header), each followed by a flush; the device is locked
+ * exclusively (flock for files) for the duration.  Keyslot areas of removed
+ * keyslots are wiped after the new header is durable. */
+int luks2_write(struct bdev *dev, struct luks2_hdr *hdr, struct nbdc_error *err);
+
+/* ---- new containers (src/luks2/format.c) --------------------------------- */
+
+struct luks2_format_params {
+  const char *label;      /* NULL: empty */
+  const char *uuid;       /* NULL: a random UUID */
+  size_t volume_key_size; /* 64 (AES-256-XTS) or 32 */
+  uint32_t sector_size;   /* power of two in 512..4096 */
+  uint64_t hdr_size;      /* 0: 16384; one of the nine allowed sizes */
+  uint64_t data_offset;   /* 0: 16 MiB; keyslots area = [2*hdr_size, data_offset) */
+  uint64_t data_size;     /* 0: "dynamic" (to the end of the device) */
+};
+
+/* Build an in-memory header: config, one aes-xts-plain64 data segment,
+ * a pbkdf2-sha256 digest of vk, no keyslots or tokens.  Nothing is written
+ * until luks2_write. */
+int luks2_format(const struct luks2_format_params *params, const uint8_t *vk, size_t vk_len,
+                 struct luks2_hdr **out, struct nbdc_error *err);
+
+/* ---- accessors (src/luks2/hdr.c) ----------------------------------------- */
+
+const char *luks2_uuid(const struct luks2_hdr *hdr);
+const char *luks2_label(const struct luks2_hdr *hdr);
+uint64_t luks2_hdr_size(const struct luks2_hdr *hdr); /* one copy: binary + JSON area */
+uint64_t luks2_seqid(const struct luks2_hdr *hdr);
+uint64_t luks2_keyslots_size(const struct luks2_hdr *hdr);
+
+/* The validated metadata JSON, borrowed.  Read-only for callers: change it
+ * only through this API. */
+struct json_object *luks2_metadata(const struct luks2_hdr *hdr);
+
+struct luks2_segment {
+  int id;
+  uint64_t offset; /* bytes from the start of the device */
+  uint64_t size;   /* bytes; 0 when dynamic */
+  bool dynamic;
+  uint64_t iv_tweak; /* 512-byte units */
+  uint32_t sector_size;
+  char cipher[32]; /* "aes-xts-plain64" */
+};
+
+/* The data segment of a plain (not mid-reencryption) container: exactly one
+ * crypt segment.  -EINVAL with a message otherwise. */
+int luks2_data_segment(const struct luks2_hdr *hdr, struct luks2_segment *out,
+                       struct nbdc_error *err);
+
+/* Volume key size in bytes (from the keyslots/digest of the data segment). */
+size_t luks2_volume_key_size(const struct luks2_hdr *hdr);
+
+/* Mandatory requirement flags (config.requirements.mandatory).  Returns the
+ * count; names[i] borrowed from hdr.  */
+size_t luks2_requirements(const struct luks2_hdr *hdr, const char *names[], size_t max);
+int luks2_requirement_set(struct luks2_hdr *hdr, const char *name, bool present,
+                          struct nbdc_error *err);
+
+/* ---- keyslots (src/luks2/keyslot.c) -------------------------------------- */
+
+struct luks2_keyslot_info {
+  int id;
+  char type[16]; /* "luks2" ... */
+  size_t key_size;
+  int priority; /* 0 ignore, 1 normal, 2 high */
+  char kdf[16]; /* "pbkdf2", "argon2i", "argon2id" */
+  uint64_t area_offset;
+  uint64_t area_size;
+};
+
+/* Fill info for keyslot id; -ENOENT if none. */
+int luks2_keyslot_info(const struct luks2_hdr *hdr, int id, struct luks2_keyslot_info *info);
+
+/* Ids of existing keyslots in ascending order; returns the count. */
+size_t luks2_keyslot_list(const struct luks2_hdr *hdr, int ids[], size_t max);
+
+/* Unlock: keyslot id, or -1 to try every keyslot (priority high, normal; never
+ * "ignore" ones).  On success *vk is secure memory of *vk_len bytes that the
+ * caller frees with secmem_free, and *opened (may be NULL) the slot used.
+ * -EPERM "no keyslot matches the secret" (or "keyslot N: wrong secret"). */
+int luks2_keyslot_open(const struct luks2_hdr *hdr, struct bdev *dev, int keyslot,
+                       const uint8_t *secret, size_t secret_len, uint8_t **vk, size_t *vk_len,
+                       int *opened, struct nbdc_error *err);
+
+/* Add a luks2 keyslot protecting vk with secret: KDF (kdf->salt is filled with
+ * fresh random bytes here), AF split into 4000 stripes, area encrypted with
+ * aes-xts-plain64 and written to dev at the first free space of the keyslots
+ * area, keyslot assigned to the digest of vk.  keyslot -1 = lowest free id.
+ * Metadata is changed in memory only: commit with luks2_write. */
+int luks2_keyslot_add(struct luks2_hdr *hdr, struct bdev *dev, int keyslot, const uint8_t *vk,
+                      size_t vk_len, const uint8_t *secret, size_t secret_len,
+                      const struct kdf_params *kdf, int *added, struct nbdc_error *err);
+
+/* Remove keyslot id from the metadata (and from digests and tokens; a token
+ * left with no keyslot is removed).  Its area is wiped by the next luks2_write,
+ * after the header without it is durable. */
+int luks2_keyslot_remove(struct luks2_hdr *hdr, int keyslot, struct nbdc_error *err);
+
+/* Check vk against the data segment's digest: 0, or -EPERM. */
+int luks2_digest_verify(const struct luks2_hdr *hdr, const uint8_t *vk, size_t vk_len,
+                        struct nbdc_error *err);
+
+/* ---- tokens (src/luks2/token.c) ------------------------------------------ */
+
+/* Add a token (JSON object with "type" and "keyslots"; ownership passes to hdr
+ * on success).  Validated like a loaded one ("luks2-" types reserved, keyslots
+ * must exist, "nbdcrypt" tokens need provider, kek_id and mode).
+ * token -1 = lowest free id.  In memory only: commit with luks2_write. */
+int luks2_token_add(struct luks2_hdr *hdr, int token, struct json_object *json, int *added,
+                    struct nbdc_error *err);
+int luks2_token_remove(struct luks2_hdr *hdr, int token, struct nbdc_error *err);
+
+/* Token id's JSON, borrowed; NULL if absent. */
+struct json_object *luks2_token_get(const struct luks2_hdr *hdr, int token);
+
+/* Next token id greater than after whose type equals type (NULL: any);
+ * -1 when there is none.  Iterate with after = -1. */
+int luks2_token_next(const struct luks2_hdr *hdr, int after, const char *type);
+
+#endif

@@ -1,0 +1,71 @@
+/* nbdcrypt volume (src/volume): the glue between a LUKS2 container and the
+ * key providers, shared by the CLI and the filter.  Token -> provider -> KEK
+ * -> keyslot -> DEK; the KEK is wiped as soon as the keyslot is open, the DEK
+ * stays in secure memory until volume_close. */
+#ifndef NBDCRYPT_VOLUME_H
+#define NBDCRYPT_VOLUME_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nbdcrypt/blockdev.h"
+#include "nbdcrypt/error.h"
+#include "nbdcrypt/keys.h"
+#include "nbdcrypt/luks2.h"
+
+struct volume;
+
+struct volume_unlock_opts {
+  const struct keys_config *cfg; /* providers for nbdcrypt tokens (may be NULL with a passphrase) */
+  const uint8_t *passphrase;     /* non-NULL: unlock a passphrase keyslot instead of tokens */
+  size_t passphrase_len;
+  int keyslot; /* -1: any */
+};
+
+/* Load and validate the header on dev and unlock the volume key.  A disk
+ * with a requirement flag (mid re-encryption) is refused: -EBUSY "... is in
+ * the middle of ...".  Error messages name the disk uuid, the provider, the
+ * KEK id and the reason. */
+int volume_open(struct bdev *dev, const struct volume_unlock_opts *opts, struct volume **out,
+                struct nbdc_error *err);
+void volume_close(struct volume *vol);
+
+const struct luks2_hdr *volume_hdr(const struct volume *vol);
+struct luks2_hdr *volume_hdr_mut(struct volume *vol);
+const struct luks2_segment *volume_segment(const struct volume *vol);
+
+/* The volume key, borrowed secure memory, valid until volume_close. */
+const uint8_t *volume_key(const struct volume *vol, size_t *len);
+
+/* Bytes of data the volume exposes on a device of dev_size bytes (segment
+ * size, or dev_size - offset for a dynamic segment; 0 if the device is too
+ * small). -EINVAL when the device is smaller than the segment. */
+int volume_data_size(const struct volume *vol, uint64_t dev_size, uint64_t *size,
+                     struct nbdc_error *err);
+
+/* An XTS context for the data segment (one per thread). */
+int volume_xts_new(const struct volume *vol, struct xts_ctx **out, struct nbdc_error *err);
+
+struct volume_format_opts {
+  const struct keys_config *cfg;
+  const char *provider; /* NULL: the configuration's default */
+  const char *kek_id;   /* NULL: create a new KEK in the provider */
+  const char *kek_name; /* label for a new KEK (NULL: "nbdcrypt <uuid>") */
+  const char *label;    /* LUKS2 label, may be NULL */
+  uint32_t sector_size; /* 0: 4096 */
+  bool kms_wrapped;     /* token mode kms-wrapped instead of kek */
+};
+
+/* Write a new LUKS2 header to dev: fresh random DEK, a keyslot bound to the
+ * KEK (pbkdf2-sha256, 1000 iterations, the KEK or wrapped secret as keyslot
+ * secret) and our token.  kek_id_out receives the KEK id used. */
+int volume_format(struct bdev *dev, const struct volume_format_opts *opts,
+                  char kek_id_out[KEYS_ID_MAX], struct nbdc_error *err);
+
+/* Add a keyslot and nbdcrypt token for KEK kek_id of provider to an open
+ * volume (in memory; commit with luks2_write). */
+int volume_bind_kek(struct volume *vol, struct bdev *dev, struct keys_provider *provider,
+                    const char *kek_id, bool kms_wrapped, int *keyslot, struct nbdc_error *err);
+
+#endif

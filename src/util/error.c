@@ -1,0 +1,53 @@
+/* Per-call error messages (include/nbdcrypt/error.h). */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "nbdcrypt/error.h"
+
+int nbdc_error_set(struct nbdc_error *err, int code, const char *fmt, ...)
+{
+  if (code <= 0)
+    code = 5; /* EIO: a failure always carries an errno */
+  if (err) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    va_end(ap);
+    err->code = code;
+  }
+  return -code;
+}
+
+int nbdc_error_prefix(struct nbdc_error *err, const char *fmt, ...)
+{
+  if (!err)
+    return -5;
+  char prefix[NBDC_ERROR_MAX];
+  char old[NBDC_ERROR_MAX];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(prefix, sizeof prefix, fmt, ap);
+  va_end(ap);
+  memcpy(old, err->msg, sizeof old);
+  snprintf(err->msg, sizeof err->msg, "%s: %s", prefix, old);
+  if (err->code <= 0)
+    err->code = 5;
+  return -err->code;
+}
+
+void nbdc_error_clear(struct nbdc_error *err)
+{
+  if (err) {
+    err->code = 0;
+    err->msg[0] = '\0';
+  }
+}
+
+void nbdc_wipe(void *p, size_t n)
+{
+  if (p && n)
+    OPENSSL_cleanse(p, n);
+}
