@@ -31,8 +31,12 @@ int nbdc_error_prefix(struct nbdc_error *err, const char *fmt, ...)
   va_start(ap, fmt);
   vsnprintf(prefix, sizeof prefix, fmt, ap);
   va_end(ap);
+  char joined[2 * NBDC_ERROR_MAX + 8];
   memcpy(old, err->msg, sizeof old);
-  snprintf(err->msg, sizeof err->msg, "%s: %s", prefix, old);
+  old[sizeof old - 1] = '\0';
+  snprintf(joined, sizeof joined, "%s: %s", prefix, old);
+  memcpy(err->msg, joined, sizeof err->msg - 1);
+  err->msg[sizeof err->msg - 1] = '\0';
   if (err->code <= 0)
     err->code = 5;
   return -err->code;
