@@ -1,0 +1,36 @@
+/* The nbdcrypt command: one file per subcommand (src/cli/cmd_*.c). */
+#ifndef NBDCRYPT_CLI_H
+#define NBDCRYPT_CLI_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "nbdcrypt/keys.h"
+
+/* Exit statuses (DESIGN.md section 7). */
+enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
+
+struct cli {
+  const char *config_path;   /* --config FILE, or NULL */
+  struct keys_config *cfg;   /* loaded on first use by cli_config() */
+};
+
+/* The configuration (loaded once); NULL after printing the error. */
+struct keys_config *cli_config(struct cli *cli);
+
+/* Print "nbdcrypt: <msg>" on stderr and return CLI_FAIL. */
+int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Print "nbdcrypt CMD: <msg>\nTry 'nbdcrypt CMD --help'." and return CLI_USAGE. */
+int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Parse a size with an optional K/M/G/T suffix (binary).  false if invalid. */
+bool cli_parse_size(const char *s, uint64_t *out);
+
+/* Subcommands: argv[0] is the subcommand name; getopt_long is reset. */
+int cmd_kek(struct cli *cli, int argc, char **argv);
+int cmd_format(struct cli *cli, int argc, char **argv);
+int cmd_info(struct cli *cli, int argc, char **argv);
+int cmd_check(struct cli *cli, int argc, char **argv);
+int cmd_serve(struct cli *cli, int argc, char **argv);   /* src/cli/cmd_serve.c */
+
+#endif
