@@ -35,6 +35,12 @@ const struct luks2_hdr *volume_hdr(const struct volume *vol);
 struct luks2_hdr *volume_hdr_mut(struct volume *vol);
 const struct luks2_segment *volume_segment(const struct volume *vol);
 
+/* How the volume was unlocked: provider name and KEK id ("" for a
+ * passphrase), and the keyslot opened.  Borrowed. */
+const char *volume_provider(const struct volume *vol);
+const char *volume_kek_id(const struct volume *vol);
+int volume_keyslot(const struct volume *vol);
+
 /* The volume key, borrowed secure memory, valid until volume_close. */
 const uint8_t *volume_key(const struct volume *vol, size_t *len);
 

@@ -5,14 +5,17 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include <stdint.h>
+
+#include "nbdcrypt/blockdev.h"
 #include "nbdcrypt/keys.h"
 
 /* Exit statuses (DESIGN.md section 7). */
 enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
 
 struct cli {
-  const char *config_path;   /* --config FILE, or NULL */
-  struct keys_config *cfg;   /* loaded on first use by cli_config() */
+  const char *config_path; /* --config FILE, or NULL */
+  struct keys_config *cfg; /* loaded on first use by cli_config() */
 };
 
 /* The configuration (loaded once); NULL after printing the error. */
@@ -26,11 +29,14 @@ int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(print
 /* Parse a size with an optional K/M/G/T suffix (binary).  false if invalid. */
 bool cli_parse_size(const char *s, uint64_t *out);
 
+/* Open TARGET (file or NBD URI); prints the error and returns CLI_FAIL. */
+int cli_open_target(const char *target, unsigned flags, uint64_t create_size, struct bdev **out);
+
 /* Subcommands: argv[0] is the subcommand name; getopt_long is reset. */
 int cmd_kek(struct cli *cli, int argc, char **argv);
 int cmd_format(struct cli *cli, int argc, char **argv);
 int cmd_info(struct cli *cli, int argc, char **argv);
 int cmd_check(struct cli *cli, int argc, char **argv);
-int cmd_serve(struct cli *cli, int argc, char **argv);   /* src/cli/cmd_serve.c */
+int cmd_serve(struct cli *cli, int argc, char **argv); /* src/cli/cmd_serve.c */
 
 #endif

@@ -1,0 +1,139 @@
+/* nbdcrypt kek create|list|revoke|destroy */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "cli/cli.h"
+
+static const char kek_help[] =
+    "Usage: nbdcrypt kek create [--provider NAME] [--name LABEL]\n"
+    "       nbdcrypt kek list [--provider NAME] [--prefix P] [--json]\n"
+    "       nbdcrypt kek revoke ID [--provider NAME]\n"
+    "       nbdcrypt kek destroy ID [--provider NAME]\n\n"
+    "create prints the new KEK id, alone, on stdout.  Key material is never printed.\n"
+    "  --provider NAME  key provider from the configuration (default: default_provider)\n"
+    "  --name LABEL     label stored with the key\n"
+    "  --prefix P       list only keys whose label starts with P\n"
+    "  --json           machine-readable list\n";
+
+static int kek_list_print(struct keys_provider *p, const char *prefix, bool json)
+{
+  struct keys_kek_info *list = NULL;
+  size_t count = 0;
+  struct nbdc_error err = {0};
+  if (keys_kek_list(p, prefix, &list, &count, &err) < 0)
+    return cli_fail("%s", err.msg);
+  if (json) {
+    struct json_object *arr = json_object_new_array();
+    for (size_t i = 0; i < count; i++) {
+      struct json_object *o = json_object_new_object();
+      json_object_object_add(o, "id", json_object_new_string(list[i].id));
+      json_object_object_add(o, "name", json_object_new_string(list[i].name));
+      json_object_object_add(o, "created", json_object_new_string(list[i].created));
+      json_object_object_add(o, "state", json_object_new_string(list[i].state));
+      json_object_object_add(o, "provider", json_object_new_string(keys_provider_name(p)));
+      json_object_array_add(arr, o);
+    }
+    printf("%s\n", json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PRETTY |
+                                                           JSON_C_TO_STRING_NOSLASHESCAPE));
+    json_object_put(arr);
+  } else {
+    for (size_t i = 0; i < count; i++)
+      printf("%-40s %-21s %-8s %s\n", list[i].id, list[i].created[0] ? list[i].created : "-",
+             list[i].state[0] ? list[i].state : "-", list[i].name);
+  }
+  free(list);
+  return CLI_OK;
+}
+
+struct kek_opts {
+  const char *provider, *label, *prefix;
+  bool json;
+};
+
+/* Parse options up to the next non-option; -1 to go on, else an exit status. */
+static int kek_parse_opts(int argc, char **argv, struct kek_opts *o)
+{
+  static const struct option opts[] = {
+      {"provider", required_argument, NULL, 'p'}, {"name", required_argument, NULL, 'n'},
+      {"prefix", required_argument, NULL, 'x'},   {"json", no_argument, NULL, 'j'},
+      {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
+  };
+  int c;
+  while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+    switch (c) {
+    case 'p':
+      o->provider = optarg;
+      break;
+    case 'n':
+      o->label = optarg;
+      break;
+    case 'x':
+      o->prefix = optarg;
+      break;
+    case 'j':
+      o->json = true;
+      break;
+    case 'h':
+      fputs(kek_help, stdout);
+      return CLI_OK;
+    default:
+      return cli_usage("kek", "bad option");
+    }
+  }
+  return -1;
+}
+
+int cmd_kek(struct cli *cli, int argc, char **argv)
+{
+  struct kek_opts o = {0};
+  int r = kek_parse_opts(argc, argv, &o);
+  if (r >= 0)
+    return r;
+  if (optind >= argc)
+    return cli_usage("kek", "missing action: create, list, revoke or destroy");
+  const char *action = argv[optind++];
+  const char *id = NULL;
+  bool needs_id = strcmp(action, "revoke") == 0 || strcmp(action, "destroy") == 0;
+  if (strcmp(action, "create") != 0 && strcmp(action, "list") != 0 && !needs_id)
+    return cli_usage("kek", "unknown action '%s'", action);
+  /* Options may follow the action too. */
+  if ((r = kek_parse_opts(argc, argv, &o)) >= 0)
+    return r;
+  if (needs_id) {
+    if (optind >= argc)
+      return cli_usage("kek", "%s needs a KEK id", action);
+    id = argv[optind++];
+  }
+  if (optind < argc)
+    return cli_usage("kek", "unexpected argument '%s'", argv[optind]);
+
+  struct keys_config *cfg = cli_config(cli);
+  if (!cfg)
+    return CLI_FAIL;
+  struct keys_provider *p = NULL;
+  struct nbdc_error err = {0};
+  if (keys_provider_open(cfg, o.provider, &p, &err) < 0)
+    return cli_fail("%s", err.msg);
+
+  r = CLI_OK;
+  if (strcmp(action, "create") == 0) {
+    char new_id[KEYS_ID_MAX];
+    if (keys_kek_create(p, o.label, new_id, &err) < 0)
+      r = cli_fail("%s", err.msg);
+    else
+      printf("%s\n", new_id);
+  } else if (strcmp(action, "list") == 0) {
+    r = kek_list_print(p, o.prefix, o.json);
+  } else if (strcmp(action, "revoke") == 0) {
+    if (keys_kek_revoke(p, id, &err) < 0)
+      r = cli_fail("%s", err.msg);
+  } else if (keys_kek_destroy(p, id, &err) < 0) {
+    r = cli_fail("%s", err.msg);
+  }
+  keys_provider_close(p);
+  return r;
+}

@@ -1,0 +1,100 @@
+/* Helpers shared by the nbdcrypt subcommands. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+struct keys_config *cli_config(struct cli *cli)
+{
+  if (!cli->cfg) {
+    struct nbdc_error err = {0};
+    if (keys_config_load(cli->config_path, &cli->cfg, &err) < 0) {
+      cli_fail("%s", err.msg);
+      return NULL;
+    }
+  }
+  return cli->cfg;
+}
+
+int cli_fail(const char *fmt, ...)
+{
+  va_list ap;
+  fputs("nbdcrypt: ", stderr);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+  return CLI_FAIL;
+}
+
+int cli_usage(const char *cmd, const char *fmt, ...)
+{
+  va_list ap;
+  fprintf(stderr, "nbdcrypt %s: ", cmd);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fprintf(stderr, "\nTry 'nbdcrypt %s --help'.\n", cmd);
+  return CLI_USAGE;
+}
+
+bool cli_parse_size(const char *s, uint64_t *out)
+{
+  char *end;
+  if (!s || !*s || *s == '-')
+    return false;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno || end == s)
+    return false;
+  unsigned shift = 0;
+  if (*end) {
+    switch (*end) {
+    case 'k':
+    case 'K':
+      shift = 10;
+      break;
+    case 'm':
+    case 'M':
+      shift = 20;
+      break;
+    case 'g':
+    case 'G':
+      shift = 30;
+      break;
+    case 't':
+    case 'T':
+      shift = 40;
+      break;
+    case 'b':
+    case 'B':
+      shift = 0;
+      break;
+    default:
+      return false;
+    }
+    end++;
+    if (*end == 'i' && shift) /* accept "1GiB" */
+      end++;
+    if ((*end == 'B' || *end == 'b') && shift)
+      end++;
+    if (*end)
+      return false;
+  }
+  if (shift && v > (UINT64_MAX >> shift))
+    return false;
+  *out = (uint64_t)v << shift;
+  return true;
+}
+
+int cli_open_target(const char *target, unsigned flags, uint64_t create_size, struct bdev **out)
+{
+  struct nbdc_error err = {0};
+  if (bdev_open(target, flags, create_size, out, &err) < 0)
+    return cli_fail("%s", err.msg);
+  return CLI_OK;
+}

@@ -1,0 +1,348 @@
+/* Opening and creating nbdcrypt volumes: LUKS2 header + key providers. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "nbdcrypt/volume.h"
+#include "volume/token.h"
+
+#define SECRET_SIZE         32 /* keyslot secret: a KEK, or a random kms-wrapped secret */
+#define VOLUME_KEY_SIZE     64 /* AES-256-XTS */
+#define KEYSLOT_PBKDF2_ITER 1000
+
+struct volume {
+  struct luks2_hdr *hdr;
+  struct luks2_segment segment;
+  uint8_t *key; /* secmem */
+  size_t key_len;
+  int keyslot;
+  char provider[KEYS_NAME_MAX];
+  char kek_id[KEYS_ID_MAX];
+};
+
+void volume_close(struct volume *vol)
+{
+  if (!vol)
+    return;
+  secmem_free(vol->key, vol->key_len);
+  luks2_free(vol->hdr);
+  free(vol);
+}
+
+const struct luks2_hdr *volume_hdr(const struct volume *vol)
+{
+  return vol->hdr;
+}
+
+struct luks2_hdr *volume_hdr_mut(struct volume *vol)
+{
+  return vol->hdr;
+}
+
+const struct luks2_segment *volume_segment(const struct volume *vol)
+{
+  return &vol->segment;
+}
+
+const uint8_t *volume_key(const struct volume *vol, size_t *len)
+{
+  if (len)
+    *len = vol->key_len;
+  return vol->key;
+}
+
+const char *volume_provider(const struct volume *vol)
+{
+  return vol->provider;
+}
+
+const char *volume_kek_id(const struct volume *vol)
+{
+  return vol->kek_id;
+}
+
+int volume_keyslot(const struct volume *vol)
+{
+  return vol->keyslot;
+}
+
+int volume_data_size(const struct volume *vol, uint64_t dev_size, uint64_t *size,
+                     struct nbdc_error *err)
+{
+  const struct luks2_segment *seg = &vol->segment;
+  if (dev_size < seg->offset)
+    return nbdc_error_set(
+        err, EINVAL, "disk %s is truncated: %" PRIu64 " bytes, but its data starts at %" PRIu64,
+        luks2_uuid(vol->hdr), dev_size, seg->offset);
+  if (seg->dynamic) {
+    uint64_t avail = dev_size - seg->offset;
+    *size = avail - avail % seg->sector_size;
+    return 0;
+  }
+  if (dev_size - seg->offset < seg->size)
+    return nbdc_error_set(err, EINVAL,
+                          "disk %s is truncated: its data segment needs %" PRIu64
+                          " bytes at offset %" PRIu64 " but the device has %" PRIu64,
+                          luks2_uuid(vol->hdr), seg->size, seg->offset, dev_size);
+  *size = seg->size;
+  return 0;
+}
+
+int volume_xts_new(const struct volume *vol, struct xts_ctx **out, struct nbdc_error *err)
+{
+  return xts_new(out, vol->key, vol->key_len, vol->segment.sector_size, err);
+}
+
+/* The keyslot secret a token stands for: the KEK itself (mode kek) or the
+ * secret the KMS unwraps with the KEK (mode kms-wrapped). */
+static int token_secret(const struct keys_config *cfg, const struct volume_token *tok,
+                        uint8_t **secret, size_t *secret_len, struct nbdc_error *err)
+{
+  struct keys_provider *provider = NULL;
+  int r = keys_provider_open(cfg, tok->provider, &provider, err);
+  if (r < 0)
+    return r;
+  if (tok->kms_wrapped) {
+    r = keys_kek_unwrap(provider, tok->kek_id, tok->wrapped, tok->wrapped_len, tok->iv, tok->tag,
+                        secret, secret_len, err);
+  } else {
+    r = keys_kek_get(provider, tok->kek_id, secret, err);
+    *secret_len = KEYS_KEK_SIZE;
+  }
+  keys_provider_close(provider);
+  return r;
+}
+
+static int unlock_with_tokens(struct volume *vol, struct bdev *dev,
+                              const struct volume_unlock_opts *opts, struct nbdc_error *err)
+{
+  const char *uuid = luks2_uuid(vol->hdr);
+  char reasons[NBDC_ERROR_MAX] = "";
+  int last = -ENOENT, tried = 0;
+
+  for (int id = luks2_token_next(vol->hdr, -1, VOLUME_TOKEN_TYPE); id >= 0;
+       id = luks2_token_next(vol->hdr, id, VOLUME_TOKEN_TYPE)) {
+    struct volume_token tok;
+    struct nbdc_error e = {0};
+    uint8_t *secret = NULL;
+    size_t secret_len = 0;
+    int r = volume_token_parse(vol->hdr, id, &tok, &e);
+    if (r == 0 && opts->keyslot >= 0 && tok.keyslot != opts->keyslot)
+      continue;
+    tried++;
+    if (r == 0 && !opts->cfg)
+      r = nbdc_error_set(&e, EINVAL, "no key provider configuration");
+    if (r == 0)
+      r = token_secret(opts->cfg, &tok, &secret, &secret_len, &e);
+    if (r == 0) {
+      r = luks2_keyslot_open(vol->hdr, dev, tok.keyslot, secret, secret_len, &vol->key,
+                             &vol->key_len, &vol->keyslot, &e);
+      secmem_free(secret, secret_len);
+      if (r == -EPERM)
+        nbdc_error_set(&e, EPERM, "the key does not open keyslot %d (wrong KEK?)", tok.keyslot);
+    }
+    if (r == 0) {
+      snprintf(vol->provider, sizeof vol->provider, "%s", tok.provider);
+      snprintf(vol->kek_id, sizeof vol->kek_id, "%s", tok.kek_id);
+      return 0;
+    }
+    last = r;
+    size_t used = strlen(reasons);
+    snprintf(reasons + used, sizeof reasons - used, "%sprovider %s, kek %s: %s", used ? "; " : "",
+             tok.provider[0] ? tok.provider : "?", tok.kek_id[0] ? tok.kek_id : "?", e.msg);
+  }
+  if (!tried)
+    return nbdc_error_set(err, ENOKEY, "disk %s: no nbdcrypt token%s; unlock it with a passphrase",
+                          uuid, opts->keyslot >= 0 ? " for that keyslot" : "");
+  return nbdc_error_set(err, -last, "disk %s: cannot unlock (%s)", uuid, reasons);
+}
+
+int volume_open(struct bdev *dev, const struct volume_unlock_opts *opts, struct volume **out,
+                struct nbdc_error *err)
+{
+  struct volume *vol = calloc(1, sizeof *vol);
+  if (!vol)
+    return nbdc_error_set(err, ENOMEM, "out of memory");
+  vol->keyslot = -1;
+
+  int r = luks2_load(dev, &vol->hdr, err);
+  if (r < 0)
+    goto fail;
+
+  const char *reqs[8];
+  size_t nreqs = luks2_requirements(vol->hdr, reqs, 8);
+  if (nreqs > 0) {
+    r = nbdc_error_set(err, EBUSY,
+                       "disk %s is in the middle of a re-encryption or conversion "
+                       "(requirement flag \"%s\"); finish it before serving or changing it",
+                       luks2_uuid(vol->hdr), reqs[0]);
+    goto fail;
+  }
+  if ((r = luks2_data_segment(vol->hdr, &vol->segment, err)) < 0) {
+    nbdc_error_prefix(err, "disk %s", luks2_uuid(vol->hdr));
+    goto fail;
+  }
+
+  if (opts->passphrase) {
+    r = luks2_keyslot_open(vol->hdr, dev, opts->keyslot, opts->passphrase, opts->passphrase_len,
+                           &vol->key, &vol->key_len, &vol->keyslot, err);
+    if (r < 0) {
+      nbdc_error_prefix(err, "disk %s: passphrase", luks2_uuid(vol->hdr));
+      goto fail;
+    }
+  } else if ((r = unlock_with_tokens(vol, dev, opts, err)) < 0) {
+    goto fail;
+  }
+  *out = vol;
+  return 0;
+
+fail:
+  volume_close(vol);
+  return r;
+}
+
+int volume_bind_kek(struct volume *vol, struct bdev *dev, struct keys_provider *provider,
+                    const char *kek_id, bool kms_wrapped, int *keyslot, struct nbdc_error *err)
+{
+  struct volume_token tok = {.keyslot = -1, .kms_wrapped = kms_wrapped};
+  uint8_t *secret = NULL, *cipher = NULL;
+  size_t secret_len = SECRET_SIZE, cipher_len = 0;
+  struct json_object *token_json = NULL;
+  int r, slot = -1;
+
+  if (strlen(kek_id) >= sizeof tok.kek_id)
+    return nbdc_error_set(err, EINVAL, "kek id too long: %s", kek_id);
+  snprintf(tok.provider, sizeof tok.provider, "%s", keys_provider_name(provider));
+  snprintf(tok.kek_id, sizeof tok.kek_id, "%s", kek_id);
+
+  if (kms_wrapped) {
+    secret = secmem_alloc(secret_len);
+    if (!secret)
+      return nbdc_error_set(err, errno, "cannot allocate secure memory: %s", strerror(errno));
+    if ((r = crypto_random(secret, secret_len, err)) < 0)
+      goto out;
+    r = keys_kek_wrap(provider, kek_id, secret, secret_len, &cipher, &cipher_len, tok.iv, tok.tag,
+                      err);
+    if (r < 0)
+      goto out;
+    if (cipher_len > sizeof tok.wrapped) {
+      r = nbdc_error_set(err, EINVAL, "wrapped secret too long (%zu bytes)", cipher_len);
+      goto out;
+    }
+    memcpy(tok.wrapped, cipher, cipher_len);
+    tok.wrapped_len = cipher_len;
+  } else if ((r = keys_kek_get(provider, kek_id, &secret, err)) < 0) {
+    goto out;
+  }
+
+  struct kdf_params kdf = {
+      .type = KDF_PBKDF2, .hash = "sha256", .iterations = KEYSLOT_PBKDF2_ITER, .salt_len = 32};
+  r = luks2_keyslot_add(vol->hdr, dev, -1, vol->key, vol->key_len, secret, secret_len, &kdf, &slot,
+                        err);
+  if (r < 0)
+    goto out;
+  tok.keyslot = slot;
+  if ((r = volume_token_build(&tok, &token_json, err)) < 0)
+    goto out;
+  if ((r = luks2_token_add(vol->hdr, -1, token_json, NULL, err)) < 0) {
+    json_object_put(token_json);
+    goto out;
+  }
+  if (keyslot)
+    *keyslot = slot;
+out:
+  if (r < 0 && slot >= 0)
+    luks2_keyslot_remove(vol->hdr, slot, NULL);
+  secmem_free(secret, secret_len);
+  free(cipher);
+  return r;
+}
+
+/* Zero the metadata and keyslots areas, as cryptsetup does on luksFormat, so
+ * no stale keyslot of an earlier header survives. */
+static int wipe_metadata_area(struct bdev *dev, uint64_t end, struct nbdc_error *err)
+{
+  const size_t chunk = 1024 * 1024;
+  uint8_t *zero = calloc(1, chunk);
+  if (!zero)
+    return nbdc_error_set(err, ENOMEM, "out of memory");
+  int r = 0;
+  for (uint64_t off = 0; off < end && r == 0; off += chunk) {
+    size_t n = end - off < chunk ? (size_t)(end - off) : chunk;
+    r = bdev_pwrite(dev, zero, n, off, err);
+  }
+  free(zero);
+  return r;
+}
+
+int volume_format(struct bdev *dev, const struct volume_format_opts *opts,
+                  char kek_id_out[KEYS_ID_MAX], struct nbdc_error *err)
+{
+  struct keys_provider *provider = NULL;
+  struct volume *vol = NULL;
+  uint64_t dev_size;
+  int r;
+
+  struct luks2_format_params params = {
+      .label = opts->label,
+      .volume_key_size = VOLUME_KEY_SIZE,
+      .sector_size = opts->sector_size ? opts->sector_size : 4096,
+  };
+  if ((r = bdev_get_size(dev, &dev_size, err)) < 0)
+    return r;
+  if (dev_size < (uint64_t)LUKS2_DEFAULT_DATA_OFFSET + params.sector_size)
+    return nbdc_error_set(err, ENOSPC,
+                          "%s is too small: %" PRIu64 " bytes; a LUKS2 disk needs at least %u "
+                          "bytes (16 MiB of header and keyslots, then data)",
+                          bdev_name(dev), dev_size, LUKS2_DEFAULT_DATA_OFFSET + params.sector_size);
+
+  if ((r = keys_provider_open(opts->cfg, opts->provider, &provider, err)) < 0)
+    return r;
+
+  vol = calloc(1, sizeof *vol);
+  if (!vol) {
+    r = nbdc_error_set(err, ENOMEM, "out of memory");
+    goto out;
+  }
+  vol->key_len = VOLUME_KEY_SIZE;
+  vol->key = secmem_alloc(vol->key_len);
+  if (!vol->key) {
+    r = nbdc_error_set(err, errno, "cannot allocate secure memory: %s", strerror(errno));
+    goto out;
+  }
+  if ((r = crypto_random(vol->key, vol->key_len, err)) < 0)
+    goto out;
+  /* XTS refuses equal key halves; a CSPRNG will not produce them, but check. */
+  if (crypto_memeq(vol->key, vol->key + 32, 32)) {
+    r = nbdc_error_set(err, EIO, "random generator produced a degenerate key");
+    goto out;
+  }
+  if ((r = luks2_format(&params, vol->key, vol->key_len, &vol->hdr, err)) < 0)
+    goto out;
+
+  if (opts->kek_id) {
+    snprintf(kek_id_out, KEYS_ID_MAX, "%s", opts->kek_id);
+  } else {
+    char name[KEYS_NAME_MAX];
+    if (opts->kek_name)
+      snprintf(name, sizeof name, "%s", opts->kek_name);
+    else
+      snprintf(name, sizeof name, "nbdcrypt %s", luks2_uuid(vol->hdr));
+    if ((r = keys_kek_create(provider, name, kek_id_out, err)) < 0)
+      goto out;
+  }
+
+  if ((r = wipe_metadata_area(dev, LUKS2_DEFAULT_DATA_OFFSET, err)) < 0)
+    goto out;
+  if ((r = volume_bind_kek(vol, dev, provider, kek_id_out, opts->kms_wrapped, NULL, err)) < 0)
+    goto out;
+  r = luks2_write(dev, vol->hdr, err);
+out:
+  volume_close(vol);
+  keys_provider_close(provider);
+  return r;
+}
