@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The whole nbdcrypt test suite, from a fresh Debian 12 machine (as root):
+# installs the packages, configures, builds with -Werror, runs every test with
+# ctest.  Options:
+#   --sanitize   also build with -fsanitize=address,undefined and run the unit tests there
+#   --build DIR  build directory (default: build)
+set -euo pipefail
+top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+build=$top/build
+sanitize=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --sanitize) sanitize=1 ;;
+    --build) build=$2; shift ;;
+    *) echo "usage: scripts/test.sh [--sanitize] [--build DIR]" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+. "$top/scripts/deps.sh"
+nbdcrypt_install_packages "${NBDCRYPT_BUILD_PACKAGES[@]}" "${NBDCRYPT_TEST_PACKAGES[@]}"
+
+jobs=$(nproc 2>/dev/null || echo 2)
+cmake -S "$top" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build "$build" -j "$jobs"
+
+status=0
+# Unit tests in parallel; integration tests one at a time (they start servers
+# and some measure time-outs).
+ctest --test-dir "$build" -L unit -j "$jobs" --output-on-failure || status=1
+ctest --test-dir "$build" -L integration --output-on-failure || status=1
+
+if [ "$sanitize" = 1 ]; then
+  asan=$build-asan
+  cmake -S "$top" -B "$asan" -DCMAKE_BUILD_TYPE=Debug -DNBDCRYPT_SANITIZE=ON >/dev/null
+  cmake --build "$asan" -j "$jobs"
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --test-dir "$asan" -L unit -j "$jobs" --output-on-failure || status=1
+fi
+exit $status
