@@ -1,0 +1,68 @@
+# Shared helpers for nbdcrypt's shell integration tests (sourced).
+# Each test gets its own temporary directory, removed on exit, and a native
+# keystore inside it, so tests never touch the user's keys.
+set -euo pipefail
+
+: "${NBDCRYPT:?run through ctest (NBDCRYPT is the path of the nbdcrypt binary)}"
+: "${NBDCRYPT_TOOLS:=$(dirname "$NBDCRYPT")/tests}"
+
+# Debian's python3 (python3-libnbd, python3-cryptography), not another one on PATH.
+PY=/usr/bin/python3
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/nbdcrypt-test.XXXXXX")
+chmod 700 "$T"
+_cleanup_hooks=()
+_cleanup() {
+  local rc=$? h
+  for h in "${_cleanup_hooks[@]}"; do eval "$h" || true; done
+  rm -rf "$T"
+  exit $rc
+}
+trap _cleanup EXIT
+on_exit() { _cleanup_hooks+=("$1"); }
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+pass() { echo "ok: $*"; }
+need() {
+  local t
+  for t in "$@"; do command -v "$t" >/dev/null || fail "required tool '$t' is not installed"; done
+}
+
+# A configuration with one native provider "local" whose keystore lives in $T.
+CFG=$T/config.json
+KEYSTORE=$T/keys/keystore.json
+cat >"$CFG" <<JSON
+{"providers": {"local": {"type": "native", "keystore": "$KEYSTORE"}},
+ "default_provider": "local"}
+JSON
+export NBDCRYPT_CONFIG=$CFG
+
+nbdcrypt() { "$NBDCRYPT" "$@"; }
+
+# kek_bytes ID FILE: write the raw 32 bytes of native KEK ID to FILE (0600),
+# reading the keystore format directly (an operator's emergency path).
+kek_bytes() {
+  (umask 077 && "$PY" - "$KEYSTORE" "$1" "$2" <<'PYEOF'
+import base64, json, sys
+store = json.load(open(sys.argv[1]))
+key = base64.b64decode(store["keys"][sys.argv[2]]["key"], validate=True)
+assert len(key) == 32, len(key)
+open(sys.argv[3], "wb").write(key)
+PYEOF
+  )
+}
+
+# cryptsetup_volume_key IMG KEYFILE [cryptsetup args...]: the volume key as hex.
+cryptsetup_volume_key() {
+  local img=$1 key=$2
+  shift 2
+  cryptsetup luksDump --dump-volume-key --key-file "$key" -q "$@" "$img" |
+    sed -n '/MK dump:/,$p' | sed 's/MK dump://' | tr -d ' \t\n'
+}
+
+# nbdcrypt_volume_key IMG: the volume key nbdcrypt unlocks, as hex.
+nbdcrypt_volume_key() {
+  rm -f "$T/vk.bin"
+  nbdcrypt info "$1" --dump-volume-key "$T/vk.bin" >/dev/null
+  od -An -v -tx1 "$T/vk.bin" | tr -d ' \n'
+}
