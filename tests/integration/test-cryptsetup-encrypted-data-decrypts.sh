@@ -16,7 +16,8 @@ cs_args=(--type luks2 --force-offline-reencrypt --sector-size 4096 -q --key-file
 check_decrypts() { # IMG HEADER-IMG LABEL
   local img=$1 hdr=$2 label=$3 off
   cryptsetup luksDump --dump-volume-key --key-file "$T/key" -q "$hdr" |
-    sed -n '/MK dump:/,$p' | sed 's/MK dump://' | tr -d ' \t\n' | xxd -r -p >"$T/vk"
+    sed -n '/MK dump:/,$p' | sed 's/MK dump://' | tr -d ' \t\n' |
+    "$PY" -c 'import sys; sys.stdout.buffer.write(bytes.fromhex(sys.stdin.read()))' >"$T/vk"
   [ "$(stat -c %s "$T/vk")" = 64 ] || fail "$label: no 64-byte volume key"
   off=$(nbdcrypt info "$hdr" --json | "$PY" -c 'import json,sys; d=json.load(sys.stdin); assert d["sector_size"]==4096; print(d["data_offset"])')
   dd if="$img" bs=1M iflag=skip_bytes,count_bytes skip="$off" count=$((8 * 1024 * 1024)) \
