@@ -1,0 +1,920 @@
+/* The native key provider: named 256-bit KEKs in a JSON keystore file.
+ *
+ *   {"version": 1,
+ *    "keys": {"<uuid>": {"key": "<base64 of 32 bytes>", "name": "<label>",
+ *                        "created": "2026-11-22T18:00:00Z"}}}
+ *
+ * The file is the only secret on the host, so it is handled like an ssh
+ * private key: owned by the user, mode 0600 in a 0700 directory, refused when
+ * group or others could read it, when it is a symbolic link or not a regular
+ * file.  Every change rewrites it atomically (temporary file, fsync, rename,
+ * fsync of the directory) under an flock on PATH.lock, so concurrent creators
+ * never lose a key.  Readers take no lock: a rename is atomic.
+ *
+ * Key bytes are decoded straight into secure memory; the base64 copies json-c
+ * and the serialiser handle are wiped before their memory is released.
+ * Unknown fields, top-level or per key, are kept across rewrites. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+#include <openssl/evp.h>
+
+#include "nbdcrypt/crypto.h"
+#include "keys/provider.h"
+
+#define NATIVE_VERSION         1
+#define NATIVE_MAX_BYTES       (16 * 1024 * 1024)
+#define NATIVE_B64_KEK_LEN     44 /* base64 of KEYS_KEK_SIZE bytes, padded */
+#define NATIVE_DECODE_MAX      64
+#define NATIVE_TOKENER_RESERVE 4096
+
+struct native_state {
+  char *provider; /* provider name, for messages */
+  char *keystore; /* path of the keystore file */
+  char *lock_path;
+};
+
+struct native_entry {
+  char *id;
+  char *name;
+  char *created;
+  struct json_object *extra; /* unknown fields of the key's object, or NULL */
+};
+
+/* A loaded keystore: entries[i]'s KEK is keks[i * KEYS_KEK_SIZE]. */
+struct native_store {
+  struct native_entry *entries;
+  size_t count;
+  size_t cap;
+  uint8_t *keks;             /* secure memory, cap * KEYS_KEK_SIZE bytes */
+  struct json_object *extra; /* unknown top-level fields, or NULL */
+};
+
+/* ---- the in-memory store ------------------------------------------------ */
+
+static void native_entry_clear(struct native_entry *e)
+{
+  free(e->id);
+  free(e->name);
+  free(e->created);
+  json_object_put(e->extra);
+  memset(e, 0, sizeof *e);
+}
+
+static void native_store_free(struct native_store *store)
+{
+  for (size_t i = 0; i < store->count; i++)
+    native_entry_clear(&store->entries[i]);
+  free(store->entries);
+  secmem_free(store->keks, store->cap * KEYS_KEK_SIZE);
+  json_object_put(store->extra);
+  memset(store, 0, sizeof *store);
+}
+
+/* Room for cap entries; KEKs move to a new secure block, the old is wiped. */
+static int native_store_reserve(struct native_store *store, size_t cap, struct nbdc_error *err)
+{
+  if (cap <= store->cap)
+    return 0;
+  struct native_entry *entries = realloc(store->entries, cap * sizeof *entries);
+  if (!entries)
+    return nbdc_error_set(err, ENOMEM, "out of memory");
+  store->entries = entries;
+  uint8_t *keks = secmem_alloc(cap * KEYS_KEK_SIZE);
+  if (!keks)
+    return nbdc_error_set(err, errno ? errno : ENOMEM,
+                          "cannot allocate secure memory for %zu keys: %s", cap, strerror(errno));
+  if (store->keks)
+    memcpy(keks, store->keks, store->count * KEYS_KEK_SIZE);
+  secmem_free(store->keks, store->cap * KEYS_KEK_SIZE);
+  store->keks = keks;
+  store->cap = cap;
+  return 0;
+}
+
+static ssize_t native_store_find(const struct native_store *store, const char *id)
+{
+  for (size_t i = 0; i < store->count; i++)
+    if (strcmp(store->entries[i].id, id) == 0)
+      return (ssize_t)i;
+  return -1;
+}
+
+/* ---- reading ----------------------------------------------------------- */
+
+static int native_check_stat(const struct native_state *ns, const struct stat *st,
+                             struct nbdc_error *err)
+{
+  if (S_ISLNK(st->st_mode))
+    return nbdc_error_set(err, EPERM,
+                          "keystore %s is a symbolic link; refusing it (configure the path of "
+                          "the real file)",
+                          ns->keystore);
+  if (!S_ISREG(st->st_mode))
+    return nbdc_error_set(err, EPERM, "keystore %s is not a regular file; refusing it",
+                          ns->keystore);
+  if (st->st_uid != geteuid())
+    return nbdc_error_set(err, EPERM,
+                          "keystore %s is owned by uid %u, not by this user (uid %u); refusing "
+                          "it",
+                          ns->keystore, (unsigned)st->st_uid, (unsigned)geteuid());
+  if (st->st_mode & 077)
+    return nbdc_error_set(err, EPERM,
+                          "keystore %s has mode %04o: group or others can access it; refusing "
+                          "it (fix with: chmod 600 %s)",
+                          ns->keystore, (unsigned)(st->st_mode & 07777), ns->keystore);
+  return 0;
+}
+
+/* Read the keystore file into a malloc'ed, NUL-terminated buffer (*text_len
+ * bytes; the caller wipes and frees it).  *text NULL: the keystore does not exist. */
+static int native_read_file(const struct native_state *ns, char **text, size_t *text_len,
+                            struct nbdc_error *err)
+{
+  *text = NULL;
+  *text_len = 0;
+  struct stat st;
+  if (lstat(ns->keystore, &st) < 0) {
+    if (errno == ENOENT)
+      return 0;
+    return nbdc_error_set(err, errno, "cannot examine keystore %s: %s", ns->keystore,
+                          strerror(errno));
+  }
+  int r = native_check_stat(ns, &st, err);
+  if (r < 0)
+    return r;
+
+  int fd = open(ns->keystore, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ELOOP)
+      return nbdc_error_set(err, EPERM, "keystore %s is a symbolic link; refusing it",
+                            ns->keystore);
+    return nbdc_error_set(err, errno, "cannot open keystore %s: %s", ns->keystore, strerror(errno));
+  }
+  struct stat fst;
+  if (fstat(fd, &fst) < 0) {
+    r = nbdc_error_set(err, errno, "cannot examine keystore %s: %s", ns->keystore, strerror(errno));
+    goto out;
+  }
+  r = native_check_stat(ns, &fst, err);
+  if (r < 0)
+    goto out;
+  if (fst.st_dev != st.st_dev || fst.st_ino != st.st_ino) {
+    r = nbdc_error_set(err, EAGAIN, "keystore %s was replaced while being opened; try again",
+                       ns->keystore);
+    goto out;
+  }
+  if (fst.st_size > NATIVE_MAX_BYTES) {
+    r = nbdc_error_set(err, EFBIG, "keystore %s is larger than %d bytes", ns->keystore,
+                       NATIVE_MAX_BYTES);
+    goto out;
+  }
+
+  size_t size = (size_t)fst.st_size;
+  char *buf = malloc(size + 1);
+  if (!buf) {
+    r = nbdc_error_set(err, ENOMEM, "out of memory");
+    goto out;
+  }
+  size_t len = 0;
+  while (len < size) {
+    ssize_t n = read(fd, buf + len, size - len);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0) {
+      r = nbdc_error_set(err, errno, "cannot read keystore %s: %s", ns->keystore, strerror(errno));
+      nbdc_wipe(buf, len);
+      free(buf);
+      goto out;
+    }
+    if (n == 0)
+      break;
+    len += (size_t)n;
+  }
+  buf[len] = '\0';
+  *text = buf;
+  *text_len = len;
+  r = 0;
+out:
+  close(fd);
+  return r;
+}
+
+/* Overwrite the base64 of every key in a parsed keystore before json-c frees
+ * it: json_object_put does not wipe. */
+static void native_wipe_json_keys(struct json_object *root)
+{
+  struct json_object *keys;
+  if (!json_object_is_type(root, json_type_object) ||
+      !json_object_object_get_ex(root, "keys", &keys) ||
+      !json_object_is_type(keys, json_type_object))
+    return;
+  json_object_object_foreach(keys, id, entry)
+  {
+    (void)id;
+    struct json_object *key;
+    if (json_object_is_type(entry, json_type_object) &&
+        json_object_object_get_ex(entry, "key", &key) && json_object_is_type(key, json_type_string))
+      nbdc_wipe((char *)json_object_get_string(key), (size_t)json_object_get_string_len(key));
+  }
+}
+
+/* Parse JSON text holding key material.  json-c's tokener accumulates each
+ * string in a buffer it grows by realloc, which would leave pieces of keys in
+ * freed memory; growing it past any key's length first (by parsing a long
+ * dummy string) means it is never reallocated while keys pass through, and it
+ * is wiped before it is freed. */
+static int native_parse(const struct native_state *ns, const char *text, size_t len,
+                        struct json_object **out, struct nbdc_error *err)
+{
+  *out = NULL;
+  struct json_tokener *tok = json_tokener_new();
+  if (!tok)
+    return nbdc_error_set(err, ENOMEM, "out of memory");
+  char reserve[NATIVE_TOKENER_RESERVE + 3];
+  memset(reserve, 'x', sizeof reserve);
+  reserve[0] = '"';
+  reserve[sizeof reserve - 2] = '"';
+  reserve[sizeof reserve - 1] = '\0';
+  json_object_put(json_tokener_parse_ex(tok, reserve, (int)sizeof reserve - 1));
+  json_tokener_reset(tok);
+
+  struct json_object *root = json_tokener_parse_ex(tok, text, (int)len);
+  enum json_tokener_error jerr = json_tokener_get_error(tok);
+  size_t end = json_tokener_get_parse_end(tok);
+  if (jerr == json_tokener_continue)
+    jerr = json_tokener_error_parse_eof;
+  if (root && jerr == json_tokener_success) {
+    while (end < len && strchr(" \t\r\n", text[end]))
+      end++;
+    if (end < len)
+      jerr = json_tokener_error_parse_unexpected;
+  }
+  if (tok->pb && tok->pb->buf) /* see above; the struct is public in json-c 0.16 */
+    nbdc_wipe(tok->pb->buf, (size_t)tok->pb->size);
+  json_tokener_free(tok);
+  if (!root || jerr != json_tokener_success) {
+    native_wipe_json_keys(root);
+    json_object_put(root);
+    return nbdc_error_set(err, EINVAL, "keystore %s is not valid JSON: %s", ns->keystore,
+                          json_tokener_error_desc(jerr));
+  }
+  *out = root;
+  return 0;
+}
+
+/* A copy of obj's fields except those named in skip, or NULL if there are none. */
+static int native_extra_fields(struct json_object *obj, const char *const *skip,
+                               struct json_object **extra, struct nbdc_error *err)
+{
+  *extra = NULL;
+  json_object_object_foreach(obj, field, value)
+  {
+    bool known = false;
+    for (const char *const *s = skip; *s; s++)
+      known = known || strcmp(*s, field) == 0;
+    if (known)
+      continue;
+    if (!*extra && !(*extra = json_object_new_object()))
+      return nbdc_error_set(err, ENOMEM, "out of memory");
+    if (json_object_object_add(*extra, field, json_object_get(value)) != 0) {
+      json_object_put(value);
+      return nbdc_error_set(err, ENOMEM, "out of memory");
+    }
+  }
+  return 0;
+}
+
+/* An optional string field of kek id: NULL if absent. */
+static int native_opt_string(const struct native_state *ns, struct json_object *entry,
+                             const char *id, const char *field, char **out, struct nbdc_error *err)
+{
+  struct json_object *value;
+  *out = NULL;
+  if (!json_object_object_get_ex(entry, field, &value))
+    return 0;
+  if (!json_object_is_type(value, json_type_string))
+    return nbdc_error_set(err, EINVAL, "keystore %s: field %s of kek %s is not a string",
+                          ns->keystore, field, id);
+  if (!(*out = strdup(json_object_get_string(value))))
+    return nbdc_error_set(err, ENOMEM, "out of memory");
+  return 0;
+}
+
+/* Check the parsed keystore and move it into store (KEKs into secure memory). */
+static int native_convert(const struct native_state *ns, struct json_object *root,
+                          struct native_store *store, struct nbdc_error *err)
+{
+  static const char *const top_fields[] = {"version", "keys", NULL};
+  static const char *const key_fields[] = {"key", "name", "created", NULL};
+
+  if (!json_object_is_type(root, json_type_object))
+    return nbdc_error_set(err, EINVAL, "keystore %s is not a JSON object", ns->keystore);
+  struct json_object *version, *keys;
+  if (!json_object_object_get_ex(root, "version", &version))
+    return nbdc_error_set(err, EINVAL, "keystore %s: field version is missing", ns->keystore);
+  if (!json_object_is_type(version, json_type_int) ||
+      json_object_get_int64(version) != NATIVE_VERSION)
+    return nbdc_error_set(err, EINVAL, "keystore %s: version %s is not supported (expected %d)",
+                          ns->keystore, json_object_to_json_string(version), NATIVE_VERSION);
+  if (!json_object_object_get_ex(root, "keys", &keys))
+    return nbdc_error_set(err, EINVAL, "keystore %s: field keys is missing", ns->keystore);
+  if (!json_object_is_type(keys, json_type_object))
+    return nbdc_error_set(err, EINVAL, "keystore %s: field keys is not an object", ns->keystore);
+
+  int r = native_extra_fields(root, top_fields, &store->extra, err);
+  if (r < 0)
+    return r;
+  r = native_store_reserve(store, (size_t)json_object_object_length(keys) + 1, err);
+  if (r < 0)
+    return r;
+
+  uint8_t *decoded = secmem_alloc(NATIVE_DECODE_MAX);
+  if (!decoded)
+    return nbdc_error_set(err, errno ? errno : ENOMEM, "cannot allocate secure memory: %s",
+                          strerror(errno));
+  json_object_object_foreach(keys, id, entry)
+  {
+    if (id[0] == '\0' || strlen(id) >= KEYS_ID_MAX) {
+      r = nbdc_error_set(err, EINVAL, "keystore %s: kek id \"%.*s\" is empty or too long",
+                         ns->keystore, 64, id);
+      goto out;
+    }
+    if (!json_object_is_type(entry, json_type_object)) {
+      r = nbdc_error_set(err, EINVAL, "keystore %s: kek %s is not an object", ns->keystore, id);
+      goto out;
+    }
+    struct json_object *key;
+    if (!json_object_object_get_ex(entry, "key", &key)) {
+      r = nbdc_error_set(err, EINVAL, "keystore %s: kek %s has no field key", ns->keystore, id);
+      goto out;
+    }
+    if (!json_object_is_type(key, json_type_string)) {
+      r = nbdc_error_set(err, EINVAL, "keystore %s: field key of kek %s is not a string",
+                         ns->keystore, id);
+      goto out;
+    }
+    size_t decoded_len = 0;
+    if (json_object_get_string_len(key) > NATIVE_B64_KEK_LEN + 4 ||
+        base64_decode(json_object_get_string(key), decoded, NATIVE_DECODE_MAX, &decoded_len) < 0) {
+      r = nbdc_error_set(err, EINVAL, "keystore %s: field key of kek %s is not base64 of %d bytes",
+                         ns->keystore, id, KEYS_KEK_SIZE);
+      goto out;
+    }
+    if (decoded_len != KEYS_KEK_SIZE) {
+      r = nbdc_error_set(err, EINVAL, "keystore %s: key of kek %s is %zu bytes, expected %d",
+                         ns->keystore, id, decoded_len, KEYS_KEK_SIZE);
+      goto out;
+    }
+
+    struct native_entry *e = &store->entries[store->count];
+    memset(e, 0, sizeof *e);
+    memcpy(store->keks + store->count * KEYS_KEK_SIZE, decoded, KEYS_KEK_SIZE);
+    store->count++; /* from here on, store_free releases e */
+    if (!(e->id = strdup(id))) {
+      r = nbdc_error_set(err, ENOMEM, "out of memory");
+      goto out;
+    }
+    if ((r = native_opt_string(ns, entry, id, "name", &e->name, err)) < 0 ||
+        (r = native_opt_string(ns, entry, id, "created", &e->created, err)) < 0 ||
+        (r = native_extra_fields(entry, key_fields, &e->extra, err)) < 0)
+      goto out;
+  }
+  r = 0;
+out:
+  secmem_free(decoded, NATIVE_DECODE_MAX);
+  return r;
+}
+
+/* Load the keystore; a missing one is an empty store. */
+static int native_load(const struct native_state *ns, struct native_store *store,
+                       struct nbdc_error *err)
+{
+  memset(store, 0, sizeof *store);
+  char *text;
+  size_t len;
+  int r = native_read_file(ns, &text, &len, err);
+  if (r < 0)
+    return r;
+  if (!text)
+    return native_store_reserve(store, 1, err);
+
+  struct json_object *root = NULL;
+  if (memchr(text, '\0', len))
+    r = nbdc_error_set(err, EINVAL, "keystore %s is not valid JSON (it contains a NUL byte)",
+                       ns->keystore);
+  else if ((r = native_parse(ns, text, len, &root, err)) == 0)
+    r = native_convert(ns, root, store, err);
+  nbdc_wipe(text, len);
+  free(text);
+  native_wipe_json_keys(root);
+  json_object_put(root);
+  if (r < 0)
+    native_store_free(store);
+  return r;
+}
+
+/* ---- writing ----------------------------------------------------------- */
+
+/* Output buffer: data NULL measures, otherwise writes at most cap bytes. */
+struct native_out {
+  char *data;
+  size_t len;
+  size_t cap;
+  bool overflow;
+};
+
+static void out_put(struct native_out *o, const char *s, size_t n)
+{
+  if (o->data) {
+    if (o->len + n > o->cap) {
+      o->overflow = true;
+      return;
+    }
+    memcpy(o->data + o->len, s, n);
+  }
+  o->len += n;
+}
+
+static void out_str(struct native_out *o, const char *s)
+{
+  out_put(o, s, strlen(s));
+}
+
+/* s as a JSON string literal. */
+static void out_json_string(struct native_out *o, const char *s)
+{
+  out_put(o, "\"", 1);
+  for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+    char esc[8];
+    if (*c == '"' || *c == '\\') {
+      esc[0] = '\\';
+      esc[1] = (char)*c;
+      out_put(o, esc, 2);
+    } else if (*c < 0x20 || *c == 0x7f) {
+      snprintf(esc, sizeof esc, "\\u%04x", *c);
+      out_put(o, esc, 6);
+    } else {
+      out_put(o, (const char *)c, 1);
+    }
+  }
+  out_put(o, "\"", 1);
+}
+
+/* Base64 of a KEK, encoded straight into the output buffer. */
+static void out_kek(struct native_out *o, const uint8_t *kek)
+{
+  out_put(o, "\"", 1);
+  if (o->data) {
+    if (o->len + NATIVE_B64_KEK_LEN + 1 > o->cap) { /* EVP_EncodeBlock adds a NUL */
+      o->overflow = true;
+      return;
+    }
+    EVP_EncodeBlock((unsigned char *)o->data + o->len, kek, KEYS_KEK_SIZE);
+  }
+  o->len += NATIVE_B64_KEK_LEN;
+  out_put(o, "\"", 1);
+}
+
+static void out_extra(struct native_out *o, struct json_object *extra, const char *indent)
+{
+  if (!extra)
+    return;
+  json_object_object_foreach(extra, field, value)
+  {
+    out_str(o, ",\n");
+    out_str(o, indent);
+    out_json_string(o, field);
+    out_str(o, ": ");
+    out_str(o, json_object_to_json_string_ext(value, JSON_C_TO_STRING_PLAIN |
+                                                         JSON_C_TO_STRING_NOSLASHESCAPE));
+  }
+}
+
+static void native_serialise(const struct native_store *store, struct native_out *o)
+{
+  out_str(o, "{\n  \"version\": 1,\n  \"keys\": {");
+  for (size_t i = 0; i < store->count; i++) {
+    const struct native_entry *e = &store->entries[i];
+    out_str(o, i ? ",\n    " : "\n    ");
+    out_json_string(o, e->id);
+    out_str(o, ": {\n      \"key\": ");
+    out_kek(o, store->keks + i * KEYS_KEK_SIZE);
+    if (e->name) {
+      out_str(o, ",\n      \"name\": ");
+      out_json_string(o, e->name);
+    }
+    if (e->created) {
+      out_str(o, ",\n      \"created\": ");
+      out_json_string(o, e->created);
+    }
+    out_extra(o, e->extra, "      ");
+    out_str(o, "\n    }");
+  }
+  out_str(o, store->count ? "\n  }" : "}");
+  out_extra(o, store->extra, "  ");
+  out_str(o, "\n}\n");
+}
+
+static int native_write_all(int fd, const char *data, size_t len)
+{
+  while (len > 0) {
+    ssize_t n = write(fd, data, len);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      return -errno;
+    data += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+/* The directory part of path (malloc'ed). */
+static char *native_dirname(const char *path)
+{
+  const char *slash = strrchr(path, '/');
+  if (!slash)
+    return strdup(".");
+  if (slash == path)
+    return strdup("/");
+  return strndup(path, (size_t)(slash - path));
+}
+
+/* Replace the keystore with store: temporary file in the same directory,
+ * fsync, rename over the keystore, fsync the directory. */
+static int native_save(const struct native_state *ns, const struct native_store *store,
+                       struct nbdc_error *err)
+{
+  struct native_out o = {0};
+  native_serialise(store, &o);
+  o.cap = o.len + 1;
+  o.len = 0;
+  o.data = malloc(o.cap);
+  if (!o.data)
+    return nbdc_error_set(err, ENOMEM, "out of memory");
+  native_serialise(store, &o);
+
+  int r;
+  int fd = -1;
+  char *tmp = NULL;
+  char *dir = native_dirname(ns->keystore);
+  if (!dir) {
+    r = nbdc_error_set(err, ENOMEM, "out of memory");
+    goto out;
+  }
+  if (o.overflow) {
+    r = nbdc_error_set(err, EIO, "keystore %s: internal error serialising it", ns->keystore);
+    goto out;
+  }
+
+  for (int attempt = 0; fd < 0 && attempt < 16; attempt++) {
+    uint32_t suffix;
+    r = crypto_random(&suffix, sizeof suffix, err);
+    if (r < 0)
+      goto out;
+    free(tmp);
+    if (asprintf(&tmp, "%s.tmp.%08x", ns->keystore, suffix) < 0) {
+      tmp = NULL;
+      r = nbdc_error_set(err, ENOMEM, "out of memory");
+      goto out;
+    }
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0 && errno != EEXIST) {
+      r = nbdc_error_set(err, errno, "cannot create %s: %s", tmp, strerror(errno));
+      free(tmp);
+      tmp = NULL;
+      goto out;
+    }
+  }
+  if (fd < 0) {
+    free(tmp);
+    tmp = NULL;
+    r = nbdc_error_set(err, EEXIST, "cannot create a temporary file beside keystore %s",
+                       ns->keystore);
+    goto out;
+  }
+
+  const char *failed = NULL;
+  if (fchmod(fd, 0600) < 0)
+    failed = "set the mode of";
+  else if ((r = native_write_all(fd, o.data, o.len)) < 0)
+    errno = -r, failed = "write";
+  else if (fsync(fd) < 0)
+    failed = "sync";
+  if (failed) {
+    r = nbdc_error_set(err, errno, "cannot %s %s: %s", failed, tmp, strerror(errno));
+    goto out;
+  }
+  int closed = close(fd);
+  fd = -1;
+  if (closed < 0) {
+    r = nbdc_error_set(err, errno, "cannot write %s: %s", tmp, strerror(errno));
+    goto out;
+  }
+  if (rename(tmp, ns->keystore) < 0) {
+    r = nbdc_error_set(err, errno, "cannot rename %s to %s: %s", tmp, ns->keystore,
+                       strerror(errno));
+    goto out;
+  }
+  free(tmp);
+  tmp = NULL; /* renamed: nothing to remove */
+
+  int dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir_fd < 0 || fsync(dir_fd) < 0)
+    r = nbdc_error_set(err, errno, "cannot sync directory %s: %s", dir, strerror(errno));
+  else
+    r = 0;
+  if (dir_fd >= 0)
+    close(dir_fd);
+
+out:
+  if (fd >= 0)
+    close(fd);
+  if (tmp) {
+    unlink(tmp);
+    free(tmp);
+  }
+  free(dir);
+  nbdc_wipe(o.data, o.cap);
+  free(o.data);
+  return r;
+}
+
+/* mkdir -p of the keystore's directory; directories we create are 0700. */
+static int native_make_dirs(const struct native_state *ns, struct nbdc_error *err)
+{
+  char *dir = native_dirname(ns->keystore);
+  if (!dir)
+    return nbdc_error_set(err, ENOMEM, "out of memory");
+  int r = 0;
+  size_t len = strlen(dir);
+  for (size_t i = 1; i <= len && r == 0; i++) {
+    if (dir[i] != '/' && dir[i] != '\0')
+      continue;
+    char saved = dir[i];
+    dir[i] = '\0';
+    if (mkdir(dir, 0700) == 0) {
+      if (chmod(dir, 0700) < 0) /* in case the umask removed owner bits */
+        r = nbdc_error_set(err, errno, "cannot set the mode of directory %s: %s", dir,
+                           strerror(errno));
+    } else if (errno != EEXIST) {
+      r = nbdc_error_set(err, errno, "cannot create directory %s for keystore %s: %s", dir,
+                         ns->keystore, strerror(errno));
+    } else {
+      struct stat st;
+      if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
+        r = nbdc_error_set(err, ENOTDIR, "%s (directory of keystore %s) is not a directory", dir,
+                           ns->keystore);
+    }
+    dir[i] = saved;
+  }
+  free(dir);
+  return r;
+}
+
+/* Take the keystore's lock for a read-modify-write; returns the lock's fd. */
+static int native_lock(const struct native_state *ns, struct nbdc_error *err)
+{
+  int r = native_make_dirs(ns, err);
+  if (r < 0)
+    return r;
+  int fd = open(ns->lock_path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0)
+    return nbdc_error_set(err, errno, "cannot open lock file %s: %s", ns->lock_path,
+                          strerror(errno));
+  while (flock(fd, LOCK_EX) < 0) {
+    if (errno != EINTR) {
+      r = nbdc_error_set(err, errno, "cannot lock %s: %s", ns->lock_path, strerror(errno));
+      close(fd);
+      return r;
+    }
+  }
+  return fd;
+}
+
+static void native_unlock(int lock_fd)
+{
+  close(lock_fd); /* releases the flock */
+}
+
+/* ---- operations -------------------------------------------------------- */
+
+static int native_not_found(const struct native_state *ns, const char *id, struct nbdc_error *err)
+{
+  return nbdc_error_set(err, ENOENT, "kek %s not found in keystore %s (provider %s)", id,
+                        ns->keystore, ns->provider);
+}
+
+/* A random (version 4) UUID, lower case. */
+static int native_new_id(char id[KEYS_ID_MAX], struct nbdc_error *err)
+{
+  uint8_t b[16];
+  int r = crypto_random(b, sizeof b, err);
+  if (r < 0)
+    return r;
+  b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
+  b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
+  snprintf(id, KEYS_ID_MAX, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+           b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+           b[14], b[15]);
+  return 0;
+}
+
+static int native_kek_create(void *state, const char *name, char id_out[KEYS_ID_MAX],
+                             struct nbdc_error *err)
+{
+  struct native_state *ns = state;
+  int lock_fd = native_lock(ns, err);
+  if (lock_fd < 0)
+    return lock_fd;
+
+  struct native_store store;
+  int r = native_load(ns, &store, err);
+  if (r < 0)
+    goto out_unlock;
+  r = native_store_reserve(&store, store.count + 1, err);
+  if (r < 0)
+    goto out;
+
+  char id[KEYS_ID_MAX];
+  do {
+    r = native_new_id(id, err);
+    if (r < 0)
+      goto out;
+  } while (native_store_find(&store, id) >= 0);
+
+  char created[40];
+  struct tm tm;
+  time_t now = time(NULL);
+  if (!gmtime_r(&now, &tm) || strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
+    r = nbdc_error_set(err, EOVERFLOW, "cannot format the current time");
+    goto out;
+  }
+
+  struct native_entry *e = &store.entries[store.count];
+  memset(e, 0, sizeof *e);
+  r = crypto_random(store.keks + store.count * KEYS_KEK_SIZE, KEYS_KEK_SIZE, err);
+  if (r < 0)
+    goto out;
+  store.count++;
+  if (!(e->id = strdup(id)) || !(e->name = strdup(name ? name : "")) ||
+      !(e->created = strdup(created))) {
+    r = nbdc_error_set(err, ENOMEM, "out of memory");
+    goto out;
+  }
+  r = native_save(ns, &store, err);
+  if (r == 0)
+    memcpy(id_out, id, KEYS_ID_MAX);
+out:
+  native_store_free(&store);
+out_unlock:
+  native_unlock(lock_fd);
+  return r;
+}
+
+static int native_kek_get(void *state, const char *id, uint8_t **kek, struct nbdc_error *err)
+{
+  struct native_state *ns = state;
+  struct native_store store;
+  int r = native_load(ns, &store, err);
+  if (r < 0)
+    return r;
+  ssize_t i = native_store_find(&store, id);
+  if (i < 0) {
+    r = native_not_found(ns, id, err);
+  } else if (!(*kek = secmem_alloc(KEYS_KEK_SIZE))) {
+    r = nbdc_error_set(err, errno ? errno : ENOMEM, "cannot allocate secure memory: %s",
+                       strerror(errno));
+  } else {
+    memcpy(*kek, store.keks + (size_t)i * KEYS_KEK_SIZE, KEYS_KEK_SIZE);
+    r = 0;
+  }
+  native_store_free(&store);
+  return r;
+}
+
+static int native_kek_list(void *state, const char *prefix, struct keys_kek_info **list,
+                           size_t *count, struct nbdc_error *err)
+{
+  struct native_state *ns = state;
+  struct native_store store;
+  int r = native_load(ns, &store, err);
+  if (r < 0)
+    return r;
+  struct keys_kek_info *infos = calloc(store.count ? store.count : 1, sizeof *infos);
+  if (!infos) {
+    native_store_free(&store);
+    return nbdc_error_set(err, ENOMEM, "out of memory");
+  }
+  size_t n = 0;
+  size_t prefix_len = prefix ? strlen(prefix) : 0;
+  for (size_t i = 0; i < store.count; i++) {
+    const struct native_entry *e = &store.entries[i];
+    const char *name = e->name ? e->name : "";
+    if (prefix_len && strncmp(name, prefix, prefix_len) != 0)
+      continue;
+    struct keys_kek_info *info = &infos[n++];
+    snprintf(info->id, sizeof info->id, "%s", e->id);
+    snprintf(info->name, sizeof info->name, "%s", name);
+    snprintf(info->created, sizeof info->created, "%s", e->created ? e->created : "");
+    snprintf(info->state, sizeof info->state, "active");
+  }
+  native_store_free(&store);
+  *list = infos;
+  *count = n;
+  return 0;
+}
+
+static int native_kek_revoke(void *state, const char *id, struct nbdc_error *err)
+{
+  struct native_state *ns = state;
+  (void)id;
+  return nbdc_error_set(err, ENOTSUP,
+                        "native keystore keys have no revoked state; use destroy (provider %s)",
+                        ns->provider);
+}
+
+static int native_kek_destroy(void *state, const char *id, struct nbdc_error *err)
+{
+  struct native_state *ns = state;
+  int lock_fd = native_lock(ns, err);
+  if (lock_fd < 0)
+    return lock_fd;
+  struct native_store store;
+  int r = native_load(ns, &store, err);
+  if (r < 0)
+    goto out_unlock;
+  ssize_t found = native_store_find(&store, id);
+  if (found < 0) {
+    r = native_not_found(ns, id, err);
+    goto out;
+  }
+  size_t i = (size_t)found;
+  native_entry_clear(&store.entries[i]);
+  size_t after = store.count - i - 1;
+  memmove(&store.entries[i], &store.entries[i + 1], after * sizeof *store.entries);
+  memmove(store.keks + i * KEYS_KEK_SIZE, store.keks + (i + 1) * KEYS_KEK_SIZE,
+          after * KEYS_KEK_SIZE);
+  store.count--;
+  nbdc_wipe(store.keks + store.count * KEYS_KEK_SIZE, KEYS_KEK_SIZE);
+  r = native_save(ns, &store, err);
+out:
+  native_store_free(&store);
+out_unlock:
+  native_unlock(lock_fd);
+  return r;
+}
+
+static void native_close(void *state)
+{
+  struct native_state *ns = state;
+  if (!ns)
+    return;
+  free(ns->provider);
+  free(ns->keystore);
+  free(ns->lock_path);
+  free(ns);
+}
+
+static const struct keys_provider_ops native_ops = {
+    .type = "native",
+    .kek_create = native_kek_create,
+    .kek_get = native_kek_get,
+    .kek_list = native_kek_list,
+    .kek_revoke = native_kek_revoke,
+    .kek_destroy = native_kek_destroy,
+    .close = native_close,
+};
+
+int keys_native_open(const char *name, struct json_object *conf, const char *origin,
+                     const struct keys_provider_ops **ops, void **state, struct nbdc_error *err)
+{
+  struct json_object *keystore;
+  if (!json_object_object_get_ex(conf, "keystore", &keystore) ||
+      !json_object_is_type(keystore, json_type_string) ||
+      json_object_get_string(keystore)[0] == '\0')
+    return nbdc_error_set(err, EINVAL, "provider %s in %s: field keystore is missing or not a path",
+                          name, origin);
+  struct native_state *ns = calloc(1, sizeof *ns);
+  if (!ns)
+    return nbdc_error_set(err, ENOMEM, "out of memory");
+  ns->provider = strdup(name);
+  ns->keystore = strdup(json_object_get_string(keystore));
+  if (!ns->provider || !ns->keystore || asprintf(&ns->lock_path, "%s.lock", ns->keystore) < 0) {
+    ns->lock_path = NULL;
+    native_close(ns);
+    return nbdc_error_set(err, ENOMEM, "out of memory");
+  }
+  *ops = &native_ops;
+  *state = ns;
+  return 0;
+}

@@ -1,0 +1,178 @@
+/* The provider interface: a name, its type's operations and the state the
+ * type's constructor returned.  Public calls dispatch to the operations; an
+ * operation a type leaves NULL answers -ENOTSUP naming provider and type. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "keys/config.h"
+#include "keys/provider.h"
+
+struct keys_provider {
+  char *name;
+  const struct keys_provider_ops *ops;
+  void *state;
+};
+
+static const struct {
+  const char *type;
+  keys_provider_ctor open;
+} provider_types[] = {
+    {"native", keys_native_open},
+    {"kmip", keys_kmip_open},
+};
+
+int keys_provider_open(const struct keys_config *cfg, const char *name, struct keys_provider **out,
+                       struct nbdc_error *err)
+{
+  if (!cfg || !out)
+    return nbdc_error_set(err, EINVAL, "keys_provider_open: no configuration");
+  if (!name)
+    name = keys_config_default_provider(cfg);
+
+  const char *type;
+  struct json_object *conf;
+  if (!keys_config_find(cfg, name, &type, &conf))
+    return nbdc_error_set(err, ENOENT, "no provider %s in %s", name, keys_config_origin(cfg));
+
+  keys_provider_ctor open = NULL;
+  for (size_t i = 0; i < sizeof provider_types / sizeof provider_types[0]; i++)
+    if (strcmp(provider_types[i].type, type) == 0)
+      open = provider_types[i].open;
+  if (!open)
+    return nbdc_error_set(err, ENOTSUP, "provider %s in %s: type %s is not supported", name,
+                          keys_config_origin(cfg), type);
+
+  struct keys_provider *p = calloc(1, sizeof *p);
+  if (!p || !(p->name = strdup(name))) {
+    free(p);
+    return nbdc_error_set(err, ENOMEM, "out of memory");
+  }
+  int r = open(name, conf, keys_config_origin(cfg), &p->ops, &p->state, err);
+  if (r < 0) {
+    free(p->name);
+    free(p);
+    return r;
+  }
+  *out = p;
+  return 0;
+}
+
+void keys_provider_close(struct keys_provider *p)
+{
+  if (!p)
+    return;
+  if (p->ops && p->ops->close)
+    p->ops->close(p->state);
+  free(p->name);
+  free(p);
+}
+
+const char *keys_provider_name(const struct keys_provider *p)
+{
+  return p->name;
+}
+
+const char *keys_provider_type(const struct keys_provider *p)
+{
+  return p->ops->type;
+}
+
+static int provider_cannot(const struct keys_provider *p, const char *what, struct nbdc_error *err)
+{
+  return nbdc_error_set(err, ENOTSUP, "provider %s (type %s) cannot %s", p->name, p->ops->type,
+                        what);
+}
+
+/* Arguments every operation needs: a provider and, where given, a KEK id. */
+static int provider_check(const struct keys_provider *p, const char *id, bool need_id,
+                          struct nbdc_error *err)
+{
+  if (!p)
+    return nbdc_error_set(err, EINVAL, "no key provider");
+  if (need_id && (!id || id[0] == '\0'))
+    return nbdc_error_set(err, EINVAL, "no kek id given (provider %s)", p->name);
+  if (need_id && strlen(id) >= KEYS_ID_MAX)
+    return nbdc_error_set(err, EINVAL, "kek id of %zu bytes is too long (provider %s, at most %d)",
+                          strlen(id), p->name, KEYS_ID_MAX - 1);
+  return 0;
+}
+
+int keys_kek_create(struct keys_provider *p, const char *name, char id_out[KEYS_ID_MAX],
+                    struct nbdc_error *err)
+{
+  int r = provider_check(p, NULL, false, err);
+  if (r < 0)
+    return r;
+  if (!p->ops->kek_create)
+    return provider_cannot(p, "create keys", err);
+  if (name && strlen(name) >= KEYS_NAME_MAX)
+    return nbdc_error_set(err, EINVAL, "kek name of %zu bytes is too long (at most %d)",
+                          strlen(name), KEYS_NAME_MAX - 1);
+  return p->ops->kek_create(p->state, name, id_out, err);
+}
+
+int keys_kek_get(struct keys_provider *p, const char *id, uint8_t **kek, struct nbdc_error *err)
+{
+  int r = provider_check(p, id, true, err);
+  if (r < 0)
+    return r;
+  if (!p->ops->kek_get)
+    return provider_cannot(p, "get keys", err);
+  return p->ops->kek_get(p->state, id, kek, err);
+}
+
+int keys_kek_list(struct keys_provider *p, const char *prefix, struct keys_kek_info **list,
+                  size_t *count, struct nbdc_error *err)
+{
+  int r = provider_check(p, NULL, false, err);
+  if (r < 0)
+    return r;
+  if (!p->ops->kek_list)
+    return provider_cannot(p, "list keys", err);
+  return p->ops->kek_list(p->state, prefix, list, count, err);
+}
+
+int keys_kek_revoke(struct keys_provider *p, const char *id, struct nbdc_error *err)
+{
+  int r = provider_check(p, id, true, err);
+  if (r < 0)
+    return r;
+  if (!p->ops->kek_revoke)
+    return provider_cannot(p, "revoke keys", err);
+  return p->ops->kek_revoke(p->state, id, err);
+}
+
+int keys_kek_destroy(struct keys_provider *p, const char *id, struct nbdc_error *err)
+{
+  int r = provider_check(p, id, true, err);
+  if (r < 0)
+    return r;
+  if (!p->ops->kek_destroy)
+    return provider_cannot(p, "destroy keys", err);
+  return p->ops->kek_destroy(p->state, id, err);
+}
+
+int keys_kek_wrap(struct keys_provider *p, const char *id, const uint8_t *plain, size_t plain_len,
+                  uint8_t **cipher, size_t *cipher_len, uint8_t iv[12], uint8_t tag[16],
+                  struct nbdc_error *err)
+{
+  int r = provider_check(p, id, true, err);
+  if (r < 0)
+    return r;
+  if (!p->ops->kek_wrap)
+    return provider_cannot(p, "wrap data with a key", err);
+  return p->ops->kek_wrap(p->state, id, plain, plain_len, cipher, cipher_len, iv, tag, err);
+}
+
+int keys_kek_unwrap(struct keys_provider *p, const char *id, const uint8_t *cipher,
+                    size_t cipher_len, const uint8_t iv[12], const uint8_t tag[16], uint8_t **plain,
+                    size_t *plain_len, struct nbdc_error *err)
+{
+  int r = provider_check(p, id, true, err);
+  if (r < 0)
+    return r;
+  if (!p->ops->kek_unwrap)
+    return provider_cannot(p, "unwrap data with a key", err);
+  return p->ops->kek_unwrap(p->state, id, cipher, cipher_len, iv, tag, plain, plain_len, err);
+}
