@@ -52,7 +52,7 @@ static int af_state_init(struct af_state *st, size_t key_len, unsigned stripes, 
     return crypto_ossl_error(err, EINVAL, "unknown af hash '%s'", hash);
   int md_size = EVP_MD_get_size(st->md);
   /* XOFs and odd digests would make diffuse ill-defined. */
-  if (md_size <= 0 || md_size > EVP_MAX_MD_SIZE) {
+  if (md_size <= 0 || md_size > EVP_MAX_MD_SIZE || (EVP_MD_get_flags(st->md) & EVP_MD_FLAG_XOF)) {
     af_state_free(st);
     return nbdc_error_set(err, EINVAL, "af hash '%s' has no fixed digest size", hash);
   }
