@@ -1,0 +1,76 @@
+/* An in-memory block device for tests and fuzzers (include/nbdcrypt/blockdev.h). */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blockdev/internal.h"
+
+#define MEMORY_NAME "memory"
+
+struct memory_dev {
+  uint8_t *data;
+  uint64_t size;
+};
+
+static int memory_pread(void *opaque, void *buf, size_t count, uint64_t offset,
+                        struct nbdc_error *err)
+{
+  struct memory_dev *m = opaque;
+  if (offset > m->size || count > m->size - offset)
+    return bdev_error_beyond_end(err, MEMORY_NAME, offset, m->size);
+  memcpy(buf, m->data + offset, count);
+  return 0;
+}
+
+static int memory_pwrite(void *opaque, const void *buf, size_t count, uint64_t offset,
+                         struct nbdc_error *err)
+{
+  struct memory_dev *m = opaque;
+  if (offset > m->size || count > m->size - offset)
+    return nbdc_error_set(err, ENOSPC,
+                          "write beyond end of device " MEMORY_NAME " (offset %" PRIu64
+                          ", size %" PRIu64 ")",
+                          offset, m->size);
+  memcpy(m->data + offset, buf, count);
+  return 0;
+}
+
+static int memory_get_size(void *opaque, uint64_t *size, struct nbdc_error *err)
+{
+  (void)err;
+  *size = ((struct memory_dev *)opaque)->size;
+  return 0;
+}
+
+static void memory_close(void *opaque)
+{
+  struct memory_dev *m = opaque;
+  if (m)
+    free(m->data);
+  free(m);
+}
+
+static const struct bdev_ops memory_ops = {
+    .pread = memory_pread,
+    .pwrite = memory_pwrite,
+    .get_size = memory_get_size,
+    .close = memory_close,
+};
+
+int bdev_open_memory(uint64_t size, struct bdev **out, struct nbdc_error *err)
+{
+  *out = NULL;
+  if (size > SIZE_MAX)
+    return nbdc_error_set(err, ENOMEM, "memory device of %" PRIu64 " bytes is too large", size);
+  struct memory_dev *m = calloc(1, sizeof *m);
+  if (!m || !(m->data = calloc(1, size ? (size_t)size : 1))) {
+    free(m);
+    return nbdc_error_set(err, ENOMEM, "out of memory for a %" PRIu64 "-byte memory device", size);
+  }
+  m->size = size;
+  int r = bdev_from_ops(&memory_ops, m, MEMORY_NAME, false, out, err);
+  if (r < 0)
+    memory_close(m);
+  return r;
+}
