@@ -17,7 +17,7 @@
 
 #define KEYS_CONFIG_SYSTEM_PATH "/etc/nbdcrypt/config.json"
 #define KEYS_CONFIG_BUILTIN     "built-in default"
-#define KEYS_CONFIG_MAX_BYTES   (1024 * 1024)
+#define KEYS_CONFIG_MAX_BYTES   ((size_t)1024 * 1024)
 
 struct keys_config_entry {
   const char *name;         /* borrowed from root */
@@ -271,7 +271,7 @@ static int config_parse_text(const char *text, size_t len, const char *origin, c
                              struct keys_config **out, struct nbdc_error *err)
 {
   if (len > KEYS_CONFIG_MAX_BYTES)
-    return nbdc_error_set(err, EFBIG, "%s: the configuration is larger than %d bytes", origin,
+    return nbdc_error_set(err, EFBIG, "%s: the configuration is larger than %zu bytes", origin,
                           KEYS_CONFIG_MAX_BYTES);
   struct json_tokener *tok = json_tokener_new();
   if (!tok)
@@ -306,7 +306,7 @@ static int config_parse_text(const char *text, size_t len, const char *origin, c
 int keys_config_parse(const char *json_text, const char *origin, struct keys_config **out,
                       struct nbdc_error *err)
 {
-  struct nbdc_error local_err;
+  struct nbdc_error local_err = {0};
   if (!err)
     err = &local_err;
   if (!json_text || !out)
@@ -415,7 +415,7 @@ static int config_builtin(struct keys_config **out, struct nbdc_error *err)
 
 int keys_config_load(const char *path, struct keys_config **out, struct nbdc_error *err)
 {
-  struct nbdc_error local_err;
+  struct nbdc_error local_err = {0};
   if (!err)
     err = &local_err;
   if (!out)

@@ -31,7 +31,7 @@
 #include "keys/provider.h"
 
 #define NATIVE_VERSION         1
-#define NATIVE_MAX_BYTES       (16 * 1024 * 1024)
+#define NATIVE_MAX_BYTES       ((off_t)16 * 1024 * 1024)
 #define NATIVE_B64_KEK_LEN     44 /* base64 of KEYS_KEK_SIZE bytes, padded */
 #define NATIVE_DECODE_MAX      64
 #define NATIVE_TOKENER_RESERVE 4096
@@ -173,8 +173,8 @@ static int native_read_file(const struct native_state *ns, char **text, size_t *
     goto out;
   }
   if (fst.st_size > NATIVE_MAX_BYTES) {
-    r = nbdc_error_set(err, EFBIG, "keystore %s is larger than %d bytes", ns->keystore,
-                       NATIVE_MAX_BYTES);
+    r = nbdc_error_set(err, EFBIG, "keystore %s is larger than %lld bytes", ns->keystore,
+                       (long long)NATIVE_MAX_BYTES);
     goto out;
   }
 
