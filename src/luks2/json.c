@@ -541,7 +541,7 @@ static int validate_tokens(struct json_object *jobj, struct nbdc_error *err)
   struct json_object *tokens = luks2_json_get(jobj, "tokens", json_type_object);
   json_object_object_foreach(tokens, key, val)
   {
-    int r = luks2_token_validate(jobj, val, luks2_parse_id(key, LUKS2_MAX_TOKENS), false, err);
+    int r = luks2_token_validate(jobj, val, luks2_parse_id(key, LUKS2_MAX_TOKENS), err);
     if (r < 0)
       return r;
   }

@@ -130,9 +130,8 @@ int luks2_validate_keyslot_refs(struct json_object *jobj_hdr, struct json_object
 
 /* ---- token.c ---- */
 
-/* Validate token id's JSON; adding=true applies the rules for new tokens
- * (reserved "luks2-" prefix). */
+/* Validate token id's JSON (at load and when adding). */
 int luks2_token_validate(struct json_object *jobj_hdr, struct json_object *token, int id,
-                         bool adding, struct nbdc_error *err);
+                         struct nbdc_error *err);
 
 #endif

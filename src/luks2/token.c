@@ -1,6 +1,6 @@
 /* LUKS2 tokens: free-form JSON objects naming keyslots.  Known types are
- * checked by a small handler table; unknown types are kept as long as they
- * are well-formed (cryptsetup does the same at load). */
+ * checked by a small handler table; other types are kept as long as they are
+ * well-formed, except the "luks2-" prefix that cryptsetup reserves. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,7 +81,7 @@ static const struct token_handler token_handlers[] = {
 };
 
 int luks2_token_validate(struct json_object *jobj_hdr, struct json_object *token, int id,
-                         bool adding, struct nbdc_error *err)
+                         struct nbdc_error *err)
 {
   char what[32];
   const char *type;
@@ -96,7 +96,9 @@ int luks2_token_validate(struct json_object *jobj_hdr, struct json_object *token
   for (size_t i = 0; i < sizeof token_handlers / sizeof token_handlers[0]; i++)
     if (strcmp(token_handlers[i].type, type) == 0)
       return token_handlers[i].validate(token, what, err);
-  if (adding && strncmp(type, "luks2-", 6) == 0)
+  /* cryptsetup keeps the prefix for its built-in handlers; an unknown one
+   * is a forgery or a newer cryptsetup's, which we cannot honour either. */
+  if (strncmp(type, "luks2-", 6) == 0)
     return nbdc_error_set(err, EINVAL, "%s: type '%.32s' is reserved (\"luks2-\" prefix)", what,
                           type);
   return 0;
@@ -128,7 +130,7 @@ int luks2_token_add(struct luks2_hdr *hdr, int token, struct json_object *json, 
       token = id;
   if (token < 0)
     return nbdc_error_set(err, ENOSPC, "all %d tokens are in use", LUKS2_MAX_TOKENS);
-  int r = luks2_token_validate(hdr->jobj, json, token, true, err);
+  int r = luks2_token_validate(hdr->jobj, json, token, err);
   if (r < 0)
     return r;
   char key[12];
