@@ -1,0 +1,131 @@
+# Helpers for the filter's integration tests (sourced after nothing else):
+# lib.sh (temporary directory $T, test keystore, fail/pass/need) plus
+# starting and stopping nbdkit servers by pid.
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+: "${NBDCRYPT_FILTER:?run through ctest (NBDCRYPT_FILTER is the filter .so)}"
+[ -f "$NBDCRYPT_FILTER" ] || fail "filter $NBDCRYPT_FILTER is not built"
+need nbdkit
+
+# nbdsh runs "python3": Debian's, which has the nbd module.
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH
+
+_servers=()
+on_exit 'for _s in "${_servers[@]}"; do server_stop "$_s"; done'
+
+# server_start NAME NBDKIT-ARGS...: run "nbdkit -f -U $T/NAME.sock ARGS" in
+# the background, log in $T/NAME.log, pid in $T/NAME.pid; returns once it
+# listens (at most 30 s).  The filter is not added: pass --filter="$NBDCRYPT_FILTER".
+server_start() {
+  local name=$1 i
+  shift
+  rm -f "$T/$name.sock" "$T/$name.pid"
+  nbdkit -f -v -U "$T/$name.sock" -P "$T/$name.pid" "$@" 2>>"$T/$name.log" &
+  _servers+=("$name")
+  for ((i = 0; i < 300; i++)); do
+    if [ -s "$T/$name.pid" ] && [ -S "$T/$name.sock" ]; then
+      return 0
+    fi
+    if ! kill -0 $! 2>/dev/null; then
+      sed 's/^/  | /' "$T/$name.log" >&2
+      fail "nbdkit $name exited while starting"
+    fi
+    sleep 0.1
+  done
+  fail "nbdkit $name did not start within 30 s"
+}
+
+# serve NAME IMAGE [FILTER-ARGS...]: the filter over the file plugin.
+serve() {
+  local name=$1 img=$2
+  shift 2
+  server_start "$name" --filter="$NBDCRYPT_FILTER" file file="$img" "$@"
+}
+
+# server_stop NAME: SIGTERM the server by its pid, wait up to 10 s, then SIGKILL.
+server_stop() {
+  local name=$1 pid i
+  [ -s "$T/$name.pid" ] || return 0
+  pid=$(cat "$T/$name.pid")
+  rm -f "$T/$name.pid"
+  kill "$pid" 2>/dev/null || return 0
+  for ((i = 0; i < 100; i++)); do
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 0.1
+  done
+  kill -9 "$pid" 2>/dev/null || true
+}
+
+# server_alive NAME: true while its process runs.
+server_alive() {
+  [ -s "$T/$1.pid" ] && kill -0 "$(cat "$T/$1.pid")" 2>/dev/null
+}
+
+# uri NAME: the NBD URI of server NAME.
+uri() { echo "nbd+unix:///?socket=$T/$1.sock"; }
+
+# log_has NAME REGEX: true when the server's log matches (extended regex).
+log_has() { grep -Eq -- "$2" "$T/$1.log"; }
+
+# new_disk IMAGE SIZE [format args...]: a sparse LUKS2 disk bound to a new
+# KEK of the test keystore; prints the KEK id.
+new_disk() {
+  local img=$1 size=$2
+  shift 2
+  nbdcrypt format "$img" --size "$size" "$@"
+}
+
+# cs_disk IMAGE SIZE PASSFILE [luksFormat args...]: a disk made by cryptsetup
+# with a fast pbkdf2 passphrase keyslot.
+cs_disk() {
+  local img=$1 size=$2 pass=$3
+  shift 3
+  truncate -s "$size" "$img"
+  cryptsetup luksFormat --type luks2 -q --pbkdf pbkdf2 --pbkdf-force-iterations 1000 \
+    --key-file "$pass" "$@" "$img"
+}
+
+# data_offset IMAGE: the data segment's offset in bytes (nbdcrypt info --json).
+data_offset() {
+  nbdcrypt info "$1" --json | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["data_offset"])'
+}
+
+# no_plaintext_blocks PLAIN IMAGE: fail if any 4 KiB block of PLAIN appears
+# 4 KiB-aligned in IMAGE.
+no_plaintext_blocks() {
+  "$PY" - "$1" "$2" <<'PYEOF' || fail "plaintext found in $2"
+import sys
+bs = 4096
+plain = open(sys.argv[1], "rb").read()
+blocks = {plain[i:i + bs] for i in range(0, len(plain), bs)}
+blocks.discard(bytes(bs))
+with open(sys.argv[2], "rb") as f:
+    off = 0
+    while True:
+        b = f.read(bs)
+        if not b:
+            break
+        if b in blocks:
+            print("plaintext block at image offset", off, file=sys.stderr)
+            sys.exit(1)
+        off += bs
+PYEOF
+}
+
+# xts_py encrypt|decrypt VKFILE SECTOR_SIZE FIRST_UNIT <IN >OUT: aes-xts-plain64
+# with python3-cryptography, an implementation independent of libnbdcrypt.
+cat >"$T/xts.py" <<'PYEOF'
+import sys
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+op, key, ss, unit = sys.argv[1], open(sys.argv[2], "rb").read(), int(sys.argv[3]), int(sys.argv[4])
+data = sys.stdin.buffer.read()
+assert len(data) % ss == 0, "input is not whole sectors"
+out = bytearray()
+for i in range(0, len(data), ss):
+    tweak = (unit + i // 512).to_bytes(8, "little") + bytes(8)
+    c = Cipher(algorithms.AES(key), modes.XTS(tweak))
+    ctx = c.encryptor() if op == "encrypt" else c.decryptor()
+    out += ctx.update(data[i:i + ss]) + ctx.finalize()
+sys.stdout.buffer.write(out)
+PYEOF
+xts_py() { "$PY" "$T/xts.py" "$@"; }
