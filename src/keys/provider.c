@@ -104,6 +104,9 @@ int keys_kek_create(struct keys_provider *p, const char *name, char id_out[KEYS_
   int r = provider_check(p, NULL, false, err);
   if (r < 0)
     return r;
+  if (!id_out)
+    return nbdc_error_set(err, EINVAL, "keys_kek_create: no place for the new id");
+  id_out[0] = '\0';
   if (!p->ops->kek_create)
     return provider_cannot(p, "create keys", err);
   if (name && strlen(name) >= KEYS_NAME_MAX)
@@ -117,6 +120,9 @@ int keys_kek_get(struct keys_provider *p, const char *id, uint8_t **kek, struct 
   int r = provider_check(p, id, true, err);
   if (r < 0)
     return r;
+  if (!kek)
+    return nbdc_error_set(err, EINVAL, "keys_kek_get: no place for the kek");
+  *kek = NULL;
   if (!p->ops->kek_get)
     return provider_cannot(p, "get keys", err);
   return p->ops->kek_get(p->state, id, kek, err);
@@ -128,6 +134,10 @@ int keys_kek_list(struct keys_provider *p, const char *prefix, struct keys_kek_i
   int r = provider_check(p, NULL, false, err);
   if (r < 0)
     return r;
+  if (!list || !count)
+    return nbdc_error_set(err, EINVAL, "keys_kek_list: no place for the list");
+  *list = NULL;
+  *count = 0;
   if (!p->ops->kek_list)
     return provider_cannot(p, "list keys", err);
   return p->ops->kek_list(p->state, prefix, list, count, err);
@@ -160,6 +170,10 @@ int keys_kek_wrap(struct keys_provider *p, const char *id, const uint8_t *plain,
   int r = provider_check(p, id, true, err);
   if (r < 0)
     return r;
+  if (!cipher || !cipher_len || (!plain && plain_len))
+    return nbdc_error_set(err, EINVAL, "keys_kek_wrap: missing buffer");
+  *cipher = NULL;
+  *cipher_len = 0;
   if (!p->ops->kek_wrap)
     return provider_cannot(p, "wrap data with a key", err);
   return p->ops->kek_wrap(p->state, id, plain, plain_len, cipher, cipher_len, iv, tag, err);
@@ -172,6 +186,10 @@ int keys_kek_unwrap(struct keys_provider *p, const char *id, const uint8_t *ciph
   int r = provider_check(p, id, true, err);
   if (r < 0)
     return r;
+  if (!plain || !plain_len || (!cipher && cipher_len))
+    return nbdc_error_set(err, EINVAL, "keys_kek_unwrap: missing buffer");
+  *plain = NULL;
+  *plain_len = 0;
   if (!p->ops->kek_unwrap)
     return provider_cannot(p, "unwrap data with a key", err);
   return p->ops->kek_unwrap(p->state, id, cipher, cipher_len, iv, tag, plain, plain_len, err);
