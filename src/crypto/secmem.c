@@ -12,6 +12,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -27,6 +28,19 @@ struct secmem_record {
   uint64_t user_len;
   uint64_t reserved;
 };
+
+/* Straight to the kernel: AddressSanitizer intercepts mlock/munlock as
+ * no-ops, and a sanitizer build must still lock (and fail like production
+ * when it cannot). */
+static int secmem_mlock(void *addr, size_t len)
+{
+  return (int)syscall(SYS_mlock, addr, len);
+}
+
+static void secmem_munlock(void *addr, size_t len)
+{
+  (void)syscall(SYS_munlock, addr, len);
+}
 
 static size_t secmem_page_size(void)
 {
@@ -46,7 +60,7 @@ void *secmem_alloc(size_t n)
   void *base = mmap(NULL, map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (base == MAP_FAILED)
     return NULL;
-  if (mlock(base, map_len) != 0) {
+  if (secmem_mlock(base, map_len) != 0) {
     int saved = errno;
     munmap(base, map_len);
     errno = saved;
@@ -75,7 +89,7 @@ void secmem_free(void *p, size_t n)
   (void)n; /* the record is authoritative: it covers the whole mapping */
   size_t map_len = rec->map_len;
   OPENSSL_cleanse(rec, map_len);
-  munlock(rec, map_len);
+  secmem_munlock(rec, map_len);
   munmap(rec, map_len);
 }
 
