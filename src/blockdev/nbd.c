@@ -15,7 +15,7 @@
 
 #include "blockdev/internal.h"
 
-#define NBD_CHUNK_MAX (32u * 1024 * 1024)
+#define NBD_CHUNK_MAX ((size_t)32 << 20)
 
 struct nbd_dev {
   struct nbd_handle *nbd;

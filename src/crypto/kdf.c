@@ -103,9 +103,9 @@ static int kdf_argon2(const struct kdf_params *p, const uint8_t *secret, size_t 
       .outlen = (uint32_t)out_len,
       /* libargon2 takes a non-const password; without ARGON2_FLAG_CLEAR_PASSWORD it
        * only reads it. */
-      .pwd = secret ? (uint8_t *)(uintptr_t)secret : empty,
+      .pwd = secret ? (uint8_t *)secret : empty,
       .pwdlen = (uint32_t)secret_len,
-      .salt = (uint8_t *)(uintptr_t)p->salt,
+      .salt = (uint8_t *)p->salt,
       .saltlen = (uint32_t)p->salt_len,
       .t_cost = p->time,
       .m_cost = p->memory_kib,
