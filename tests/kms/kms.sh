@@ -6,10 +6,11 @@
 #   kms_init                      PKI in $KMS_DIR: ca.pem, server.{pem,key},
 #                                 alice.{pem,key}, bob.{pem,key} (clientAuth, one
 #                                 CN each), and otherca.pem + rogue.{pem,key}: a
-#                                 server identity from another CA
+#                                 server identity from another CA, wrongname.*:
+#                                 our CA but only DNS:kms.example.com
 #   kms_start NAME [PORT] [ID]    start pykmip-server NAME (own db, policy dir,
 #                                 log) on PORT (default: a free one) with server
-#                                 identity ID (server|rogue); sets KMS_PORT_<NAME>
+#                                 identity ID (server|rogue|wrongname)
 #   kms_stop NAME                 TERM its process group, KILL after 1 s
 #   kms_port NAME                 print its port
 #   kms_free_port                 print a free loopback port
@@ -45,7 +46,7 @@ _kms_identity() {
     echo "basicConstraints=CA:FALSE"
     echo "keyUsage=digitalSignature,keyEncipherment"
     echo "extendedKeyUsage=$eku"
-    [ -n "$san" ] && echo "subjectAltName=$san"
+    if [ -n "$san" ]; then echo "subjectAltName=$san"; fi
   } > "$ext"
   openssl req -new -newkey rsa:2048 -nodes -subj "/CN=$cn" \
     -keyout "$KMS_DIR/$name.key" -out "$KMS_DIR/$name.csr" 2>/dev/null || return 1
@@ -64,13 +65,19 @@ _kms_ca() {
 
 kms_init() {
   KMS_DIR=$(mktemp -d "${TMPDIR:-/tmp}/nbdcrypt-kms.XXXXXX") || return 1
-  trap kms_cleanup EXIT
+  # compose with tests/integration/lib.sh's exit hooks when it is loaded
+  if declare -F on_exit >/dev/null; then
+    on_exit kms_cleanup
+  else
+    trap kms_cleanup EXIT
+  fi
   _kms_ca ca "nbdcrypt test KMS CA" &&
     _kms_identity ca server "kms server" serverAuth "IP:127.0.0.1,DNS:localhost" &&
     _kms_identity ca alice alice clientAuth &&
     _kms_identity ca bob bob clientAuth &&
     _kms_ca otherca "some other CA" &&
-    _kms_identity otherca rogue "rogue kms" serverAuth "IP:127.0.0.1,DNS:localhost" || {
+    _kms_identity otherca rogue "rogue kms" serverAuth "IP:127.0.0.1,DNS:localhost" &&
+    _kms_identity ca wrongname "kms elsewhere" serverAuth "DNS:kms.example.com" || {
     echo "kms_init: cannot make the test PKI" >&2
     return 1
   }
@@ -127,7 +134,6 @@ EOF
   local pid=$!
   echo "$pid" > "$dir/pid"
   KMS_NAMES+=("$name")
-  printf -v "KMS_PORT_$name" '%s' "$port"
   echo "$port" > "$dir/port"
   if ! kms_wait_port "$port"; then
     echo "kms_start: pykmip-server $name did not listen on port $port; log:" >&2
@@ -153,8 +159,8 @@ kms_stop() {
     kill -0 -- "-$pid" 2>/dev/null || break
     sleep 0.1
   done
-  kill -KILL -- "-$pid" 2>/dev/null
-  wait "$pid" 2>/dev/null
+  kill -KILL -- "-$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
   return 0
 }
 
