@@ -1,6 +1,7 @@
 /* Secure memory: zeroed, locked, excluded from dumps, wiped on free, many
  * and large allocations, and a hardened process. */
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -112,6 +113,36 @@ static void test_many_allocations(void **state)
     secmem_free(blocks[i], 64);
 }
 
+static void *alloc_free_loop(void *arg)
+{
+  uintptr_t id = (uintptr_t)arg;
+  for (int i = 0; i < 300; i++) {
+    size_t n = 16 + (size_t)(i % 7) * 100;
+    uint8_t *p = secmem_alloc(n);
+    if (!p)
+      return (void *)1;
+    memset(p, (int)id, n);
+    for (size_t j = 0; j < n; j++)
+      if (p[j] != (uint8_t)id)
+        return (void *)2;
+    secmem_free(p, n);
+  }
+  return NULL;
+}
+
+static void test_threads(void **state)
+{
+  (void)state;
+  pthread_t threads[4];
+  for (uintptr_t t = 0; t < 4; t++)
+    assert_int_equal(pthread_create(&threads[t], NULL, alloc_free_loop, (void *)(t + 1)), 0);
+  for (int t = 0; t < 4; t++) {
+    void *result = (void *)9;
+    assert_int_equal(pthread_join(threads[t], &result), 0);
+    assert_null(result);
+  }
+}
+
 /* Past RLIMIT_MEMLOCK the allocation fails cleanly with errno set. */
 static void test_lock_limit_fails_cleanly(void **state)
 {
@@ -167,6 +198,7 @@ int main(void)
       cmocka_unit_test(test_alloc_is_locked),
       cmocka_unit_test(test_free_unmaps),
       cmocka_unit_test(test_many_allocations),
+      cmocka_unit_test(test_threads),
       cmocka_unit_test(test_lock_limit_fails_cleanly),
       cmocka_unit_test(test_harden_process),
   };

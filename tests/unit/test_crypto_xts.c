@@ -3,6 +3,7 @@
  * 4096-byte sectors, multi-sector runs, in-place use, xts_dup and errors.
  * Vectors as reproduced in Botan's src/tests/data/modes/xts.vec. */
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -312,6 +313,66 @@ static void test_dup_is_equivalent_and_independent(void **state)
   free(b);
 }
 
+struct xts_job {
+  struct xts_ctx *ctx;
+  uint8_t *buf;
+  size_t len;
+  uint64_t first_unit;
+  int result;
+};
+
+static void *xts_job_run(void *arg)
+{
+  struct xts_job *job = arg;
+  struct nbdc_error err = {0};
+  job->result = 0;
+  for (int round = 0; round < 20 && job->result == 0; round++) {
+    job->result = xts_encrypt(job->ctx, job->buf, job->buf, job->len, job->first_unit, &err);
+    if (job->result == 0)
+      job->result = xts_decrypt(job->ctx, job->buf, job->buf, job->len, job->first_unit, &err);
+  }
+  if (job->result == 0)
+    job->result = xts_encrypt(job->ctx, job->buf, job->buf, job->len, job->first_unit, &err);
+  return NULL;
+}
+
+/* Per-thread contexts from xts_dup, used concurrently, give the same bytes as one context. */
+static void test_dup_contexts_in_parallel_threads(void **state)
+{
+  (void)state;
+  enum { THREADS = 3, LEN = 64 * 1024 };
+  uint8_t key[64];
+  fill_test_key(key, sizeof key, 77);
+  struct nbdc_error err = {0};
+  struct xts_ctx *base = NULL;
+  assert_int_equal(xts_new(&base, key, sizeof key, 4096, &err), 0);
+  uint8_t *expect = malloc(LEN);
+  assert_non_null(expect);
+  struct xts_job jobs[THREADS];
+  pthread_t threads[THREADS];
+  for (int t = 0; t < THREADS; t++) {
+    jobs[t].buf = malloc(LEN);
+    assert_non_null(jobs[t].buf);
+    memset(jobs[t].buf, 0x3c, LEN);
+    jobs[t].len = LEN;
+    jobs[t].first_unit = 4096;
+    assert_int_equal(xts_dup(base, &jobs[t].ctx, &err), 0);
+  }
+  memset(expect, 0x3c, LEN);
+  assert_int_equal(xts_encrypt(base, expect, expect, LEN, 4096, &err), 0);
+  for (int t = 0; t < THREADS; t++)
+    assert_int_equal(pthread_create(&threads[t], NULL, xts_job_run, &jobs[t]), 0);
+  for (int t = 0; t < THREADS; t++) {
+    assert_int_equal(pthread_join(threads[t], NULL), 0);
+    assert_int_equal(jobs[t].result, 0);
+    assert_memory_equal(jobs[t].buf, expect, LEN);
+    xts_free(jobs[t].ctx);
+    free(jobs[t].buf);
+  }
+  xts_free(base);
+  free(expect);
+}
+
 static void test_errors(void **state)
 {
   (void)state;
@@ -359,6 +420,7 @@ int main(void)
       cmocka_unit_test(test_multi_sector_run_equals_per_sector),
       cmocka_unit_test(test_in_place_equals_out_of_place),
       cmocka_unit_test(test_dup_is_equivalent_and_independent),
+      cmocka_unit_test(test_dup_contexts_in_parallel_threads),
       cmocka_unit_test(test_errors),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
