@@ -166,7 +166,16 @@ int cmd_serve(struct cli *cli, int argc, char **argv)
   bool readonly = false, foreground = false, dry_run = false;
   int c;
 
-  while ((c = getopt_long(argc, argv, "+U:p:i:rfP:nh", opts, NULL)) != -1) {
+  /* Options may follow TARGET; everything after "--" goes to nbdkit. */
+  int nopts = argc, extra = argc;
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--") == 0) {
+      nopts = i;
+      extra = i + 1;
+      break;
+    }
+  }
+  while ((c = getopt_long(nopts, argv, "U:p:i:rfP:nh", opts, NULL)) != -1) {
     switch (c) {
     case 'U':
       socket_path = optarg;
@@ -196,17 +205,13 @@ int cmd_serve(struct cli *cli, int argc, char **argv)
       return cli_usage("serve", "unknown option");
     }
   }
-  if (optind >= argc)
+  if (optind >= nopts)
     return cli_usage("serve", "missing TARGET");
   const char *target = argv[optind++];
-  /* Everything after TARGET must follow "--" (getopt stops at TARGET). */
-  if (optind < argc) {
-    if (strcmp(argv[optind], "--") != 0)
-      return cli_usage("serve", "unexpected argument '%s' (nbdkit arguments go after --)",
-                       argv[optind]);
-    optind++;
-  }
-  if (argc - optind > SERVE_MAX_EXTRA_ARGS)
+  if (optind < nopts)
+    return cli_usage("serve", "unexpected argument '%s' (nbdkit arguments go after --)",
+                     argv[optind]);
+  if (argc - extra > SERVE_MAX_EXTRA_ARGS)
     return cli_usage("serve", "too many nbdkit arguments (at most %d)", SERVE_MAX_EXTRA_ARGS);
   if (socket_path && port)
     return cli_usage("serve", "--socket and --port are exclusive");
@@ -298,7 +303,7 @@ int cmd_serve(struct cli *cli, int argc, char **argv)
     if (!add_kv(&b, "nbdcrypt-config=", config_abs))
       goto oom;
   }
-  for (int i = optind; i < argc; i++)
+  for (int i = extra; i < argc; i++)
     add(&b, argv[i]);
 
   if (dry_run) {
