@@ -151,9 +151,13 @@ static int unlock_with_tokens(struct volume *vol, struct bdev *dev,
       return 0;
     }
     last = r;
+    /* Collect every token's reason; a long list is cut, never overrun. */
     size_t used = strlen(reasons);
-    snprintf(reasons + used, sizeof reasons - used, "%sprovider %s, kek %s: %s", used ? "; " : "",
-             tok.provider[0] ? tok.provider : "?", tok.kek_id[0] ? tok.kek_id : "?", e.msg);
+    int n = snprintf(reasons + used, sizeof reasons - used, "%sprovider %s, kek %s: %s",
+                     used ? "; " : "", tok.provider[0] ? tok.provider : "?",
+                     tok.kek_id[0] ? tok.kek_id : "?", e.msg);
+    if (n < 0)
+      reasons[used] = '\0';
   }
   if (!tried)
     return nbdc_error_set(err, ENOKEY, "disk %s: no nbdcrypt token%s; unlock it with a passphrase",
