@@ -259,6 +259,18 @@ int luks2_load(struct bdev *dev, struct luks2_hdr **out, struct nbdc_error *err)
     goto out;
   }
 
+  /* As cryptsetup: both copies and the keyslots area must be on the device. */
+  struct hdr_copy *good = primary->ok ? primary : secondary;
+  uint64_t ks_start, ks_end;
+  luks2_keyslots_area(good->jobj, good->hdr_size, &ks_start, &ks_end);
+  if (dev_size < ks_end) {
+    r = nbdc_error_set(err, EINVAL,
+                       "device of %" PRIu64 " bytes too small: LUKS2 metadata and keyslots "
+                       "areas need %" PRIu64,
+                       dev_size, ks_end);
+    goto out;
+  }
+
   struct luks2_hdr *hdr = calloc(1, sizeof *hdr);
   if (!hdr) {
     r = nbdc_error_set(err, ENOMEM, "out of memory loading the LUKS2 header");

@@ -327,6 +327,17 @@ static void no_header_is_enodata(void **state)
   assert_int_equal(luks2_load(f->dev, &loaded, &err), -ENODATA);
   assert_string_equal(err.msg, "LUKS1 header found; only LUKS2 is supported");
 
+  /* The keyslots area must be on the device too (cryptsetup: "too small"). */
+  struct luks2_format_params big = {
+      .volume_key_size = 64, .sector_size = 4096, .data_offset = 2 * DEV_SIZE};
+  struct luks2_hdr *hdr = NULL;
+  assert_int_equal(luks2_format(&big, f->vk, 64, &hdr, &err), 0);
+  assert_int_equal(luks2_write(f->dev, hdr, &err), 0);
+  luks2_free(hdr);
+  assert_int_equal(luks2_load(f->dev, &loaded, &err), -EINVAL);
+  assert_string_equal(err.msg, "device of 2097152 bytes too small: LUKS2 metadata and keyslots "
+                               "areas need 4194304");
+
   struct bdev *tiny;
   assert_int_equal(bdev_open_memory(1024, &tiny, &err), 0);
   assert_int_equal(luks2_load(tiny, &loaded, &err), -ENODATA);
@@ -338,8 +349,10 @@ static void label_and_uuid(void **state)
   struct fixture *f = *state;
   struct nbdc_error err = {0};
   struct luks2_hdr *hdr = NULL;
-  struct luks2_format_params p = {
-      .uuid = "0B2F6C1E-7A4D-4C3B-9E8F-AABBCCDDEEFF", .volume_key_size = 64, .sector_size = 4096};
+  struct luks2_format_params p = {.uuid = "0B2F6C1E-7A4D-4C3B-9E8F-AABBCCDDEEFF",
+                                  .volume_key_size = 64,
+                                  .sector_size = 4096,
+                                  .data_offset = DATA_OFFSET};
   assert_int_equal(luks2_format(&p, f->vk, 64, &hdr, &err), 0);
   assert_string_equal(luks2_uuid(hdr), "0b2f6c1e-7a4d-4c3b-9e8f-aabbccddeeff");
   assert_string_equal(luks2_label(hdr), "");
