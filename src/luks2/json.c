@@ -355,7 +355,20 @@ struct seg_range {
   int id;
   uint64_t offset;
   uint64_t size; /* 0 = dynamic */
+  bool backup;   /* cryptsetup re-encryption's copies of the old/new segment */
 };
+
+static bool segment_is_backup(struct json_object *seg)
+{
+  struct json_object *flags = luks2_json_get(seg, "flags", json_type_array);
+  size_t n = flags ? json_object_array_length(flags) : 0;
+  for (size_t i = 0; i < n; i++) {
+    const char *flag = json_object_get_string(json_object_array_get_idx(flags, i));
+    if (flag && strncmp(flag, "backup-", 7) == 0)
+      return true;
+  }
+  return false;
+}
 
 static int validate_crypt_segment(struct json_object *jobj, struct json_object *seg, int id,
                                   uint64_t size, struct nbdc_error *err)
@@ -449,14 +462,15 @@ static int validate_segments(struct json_object *jobj, uint64_t hdr_size, struct
     } else if (strcmp(type, "linear") != 0) {
       return nbdc_error_set(err, EINVAL, "%s: type '%.32s' not supported", what, type);
     }
-    ranges[n++] = (struct seg_range){.id = id, .offset = offset, .size = size};
+    ranges[n++] = (struct seg_range){
+        .id = id, .offset = offset, .size = size, .backup = segment_is_backup(seg)};
   }
 
   for (size_t i = 0; i < n; i++) {
     for (size_t j = 0; j < n; j++) {
-      if (i == j)
-        continue;
       const struct seg_range *a = &ranges[i], *b = &ranges[j];
+      if (i == j || a->backup || b->backup)
+        continue;
       if (a->size == 0 && b->offset >= a->offset)
         return nbdc_error_set(err, EINVAL,
                               "segment %d: dynamic size but segment %d lies after it at "

@@ -435,6 +435,43 @@ static void write_refuses_invalid_metadata(void **state)
   assert_memory_equal(magic, "\0\0\0\0\0\0", 6);
 }
 
+/* The segments of `cryptsetup reencrypt --init-only` (checked with 2.6.1):
+ * backup copies overlapping the data segment, marked by a "backup-" flag. */
+static void reencrypt_backup_segments_load(void **state)
+{
+  struct fixture *f = *state;
+  struct nbdc_error err = {0};
+  struct json_object *md = luks2_metadata(f->hdr), *segments, *digests, *digest, *seg0;
+  assert_true(json_object_object_get_ex(md, "segments", &segments));
+  assert_true(json_object_object_get_ex(md, "digests", &digests));
+  assert_true(json_object_object_get_ex(digests, "0", &digest));
+  assert_true(json_object_object_get_ex(segments, "0", &seg0));
+  const char *flags[] = {"backup-previous", "backup-final"};
+  for (int i = 0; i < 2; i++) {
+    struct json_object *copy = NULL;
+    assert_int_equal(json_object_deep_copy(seg0, &copy, NULL), 0);
+    struct json_object *arr = json_object_new_array();
+    json_object_array_add(arr, json_object_new_string(flags[i]));
+    json_object_object_add(copy, "flags", arr);
+    json_object_object_add(segments, i == 0 ? "1" : "2", copy);
+    json_object_array_add(json_object_object_get(digest, "segments"),
+                          json_object_new_string(i == 0 ? "1" : "2"));
+  }
+  assert_int_equal(luks2_requirement_set(f->hdr, "online-reencrypt-v2", true, &err), 0);
+  assert_int_equal(luks2_write(f->dev, f->hdr, &err), 0);
+  struct luks2_hdr *loaded = NULL;
+  assert_int_equal(luks2_load(f->dev, &loaded, &err), 0);
+  struct luks2_segment seg;
+  assert_int_equal(luks2_data_segment(loaded, &seg, &err), -EINVAL);
+  assert_string_equal(err.msg, "3 segments: not a plain single-segment container");
+  luks2_free(loaded);
+
+  /* Without the flag the same copy is an overlapping segment. */
+  json_object_object_del(json_object_object_get(segments, "2"), "flags");
+  assert_int_equal(luks2_write(f->dev, f->hdr, &err), -EINVAL);
+  assert_non_null(strstr(err.msg, "segment 0: dynamic size but segment 2 lies after it"));
+}
+
 static void file_backed_round_trip(void **state)
 {
   struct fixture *f = *state;
@@ -476,6 +513,7 @@ int main(void)
       cmocka_unit_test_setup_teardown(label_and_uuid, setup, teardown),
       cmocka_unit_test_setup_teardown(requirements_round_trip, setup, teardown),
       cmocka_unit_test_setup_teardown(write_refuses_invalid_metadata, setup, teardown),
+      cmocka_unit_test_setup_teardown(reencrypt_backup_segments_load, setup, teardown),
       cmocka_unit_test_setup_teardown(file_backed_round_trip, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
