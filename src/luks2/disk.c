@@ -226,10 +226,10 @@ int luks2_load(struct bdev *dev, struct luks2_hdr **out, struct nbdc_error *err)
     *err = primary->err;
     goto out;
   }
-  if (primary->magic && luks2_hdr_size_allowed(primary->hdr_size)) {
+  if (primary->ok) {
     r = read_copy(dev, dev_size, primary->hdr_size, true, primary->hdr_size, secondary);
   } else {
-    /* The primary does not say where the secondary is: try every allowed
+    /* A bad primary cannot say where the secondary is: try every allowed
      * size, keeping the first good copy (or the first with its magic). */
     struct hdr_copy probe;
     for (size_t i = 0; i < sizeof luks2_hdr_sizes / sizeof luks2_hdr_sizes[0]; i++) {

@@ -280,6 +280,20 @@ static void primary_magic_wiped_finds_secondary_by_search(void **state)
   luks2_free(hdr);
 }
 
+static void corrupt_primary_hdr_size_is_not_trusted(void **state)
+{
+  struct fixture *f = *state;
+  struct nbdc_error err = {0};
+  assert_int_equal(luks2_write(f->dev, f->hdr, &err), 0);
+  const uint8_t size_64k[8] = {0, 0, 0, 0, 0, 1, 0, 0};
+  write_dev(f->dev, size_64k, sizeof size_64k, 8);
+  struct luks2_hdr *loaded = NULL;
+  assert_int_equal(luks2_load(f->dev, &loaded, &err), 0);
+  assert_int_equal(luks2_hdr_size(loaded), HDR);
+  assert_string_equal(luks2_load_warning(loaded), "primary header: checksum mismatch");
+  luks2_free(loaded);
+}
+
 static void newer_copy_wins(void **state)
 {
   struct fixture *f = *state;
@@ -508,6 +522,7 @@ int main(void)
       cmocka_unit_test_setup_teardown(both_copies_corrupt_is_einval, setup, teardown),
       cmocka_unit_test_setup_teardown(primary_magic_wiped_finds_secondary_by_search, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(corrupt_primary_hdr_size_is_not_trusted, setup, teardown),
       cmocka_unit_test_setup_teardown(newer_copy_wins, setup, teardown),
       cmocka_unit_test_setup_teardown(no_header_is_enodata, setup, teardown),
       cmocka_unit_test_setup_teardown(label_and_uuid, setup, teardown),
