@@ -51,7 +51,7 @@ static pthread_rwlock_t *rwlock_take(pthread_rwlock_t *lock, bool exclusive)
   return lock;
 }
 
-#define CLEANUP_RWLOCK __attribute__((cleanup(rwlock_release)))
+#define CLEANUP_RWLOCK __attribute__((cleanup(rwlock_release), unused))
 
 static void nbdcrypt_load(void)
 {
