@@ -326,10 +326,11 @@ static int write_copy(struct bdev *dev, const struct luks2_hdr *hdr, uint64_t se
   bin[OFF_VERSION + 1] = 2;
   put_be64(bin + OFF_HDR_SIZE, hdr->hdr_size);
   put_be64(bin + OFF_SEQID, seqid);
-  memcpy(bin + OFF_LABEL, hdr->label, LUKS2_LABEL_LEN - 1);
-  memcpy(bin + OFF_CSUM_ALG, "sha256", 6);
-  memcpy(bin + OFF_UUID, hdr->uuid, LUKS2_UUID_LEN - 1);
-  memcpy(bin + OFF_SUBSYSTEM, hdr->subsystem, LUKS2_LABEL_LEN - 1);
+  /* Text fields stay NUL-terminated: bin is zeroed and one byte is spared. */
+  memcpy(bin + OFF_LABEL, hdr->label, strnlen(hdr->label, LUKS2_LABEL_LEN - 1));
+  memcpy(bin + OFF_CSUM_ALG, "sha256", sizeof "sha256");
+  memcpy(bin + OFF_UUID, hdr->uuid, strnlen(hdr->uuid, LUKS2_UUID_LEN - 1));
+  memcpy(bin + OFF_SUBSYSTEM, hdr->subsystem, strnlen(hdr->subsystem, LUKS2_LABEL_LEN - 1));
   put_be64(bin + OFF_HDR_OFFSET, offset);
   int r = crypto_random(bin + OFF_SALT, LUKS2_SALT_LEN, err);
   if (r == 0)
@@ -394,7 +395,7 @@ int luks2_write(struct bdev *dev, struct luks2_hdr *hdr, struct nbdc_error *err)
   uint8_t *area = calloc(1, area_len);
   if (!area)
     return nbdc_error_set(err, ENOMEM, "out of memory for the %zu-byte JSON area", area_len);
-  memcpy(area, json, json_len);
+  memcpy(area, json, json_len); /* NOLINT(bugprone-not-null-terminated-result): NUL padded */
 
   r = bdev_lock(dev, true, err);
   bool locked = r == 0;

@@ -71,7 +71,8 @@ int luks2_format(const struct luks2_format_params *params, const uint8_t *vk, si
   if (!luks2_hdr_size_allowed(hdr_size))
     return nbdc_error_set(
         err, EINVAL, "header size %" PRIu64 " not allowed (16 KiB, 32 KiB, ... 4 MiB)", hdr_size);
-  uint64_t data_offset = params->data_offset ? params->data_offset : LUKS2_DEFAULT_DATA_OFFSET;
+  uint64_t data_offset =
+      params->data_offset ? params->data_offset : (uint64_t)LUKS2_DEFAULT_DATA_OFFSET;
   if (data_offset % LUKS2_AREA_ALIGN || data_offset % sector_size)
     return nbdc_error_set(err, EINVAL, "data offset %" PRIu64 " not aligned to 4096", data_offset);
   if (data_offset <= 2 * hdr_size)

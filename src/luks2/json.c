@@ -60,6 +60,7 @@ int luks2_json_get_u64_str(struct json_object *obj, const char *key, const char 
 {
   struct json_object *val;
   char shown[48];
+  *out = 0;
   if (!json_object_object_get_ex(obj, key, &val))
     return nbdc_error_set(err, EINVAL, "%s: missing %s", what, key);
   if (!json_object_is_type(val, json_type_string))
@@ -76,6 +77,7 @@ int luks2_json_get_int(struct json_object *obj, const char *key, const char *wha
 {
   struct json_object *val;
   char shown[48];
+  *out = 0;
   if (!json_object_object_get_ex(obj, key, &val))
     return nbdc_error_set(err, EINVAL, "%s: missing %s", what, key);
   if (!json_object_is_type(val, json_type_int))
@@ -95,6 +97,7 @@ int luks2_json_get_str(struct json_object *obj, const char *key, const char *wha
 {
   struct json_object *val;
   char shown[48];
+  *out = "";
   if (!json_object_object_get_ex(obj, key, &val))
     return nbdc_error_set(err, EINVAL, "%s: missing %s", what, key);
   if (!json_object_is_type(val, json_type_string))
@@ -107,7 +110,7 @@ int luks2_json_get_str(struct json_object *obj, const char *key, const char *wha
 int luks2_json_get_b64(struct json_object *obj, const char *key, const char *what, uint8_t *out,
                        size_t min, size_t max, size_t *out_len, struct nbdc_error *err)
 {
-  const char *text;
+  const char *text = NULL;
   int r = luks2_json_get_str(obj, key, what, &text, err);
   if (r < 0)
     return r;
@@ -281,7 +284,7 @@ static int validate_string_array(struct json_object *obj, const char *key, const
 static int validate_config(struct json_object *jobj, uint64_t hdr_size, struct nbdc_error *err)
 {
   struct json_object *config = luks2_json_get(jobj, "config", json_type_object);
-  uint64_t json_size, keyslots_size;
+  uint64_t json_size = 0, keyslots_size = 0;
   int r = luks2_json_get_u64_str(config, "json_size", "config", &json_size, err);
   if (r < 0)
     return r;
@@ -296,7 +299,8 @@ static int validate_config(struct json_object *jobj, uint64_t hdr_size, struct n
     return nbdc_error_set(err, EINVAL, "config: keyslots_size %" PRIu64 " not aligned to 4096",
                           keyslots_size);
   if (keyslots_size > LUKS2_KEYSLOTS_MAX)
-    return nbdc_error_set(err, EINVAL, "config: keyslots_size %" PRIu64 " larger than 128 MiB (%u)",
+    return nbdc_error_set(err, EINVAL,
+                          "config: keyslots_size %" PRIu64 " larger than 128 MiB (%" PRIu64 ")",
                           keyslots_size, LUKS2_KEYSLOTS_MAX);
   r = validate_string_array(config, "flags", "config", err);
   if (r < 0)
@@ -352,10 +356,10 @@ static int validate_areas(struct json_object *jobj, uint64_t hdr_size, struct nb
 /* ---- segments ---- */
 
 struct seg_range {
-  int id;
   uint64_t offset;
   uint64_t size; /* 0 = dynamic */
-  bool backup;   /* cryptsetup re-encryption's copies of the old/new segment */
+  int id;
+  bool backup; /* cryptsetup re-encryption's copies of the old/new segment */
 };
 
 static bool segment_is_backup(struct json_object *seg)
@@ -375,18 +379,18 @@ static int validate_crypt_segment(struct json_object *jobj, struct json_object *
 {
   char what[32];
   snprintf(what, sizeof what, "segment %d", id);
-  uint64_t iv_tweak;
+  uint64_t iv_tweak = 0;
   int r = luks2_json_get_u64_str(seg, "iv_tweak", what, &iv_tweak, err);
   if (r < 0)
     return r;
-  const char *cipher;
+  const char *cipher = NULL;
   r = luks2_json_get_str(seg, "encryption", what, &cipher, err);
   if (r < 0)
     return r;
   if (strcmp(cipher, "aes-xts-plain64") != 0)
     return nbdc_error_set(err, EINVAL, "%s: cipher '%.64s' not allowed (only aes-xts-plain64)",
                           what, cipher);
-  int64_t sector_size;
+  int64_t sector_size = 0;
   r = luks2_json_get_int(seg, "sector_size", what, 0, INT32_MAX, &sector_size, err);
   if (r < 0)
     return r;
@@ -422,8 +426,8 @@ static int validate_segments(struct json_object *jobj, uint64_t hdr_size, struct
     int id = luks2_parse_id(key, LUKS2_MAX_SEGMENTS);
     char what[32];
     snprintf(what, sizeof what, "segment %d", id);
-    const char *type, *size_text;
-    uint64_t offset, size = 0;
+    const char *type = NULL, *size_text = NULL;
+    uint64_t offset = 0, size = 0;
     int r = luks2_json_get_str(seg, "type", what, &type, err);
     if (r < 0)
       return r;

@@ -8,7 +8,7 @@
 
 #include "luks2/luks2_internal.h"
 
-#define ARGON2_MEMORY_MAX (4u * 1024 * 1024) /* KiB */
+#define ARGON2_MEMORY_MAX UINT32_C(4194304) /* KiB: 4 GiB */
 #define ARGON2_CPUS_MAX   4
 
 struct keyslot_handler {
@@ -94,7 +94,7 @@ static int luks2_type_validate(struct json_object *keyslot, const char *what,
     return nbdc_error_set(err, EINVAL, "%s: af hash '%.32s' not allowed", what, s);
 
   struct json_object *area = luks2_json_get(keyslot, "area", json_type_object);
-  uint64_t offset, size;
+  uint64_t offset = 0, size = 0;
   if (!area)
     return nbdc_error_set(err, EINVAL, "%s: area missing or not an object", what);
   r = luks2_json_get_str(area, "type", what, &s, err);
@@ -138,7 +138,7 @@ static int reencrypt_type_validate(struct json_object *keyslot, const char *what
                                    struct nbdc_error *err)
 {
   struct json_object *area = luks2_json_get(keyslot, "area", json_type_object);
-  uint64_t offset, size;
+  uint64_t offset = 0, size = 0;
   const char *s;
   if (!area)
     return nbdc_error_set(err, EINVAL, "%s: area missing or not an object", what);

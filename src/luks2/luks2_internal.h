@@ -18,7 +18,7 @@
 #define LUKS2_SALT_LEN        64
 #define LUKS2_UUID_LEN        40
 #define LUKS2_CSUM_LEN        64
-#define LUKS2_KEYSLOTS_MAX    (128u * 1024 * 1024) /* config.keyslots_size limit */
+#define LUKS2_KEYSLOTS_MAX    (UINT64_C(128) * 1024 * 1024) /* config.keyslots_size limit */
 #define LUKS2_AREA_ALIGN      4096
 #define LUKS2_KDF_SALT_LEN    32 /* what cryptsetup writes for keyslots and digests */
 #define LUKS2_DIGEST_ITER     1000
