@@ -477,7 +477,7 @@ static void area_decrypts_independently(void **state)
     diffuse(buf, 64);
   }
   for (size_t b = 0; b < 64; b++)
-    buf[b] ^= plain[3999 * 64 + b];
+    buf[b] ^= plain[(size_t)3999 * 64 + b];
   assert_memory_equal(buf, f->vk, 64);
   free(area);
   free(plain);
