@@ -96,6 +96,12 @@ struct luks2_segment {
 int luks2_data_segment(const struct luks2_hdr *hdr, struct luks2_segment *out,
                        struct nbdc_error *err);
 
+/* True when a crypt segment starts at offset 0: a cryptsetup detached header
+ * (--header), whose data lives on another device.  Such a header loads (for
+ * info) but must not be served from the device that holds it: the data
+ * would overwrite the header. */
+bool luks2_detached_header(const struct luks2_hdr *hdr);
+
 /* Volume key size in bytes (from the keyslots/digest of the data segment). */
 size_t luks2_volume_key_size(const struct luks2_hdr *hdr);
 

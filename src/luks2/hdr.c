@@ -77,6 +77,22 @@ int luks2_data_segment(const struct luks2_hdr *hdr, struct luks2_segment *out,
   return 0;
 }
 
+bool luks2_detached_header(const struct luks2_hdr *hdr)
+{
+  struct json_object *segments = luks2_json_get(hdr->jobj, "segments", json_type_object);
+  json_object_object_foreach(segments, key, seg)
+  {
+    (void)key;
+    const char *type = json_object_get_string(luks2_json_get(seg, "type", json_type_string));
+    uint64_t offset = UINT64_MAX;
+    luks2_parse_u64(json_object_get_string(luks2_json_get(seg, "offset", json_type_string)),
+                    &offset);
+    if (type && strcmp(type, "crypt") == 0 && offset == 0)
+      return true;
+  }
+  return false;
+}
+
 size_t luks2_volume_key_size(const struct luks2_hdr *hdr)
 {
   struct json_object *segments = luks2_json_get(hdr->jobj, "segments", json_type_object);

@@ -451,10 +451,12 @@ static int validate_segments(struct json_object *jobj, uint64_t hdr_size, struct
     if (!dynamic && offset > UINT64_MAX - size)
       return nbdc_error_set(err, EINVAL, "%s: offset %" PRIu64 " + size %" PRIu64 " overflows",
                             what, offset, size);
-    if (offset < ks_end)
+    /* Offset 0 is cryptsetup's detached header (--header): the data is on
+     * another device.  Anything else must follow the keyslots area. */
+    if (offset != 0 && offset < ks_end)
       return nbdc_error_set(err, EINVAL,
                             "%s: offset %" PRIu64 " inside the header and keyslots area (ends at "
-                            "%" PRIu64 "; detached headers are not supported)",
+                            "%" PRIu64 ")",
                             what, offset, ks_end);
     r = validate_string_array(seg, "flags", what, err);
     if (r < 0)

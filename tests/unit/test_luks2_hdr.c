@@ -486,6 +486,31 @@ static void reencrypt_backup_segments_load(void **state)
   assert_non_null(strstr(err.msg, "segment 0: dynamic size but segment 2 lies after it"));
 }
 
+/* cryptsetup --header: data segment at offset 0, on another device.  Loads
+ * like cryptsetup, and says so; offsets inside the keyslots area do not. */
+static void detached_header_loads_and_is_flagged(void **state)
+{
+  struct fixture *f = *state;
+  struct nbdc_error err = {0};
+  assert_false(luks2_detached_header(f->hdr));
+  struct json_object *segments, *seg0;
+  assert_true(json_object_object_get_ex(luks2_metadata(f->hdr), "segments", &segments));
+  assert_true(json_object_object_get_ex(segments, "0", &seg0));
+  json_object_object_add(seg0, "offset", json_object_new_string("0"));
+  assert_int_equal(luks2_write(f->dev, f->hdr, &err), 0);
+  struct luks2_hdr *loaded = NULL;
+  assert_int_equal(luks2_load(f->dev, &loaded, &err), 0);
+  assert_true(luks2_detached_header(loaded));
+  struct luks2_segment seg;
+  assert_int_equal(luks2_data_segment(loaded, &seg, &err), 0);
+  assert_int_equal(seg.offset, 0);
+  luks2_free(loaded);
+
+  json_object_object_add(seg0, "offset", json_object_new_string("65536"));
+  assert_int_equal(luks2_write(f->dev, f->hdr, &err), -EINVAL);
+  assert_non_null(strstr(err.msg, "segment 0: offset 65536 inside the header and keyslots area"));
+}
+
 static void file_backed_round_trip(void **state)
 {
   struct fixture *f = *state;
@@ -529,6 +554,7 @@ int main(void)
       cmocka_unit_test_setup_teardown(requirements_round_trip, setup, teardown),
       cmocka_unit_test_setup_teardown(write_refuses_invalid_metadata, setup, teardown),
       cmocka_unit_test_setup_teardown(reencrypt_backup_segments_load, setup, teardown),
+      cmocka_unit_test_setup_teardown(detached_header_loads_and_is_flagged, setup, teardown),
       cmocka_unit_test_setup_teardown(file_backed_round_trip, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
