@@ -398,6 +398,40 @@ static void nested_5000(struct image *img)
   nest_unknown_field(img, 5000);
 }
 
+/* The metadata of `cryptsetup reencrypt --encrypt --init-only
+ * --reduce-device-size 32M` (cryptsetup 2.6.1, 64 MiB device): encryption in
+ * place, not started.  Backup segments overlap each other and the header (one
+ * starts at 0), a "reencrypt" keyslot has a datashift area, key_size 1 and
+ * priority 0.  cryptsetup exempts backup segments and reencrypt keyslots from
+ * the layout rules, and luksDump shows the header; refusal comes from the
+ * online-reencrypt-v2 requirement. */
+static const char cryptsetup_encrypt_midway[] =
+    "{\"keyslots\":{\"0\":{\"type\":\"luks2\",\"key_size\":64,\"af\":{\"type\":\"luks1\",\"stripes"
+    "\":4000,\"hash\":\"sha256\"},\"area\":{\"type\":\"raw\",\"offset\":\"32768\",\"size\":\"258048"
+    "\",\"encryption\":\"aes-xts-plain64\",\"key_size\":64},\"kdf\":{\"type\":\"argon2id\",\"ti"
+    "me\":4,\"memory\":32,\"cpus\":1,\"salt\":\"MF7lo6ba6ipfQqyciof+o/E3ZzbU/FW1Ndsm5sRty"
+    "P0=\"}},\"1\":{\"area\":{\"offset\":\"290816\",\"size\":\"4096\",\"type\":\"datashift\",\"shif"
+    "t_size\":\"16777216\"},\"type\":\"reencrypt\",\"key_size\":1,\"mode\":\"encrypt\",\"direct"
+    "ion\":\"backward\",\"priority\":0}},\"tokens\":{},\"segments\":{\"0\":{\"type\":\"linear\","
+    "\"offset\":\"50331648\",\"size\":\"16777216\"},\"1\":{\"type\":\"linear\",\"offset\":\"167772"
+    "16\",\"size\":\"16777216\"},\"2\":{\"type\":\"linear\",\"offset\":\"50331648\",\"size\":\"1677"
+    "7216\",\"flags\":[\"backup-moved-segment\"]},\"3\":{\"type\":\"linear\",\"offset\":\"0\",\"s"
+    "ize\":\"33554432\",\"flags\":[\"backup-previous\"]},\"4\":{\"type\":\"crypt\",\"offset\":\"1"
+    "6777216\",\"size\":\"dynamic\",\"iv_tweak\":\"0\",\"encryption\":\"aes-xts-plain64\",\"sec"
+    "tor_size\":512,\"flags\":[\"backup-final\"]}},\"digests\":{\"0\":{\"type\":\"pbkdf2\",\"ke"
+    "yslots\":[\"0\"],\"segments\":[\"4\"],\"hash\":\"sha256\",\"iterations\":1000,\"salt\":\"F+Z"
+    "jotC9rsZnj1fNc2kBtJWooOeg4TYqCoVAmN1aZPk=\",\"digest\":\"N8Gfmp6B3rW1lXLpHp27FUk"
+    "dltI2644RP2fY1jkdtZ8=\"},\"1\":{\"type\":\"pbkdf2\",\"keyslots\":[\"1\"],\"segments\":[],"
+    "\"hash\":\"sha256\",\"iterations\":1000,\"salt\":\"YXYmhrn8dVO2guRBqSZPiFIJZzFXU11wdr"
+    "xB/IUgVIE=\",\"digest\":\"aXpnWur/PcctsAwLEv2DzVlh7J9XZsLuhy295euVjBU=\"}},\"confi"
+    "g\":{\"json_size\":\"12288\",\"keyslots_size\":\"16744448\",\"requirements\":{\"mandator"
+    "y\":[\"online-reencrypt-v2\"]}}}";
+
+static void cryptsetup_encrypt_midway_json(struct image *img)
+{
+  img_both_areas(img, cryptsetup_encrypt_midway, strlen(cryptsetup_encrypt_midway));
+}
+
 static void bad_magic_both(struct image *img)
 {
   for (int i = 0; i < 2; i++) {
@@ -773,6 +807,25 @@ static void check_older_taken(struct loaded *l)
   assert_int_equal(luks2_keyslot_list(l->hdr, ids, LUKS2_MAX_KEYSLOTS), 2);
 }
 
+static void check_requirement_listed(struct loaded *l)
+{
+  const char *names[4];
+  assert_int_equal(luks2_requirements(l->hdr, names, 4), 1);
+  assert_string_equal(names[0], "x-future-feature");
+}
+
+/* Loads, but says why it must not be used as a plain container. */
+static void check_midway_reencryption(struct loaded *l)
+{
+  const char *names[4];
+  assert_int_equal(luks2_requirements(l->hdr, names, 4), 1);
+  assert_string_equal(names[0], "online-reencrypt-v2");
+  struct luks2_segment seg;
+  struct nbdc_error err = {0};
+  assert_int_equal(luks2_data_segment(l->hdr, &seg, &err), -EINVAL);
+  assert_true(err.msg[0] != '\0');
+}
+
 static void check_32_keyslots(struct loaded *l)
 {
   int ids[LUKS2_MAX_KEYSLOTS + 1];
@@ -817,6 +870,9 @@ struct vcase {
   int expect_errno;   /* 0: EINVAL; ANY_ERRNO: any failure */
   void (*check)(struct loaded *l);
   bool stricter; /* cryptsetup 2.6.1 loads this one; we refuse it on purpose */
+  /* Refusing at use is enough: the header may load if luks2_data_segment
+   * then fails with errno and message as above. */
+  bool or_at_use;
 };
 
 #define U64_OVER "\"18446744073709551616\"" /* 2^64 */
@@ -1210,10 +1266,28 @@ static const struct vcase cases[] = {
      .expect = "keyslots|segment|overlap"},
 
     /* segments */
+    /* cryptsetup's detached-header layout; on our single device the data
+     * would overlay the header, so it must never be used as the data segment. */
     {.name = "rejects_segment_offset_zero",
      .stricter = true,
+     .or_at_use = true,
      .edits = {{"segments.0.offset", "\"0\""}},
      .expect = "offset|segment"},
+    /* A "backup-" flag (cryptsetup re-encryption) must not exempt the only
+     * data segment from the layout rules. */
+    {.name = "rejects_backup_flag_on_data_segment_over_header",
+     .or_at_use = true,
+     .edits = {{"segments.0.offset", "\"0\""}, {"segments.0.flags", "[\"backup-final\"]"}},
+     .expect = "offset|segment|backup|header"},
+    {.name = "rejects_backup_segment_overlapping_data_segment",
+     .stricter = true,
+     .edits = {{"segments.0.size", "\"1048576\""},
+               {"segments.1", "{\"type\":\"crypt\",\"offset\":\"16777216\",\"size\":\"dynamic\","
+                              "\"iv_tweak\":\"0\",\"encryption\":\"aes-xts-plain64\","
+                              "\"sector_size\":4096,\"flags\":[\"backup-final\"]}"},
+               {"digests.0.segments", "[\"0\",\"1\"]"}},
+     .or_at_use = true,
+     .expect = "segment|backup|reencrypt|overlap"},
     {.name = "rejects_segment_offset_in_keyslots_area",
      .edits = {{"segments.0.offset", "\"65536\""}},
      .expect = "offset|segment|keyslots"},
@@ -1387,10 +1461,22 @@ static const struct vcase cases[] = {
     {.name = "rejects_requirements_mandatory_not_array",
      .edits = {{"config.requirements", "{\"mandatory\":\"online-reencrypt\"}"}},
      .expect = "mandatory|requirements"},
+    {.name = "rejects_requirements_mandatory_not_strings",
+     .edits = {{"config.requirements", "{\"mandatory\":[1]}"}},
+     .expect = "mandatory|requirements"},
+    /* luksDump still works on a header with a requirement it does not know;
+     * refusing to USE it is the caller's job, with the name in hand. */
+    {.name = "loads_unknown_mandatory_requirement",
+     .edits = {{"config.requirements", "{\"mandatory\":[\"x-future-feature\"]}"}},
+     .check = check_requirement_listed},
     {.name = "loads_requirements_empty",
      .edits = {{"config.requirements", "{\"mandatory\":[]}"}},
      .check = check_requirements_empty},
 
+    {.name = "loads_cryptsetup_encrypt_in_place_midway",
+     .dev_size = 64 * MIB,
+     .raw = cryptsetup_encrypt_midway_json,
+     .check = check_midway_reencryption},
     /* unknown things are accepted */
     {.name = "loads_unknown_top_level_and_fields",
      .edits = {{"x-vendor", "{\"a\":[1,2,3]}"},
@@ -1525,6 +1611,13 @@ static void run_case(void **state)
       c->check(&l);
     }
     return;
+  }
+  if (rc == 0 && c->or_at_use) {
+    struct luks2_segment seg;
+    rc = luks2_data_segment(r->hdr, &seg, &err);
+    if (rc == 0)
+      fail_msg("%s: must be refused (%s) at load or by luks2_data_segment, but neither did",
+               c->name, c->expect);
   }
   if (rc == 0)
     fail_msg("%s: must fail (%s), but loaded", c->name, c->expect);
