@@ -92,13 +92,15 @@ struct luks2_segment {
 };
 
 /* The data segment of a plain (not mid-reencryption) container: exactly one
- * crypt segment.  -EINVAL with a message otherwise. */
+ * crypt segment.  -EINVAL with a message otherwise.  A detached header (see
+ * luks2_detached_header) is refused too, since its data is not on this
+ * device, but *out is filled for display. */
 int luks2_data_segment(const struct luks2_hdr *hdr, struct luks2_segment *out,
                        struct nbdc_error *err);
 
 /* True when a crypt segment starts at offset 0: a cryptsetup detached header
- * (--header), whose data lives on another device.  Such a header loads (for
- * info) but must not be served from the device that holds it: the data
+ * (--header), whose data lives on another device.  Such a header loads (as
+ * in cryptsetup) but is never served from the device that holds it: the data
  * would overwrite the header. */
 bool luks2_detached_header(const struct luks2_hdr *hdr);
 

@@ -73,6 +73,20 @@ int luks2_data_segment(const struct luks2_hdr *hdr, struct luks2_segment *out,
     out->sector_size =
         (uint32_t)json_object_get_int64(luks2_json_get(seg, "sector_size", json_type_int));
     snprintf(out->cipher, sizeof out->cipher, "%s", cipher);
+    struct json_object *flags = luks2_json_get(seg, "flags", json_type_array);
+    size_t n = flags ? json_object_array_length(flags) : 0;
+    for (size_t i = 0; i < n; i++) {
+      const char *flag = json_object_get_string(json_object_array_get_idx(flags, i));
+      if (flag && strncmp(flag, "backup-", 7) == 0)
+        return nbdc_error_set(err, EINVAL,
+                              "segment %s: flag '%.32s' marks a re-encryption backup, not data",
+                              key, flag);
+    }
+    if (out->offset == 0)
+      return nbdc_error_set(err, EINVAL,
+                            "segment %s: data at offset 0 (a detached header): the data is not "
+                            "on this device",
+                            key);
   }
   return 0;
 }

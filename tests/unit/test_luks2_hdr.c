@@ -501,9 +501,14 @@ static void detached_header_loads_and_is_flagged(void **state)
   struct luks2_hdr *loaded = NULL;
   assert_int_equal(luks2_load(f->dev, &loaded, &err), 0);
   assert_true(luks2_detached_header(loaded));
+  /* Never served from this device: the data would overwrite the header. */
   struct luks2_segment seg;
-  assert_int_equal(luks2_data_segment(loaded, &seg, &err), 0);
+  memset(&seg, 0xff, sizeof seg);
+  assert_int_equal(luks2_data_segment(loaded, &seg, &err), -EINVAL);
+  assert_string_equal(err.msg, "segment 0: data at offset 0 (a detached header): the data is not "
+                               "on this device");
   assert_int_equal(seg.offset, 0);
+  assert_int_equal(seg.sector_size, 4096);
   luks2_free(loaded);
 
   json_object_object_add(seg0, "offset", json_object_new_string("65536"));
