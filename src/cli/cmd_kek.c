@@ -54,7 +54,8 @@ struct kek_opts {
   bool json;
 };
 
-/* Parse options up to the next non-option; -1 to go on, else an exit status. */
+/* Parse all options (GNU getopt moves the action and id behind them);
+ * -1 to go on, else an exit status. */
 static int kek_parse_opts(int argc, char **argv, struct kek_opts *o)
 {
   static const struct option opts[] = {
@@ -63,7 +64,7 @@ static int kek_parse_opts(int argc, char **argv, struct kek_opts *o)
       {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
   };
   int c;
-  while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
     switch (c) {
     case 'p':
       o->provider = optarg;
@@ -100,9 +101,6 @@ int cmd_kek(struct cli *cli, int argc, char **argv)
   bool needs_id = strcmp(action, "revoke") == 0 || strcmp(action, "destroy") == 0;
   if (strcmp(action, "create") != 0 && strcmp(action, "list") != 0 && !needs_id)
     return cli_usage("kek", "unknown action '%s'", action);
-  /* Options may follow the action too. */
-  if ((r = kek_parse_opts(argc, argv, &o)) >= 0)
-    return r;
   if (needs_id) {
     if (optind >= argc)
       return cli_usage("kek", "%s needs a KEK id", action);
