@@ -40,7 +40,9 @@ static struct json_object *info_json(struct luks2_hdr *hdr, uint64_t dev_size)
   json_object_object_add(o, "keyslots_size",
                          json_object_new_int64((int64_t)luks2_keyslots_size(hdr)));
   json_object_object_add(o, "device_size", json_object_new_int64((int64_t)dev_size));
-  if (luks2_data_segment(hdr, &seg, &err) == 0) {
+  bool detached = luks2_detached_header(hdr);
+  json_object_object_add(o, "detached_header", json_object_new_boolean(detached));
+  if (luks2_data_segment(hdr, &seg, &err) == 0 || detached) {
     json_object_object_add(o, "cipher", json_object_new_string(seg.cipher));
     json_object_object_add(o, "key_bits",
                            json_object_new_int((int)(luks2_volume_key_size(hdr) * 8)));
@@ -124,9 +126,17 @@ static void info_print_text(const char *target, struct json_object *o)
     printf("  cipher:        %s, %s-bit key\n", jstr(o, "cipher"), jstr(o, "key_bits"));
     printf("  sector size:   %s\n", jstr(o, "sector_size"));
     printf("  data offset:   %s\n", jstr(o, "data_offset"));
-    json_object_object_get_ex(o, "data_size_dynamic", &v);
-    printf("  data size:     %s%s\n", jstr(o, "data_size"),
-           json_object_get_boolean(v) ? " (dynamic: to the end of the device)" : "");
+    json_object_object_get_ex(o, "detached_header", &v);
+    if (json_object_get_boolean(v))
+      printf("  detached:      yes: this is a detached header; the data is on another device\n");
+    struct json_object *dyn, *det;
+    json_object_object_get_ex(o, "data_size_dynamic", &dyn);
+    json_object_object_get_ex(o, "detached_header", &det);
+    if (json_object_get_boolean(dyn) && json_object_get_boolean(det))
+      printf("  data size:     dynamic: to the end of the data device\n");
+    else
+      printf("  data size:     %s%s\n", jstr(o, "data_size"),
+             json_object_get_boolean(dyn) ? " (dynamic: to the end of the device)" : "");
   }
   json_object_object_get_ex(o, "requirements", &v);
   printf("  requirements:  %s\n", json_object_array_length(v)
