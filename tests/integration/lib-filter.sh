@@ -10,6 +10,10 @@ need nbdkit
 # nbdsh runs "python3": Debian's, which has the nbd module.
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH
 
+# NBDCRYPT_TEST_NBDKIT: the nbdkit command of server_start, e.g. a wrapper
+# that runs it under valgrind or with an ASan runtime preloaded.
+read -r -a _nbdkit <<<"${NBDCRYPT_TEST_NBDKIT:-nbdkit}"
+
 _servers=()
 on_exit 'for _s in "${_servers[@]}"; do server_stop "$_s"; done'
 
@@ -20,7 +24,7 @@ server_start() {
   local name=$1 i
   shift
   rm -f "$T/$name.sock" "$T/$name.pid"
-  nbdkit -f -v -U "$T/$name.sock" -P "$T/$name.pid" "$@" 2>>"$T/$name.log" &
+  "${_nbdkit[@]}" -f -v -U "$T/$name.sock" -P "$T/$name.pid" "$@" 2>>"$T/$name.log" &
   _servers+=("$name")
   for ((i = 0; i < 300; i++)); do
     if [ -s "$T/$name.pid" ] && [ -S "$T/$name.sock" ]; then

@@ -7,7 +7,7 @@
 need nbdcopy nbdinfo nbdsh cmp
 
 # Every key is documented.
-help=$(nbdkit --filter="$NBDCRYPT_FILTER" null --help)
+help=$("${_nbdkit[@]}" --filter="$NBDCRYPT_FILTER" null --help)
 for key in nbdcrypt-config nbdcrypt-passphrase nbdcrypt-keyfile nbdcrypt-keyslot nbdcrypt-discard; do
   grep -q "^$key=" <<<"$help" || fail "--help does not list $key"
 done
