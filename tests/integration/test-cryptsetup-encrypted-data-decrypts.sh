@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# nbdcrypt-test: sanitize
 # Data encrypted in place by cryptsetup reencrypt --encrypt (4096-byte sectors;
 # detached header, and --reduce-device-size) decrypts with libnbdcrypt's XTS
 # engine to the original plaintext.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# nbdcrypt-test: sanitize
 # cryptsetup luksFormat (pbkdf2 and argon2id) + our token imported with
 # cryptsetup token import + the key in a native keystore: nbdcrypt check
 # unlocks it and the volume keys agree.

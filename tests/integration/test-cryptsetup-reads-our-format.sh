@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# nbdcrypt-test: sanitize
 # nbdcrypt format -> cryptsetup: luksDump parses the header, the KEK opens the
 # keyslot, and both tools unlock the same volume key (512 and 4096 sectors).
 . "$(dirname "$0")/lib.sh"

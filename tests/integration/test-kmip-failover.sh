@@ -1,4 +1,5 @@
 #!/bin/bash
+# nbdcrypt-test: sanitize
 # Failover between KMIP servers and the faults a client must survive: a
 # closed port, a listener that never answers, every server down, a server
 # certificate from another CA or for another name, another identity's key,

@@ -1,4 +1,5 @@
 #!/bin/bash
+# nbdcrypt-test: sanitize
 # The KMIP client against a real pykmip-server: every operation nbdcrypt
 # uses, protocol 1.2 and 1.4, the masked trace, connection reuse and
 # reconnection after a server restart.
