@@ -74,4 +74,22 @@ int volume_format(struct bdev *dev, const struct volume_format_opts *opts,
 int volume_bind_kek(struct volume *vol, struct bdev *dev, struct keys_provider *provider,
                     const char *kek_id, bool kms_wrapped, int *keyslot, struct nbdc_error *err);
 
+struct volume_rekey_opts {
+  const struct keys_config *cfg;
+  const char *provider; /* NULL: the configuration's default */
+  const char *kek_id;   /* NULL: create a new KEK in the provider */
+  bool kms_wrapped;     /* token mode of the new binding */
+};
+
+/* Shallow re-key: bind the volume key to a new KEK and unbind the old ones.
+ * Step 1 adds a keyslot and token for the new KEK (one atomic header write)
+ * and proves the new keyslot opens; step 2 removes every other KEK-bound
+ * keyslot and its token (a second header write; areas wiped after it).
+ * Passphrase keyslots (without an nbdcrypt token) are kept.  Safe while the
+ * disk is served: data and volume key do not change.  Rerunning with the same
+ * --kek after an interruption finishes the job.  kek_id_out receives the new
+ * KEK id, *removed the number of keyslots removed. */
+int volume_rekey(struct bdev *dev, const struct volume_rekey_opts *opts,
+                 char kek_id_out[KEYS_ID_MAX], int *removed, struct nbdc_error *err);
+
 #endif

@@ -37,6 +37,7 @@ int cmd_kek(struct cli *cli, int argc, char **argv);
 int cmd_format(struct cli *cli, int argc, char **argv);
 int cmd_info(struct cli *cli, int argc, char **argv);
 int cmd_check(struct cli *cli, int argc, char **argv);
+int cmd_rekey(struct cli *cli, int argc, char **argv);
 int cmd_serve(struct cli *cli, int argc, char **argv); /* src/cli/cmd_serve.c */
 
 #endif

@@ -16,6 +16,7 @@ static const struct {
     {"format", cmd_format, "write a new LUKS2 header bound to a KEK"},
     {"info", cmd_info, "show a disk's LUKS2 header (no keys needed)"},
     {"check", cmd_check, "check that this host can unlock a disk"},
+    {"rekey", cmd_rekey, "bind the volume key to a new KEK (shallow re-key)"},
     {"serve", cmd_serve, "serve a disk decrypted over NBD with nbdkit"},
 };
 

@@ -1,0 +1,97 @@
+/* Shallow re-key (vSphere's "shallow recrypt"): same DEK, new KEK. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "nbdcrypt/volume.h"
+#include "volume/token.h"
+
+/* The keyslot already bound to provider/kek_id by an nbdcrypt token, or -1. */
+static int bound_keyslot(const struct luks2_hdr *hdr, const char *provider, const char *kek_id,
+                         bool kms_wrapped)
+{
+  for (int id = luks2_token_next(hdr, -1, VOLUME_TOKEN_TYPE); id >= 0;
+       id = luks2_token_next(hdr, id, VOLUME_TOKEN_TYPE)) {
+    struct volume_token tok;
+    if (volume_token_parse(hdr, id, &tok, NULL) == 0 && strcmp(tok.provider, provider) == 0 &&
+        strcmp(tok.kek_id, kek_id) == 0 && tok.kms_wrapped == kms_wrapped)
+      return tok.keyslot;
+  }
+  return -1;
+}
+
+/* Prove that keyslot opens with the new binding before anything old goes. */
+static int verify_binding(struct bdev *dev, const struct keys_config *cfg, int keyslot,
+                          struct nbdc_error *err)
+{
+  struct volume *check = NULL;
+  struct volume_unlock_opts uo = {.cfg = cfg, .keyslot = keyslot};
+  int r = volume_open(dev, &uo, &check, err);
+  if (r < 0)
+    nbdc_error_prefix(err, "the new keyslot %d does not open; the disk still has its old keyslots",
+                      keyslot);
+  volume_close(check);
+  return r;
+}
+
+int volume_rekey(struct bdev *dev, const struct volume_rekey_opts *opts,
+                 char kek_id_out[KEYS_ID_MAX], int *removed, struct nbdc_error *err)
+{
+  struct keys_provider *provider = NULL;
+  struct volume *vol = NULL;
+  struct volume_unlock_opts uo = {.cfg = opts->cfg, .keyslot = -1};
+  int r, new_slot;
+
+  *removed = 0;
+  if ((r = volume_open(dev, &uo, &vol, err)) < 0)
+    return r;
+  struct luks2_hdr *hdr = volume_hdr_mut(vol);
+  if ((r = keys_provider_open(opts->cfg, opts->provider, &provider, err)) < 0)
+    goto out;
+
+  if (opts->kek_id) {
+    snprintf(kek_id_out, KEYS_ID_MAX, "%s", opts->kek_id);
+  } else {
+    char name[KEYS_NAME_MAX];
+    snprintf(name, sizeof name, "nbdcrypt %s", luks2_uuid(hdr));
+    if ((r = keys_kek_create(provider, name, kek_id_out, err)) < 0)
+      goto out;
+  }
+
+  /* Step 1: the new binding, unless an interrupted run already made it. */
+  new_slot = bound_keyslot(hdr, keys_provider_name(provider), kek_id_out, opts->kms_wrapped);
+  if (new_slot < 0) {
+    if ((r = volume_bind_kek(vol, dev, provider, kek_id_out, opts->kms_wrapped, &new_slot, err)) <
+        0)
+      goto out;
+    if ((r = luks2_write(dev, hdr, err)) < 0)
+      goto out;
+  }
+  if ((r = verify_binding(dev, opts->cfg, new_slot, err)) < 0)
+    goto out;
+
+  /* Step 2: every other KEK-bound keyslot goes, with its tokens. */
+  int stale[LUKS2_MAX_KEYSLOTS], nstale = 0;
+  for (int id = luks2_token_next(hdr, -1, VOLUME_TOKEN_TYPE); id >= 0;
+       id = luks2_token_next(hdr, id, VOLUME_TOKEN_TYPE)) {
+    struct volume_token tok;
+    if (volume_token_parse(hdr, id, &tok, NULL) < 0 || tok.keyslot == new_slot)
+      continue;
+    bool seen = false;
+    for (int i = 0; i < nstale; i++)
+      seen |= stale[i] == tok.keyslot;
+    if (!seen && nstale < LUKS2_MAX_KEYSLOTS)
+      stale[nstale++] = tok.keyslot;
+  }
+  for (int i = 0; i < nstale; i++)
+    if ((r = luks2_keyslot_remove(hdr, stale[i], err)) < 0)
+      goto out;
+  if (nstale > 0 && (r = luks2_write(dev, hdr, err)) < 0)
+    goto out;
+  *removed = nstale;
+  r = 0;
+out:
+  keys_provider_close(provider);
+  volume_close(vol);
+  return r;
+}
