@@ -4,7 +4,7 @@
 # nbdkit the files read back equal and the filesystem is still clean.
 . "$(dirname "$0")/lib-filter.sh"
 need nbdfuse fusermount3 mkfs.ext4 debugfs e2fsck cmp
-[ -c /dev/fuse ] || { echo "SKIP: /dev/fuse is absent (no FUSE in this environment)"; exit 77; }
+[ -c /dev/fuse ] || fail "/dev/fuse is absent: nbdfuse cannot run"
 
 mnt=$T/mnt
 mkdir "$mnt"

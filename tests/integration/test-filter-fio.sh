@@ -6,7 +6,7 @@
 # formatted disk must fail (the check can fail).
 . "$(dirname "$0")/lib-filter.sh"
 need fio
-fio --enghelp=nbd >/dev/null 2>&1 || { echo "SKIP: this fio has no nbd engine"; exit 77; }
+fio --enghelp=nbd >/dev/null 2>&1 || fail "this fio has no nbd engine"
 
 img=$T/disk.img
 new_disk "$img" 160M >/dev/null
