@@ -37,7 +37,11 @@ int cmd_kek(struct cli *cli, int argc, char **argv);
 int cmd_format(struct cli *cli, int argc, char **argv);
 int cmd_info(struct cli *cli, int argc, char **argv);
 int cmd_check(struct cli *cli, int argc, char **argv);
+int cmd_enroll(struct cli *cli, int argc, char **argv);
 int cmd_rekey(struct cli *cli, int argc, char **argv);
 int cmd_serve(struct cli *cli, int argc, char **argv); /* src/cli/cmd_serve.c */
+int cmd_recrypt(struct cli *cli, int argc, char **argv);
+int cmd_encrypt(struct cli *cli, int argc, char **argv);
+int cmd_decrypt(struct cli *cli, int argc, char **argv);
 
 #endif

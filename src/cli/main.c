@@ -16,8 +16,12 @@ static const struct {
     {"format", cmd_format, "write a new LUKS2 header bound to a KEK"},
     {"info", cmd_info, "show a disk's LUKS2 header (no keys needed)"},
     {"check", cmd_check, "check that this host can unlock a disk"},
+    {"enroll", cmd_enroll, "bind a passphrase disk to a KEK (adds a keyslot)"},
     {"rekey", cmd_rekey, "bind the volume key to a new KEK (shallow re-key)"},
     {"serve", cmd_serve, "serve a disk decrypted over NBD with nbdkit"},
+    {"recrypt", cmd_recrypt, "re-encrypt every sector with a new DEK (resumable)"},
+    {"encrypt", cmd_encrypt, "encrypt a plaintext image in place (resumable)"},
+    {"decrypt", cmd_decrypt, "decrypt a disk back to its plaintext image (resumable)"},
 };
 
 static void usage(FILE *out)

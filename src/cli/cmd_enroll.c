@@ -1,0 +1,171 @@
+/* nbdcrypt enroll: bind a passphrase disk (made by cryptsetup or qemu) to a KEK. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "nbdcrypt/volume.h"
+
+#define PASSPHRASE_MAX 8192
+
+static const char enroll_help[] =
+    "Usage: nbdcrypt enroll TARGET (--passphrase-file FILE | --passphrase-fd N)\n"
+    "                       [--keyslot N] [--provider NAME] [--kek ID] [--kms-wrapped]\n\n"
+    "Add a keyslot and nbdcrypt token bound to a KEK (created in the provider unless\n"
+    "--kek names one) to a disk that opens with a passphrase, e.g. one made by\n"
+    "cryptsetup luksFormat.  The passphrase keyslot is kept.  The passphrase is\n"
+    "read from a file or file descriptor, never from the command line; a file's\n"
+    "exact bytes are used (as cryptsetup --key-file does).\n"
+    "Prints the KEK id on stdout.\n";
+
+/* Read a whole passphrase (at most PASSPHRASE_MAX bytes) into secure memory. */
+static int read_passphrase(int fd, const char *what, uint8_t **out, size_t *len)
+{
+  uint8_t *buf = secmem_alloc(PASSPHRASE_MAX);
+  if (!buf)
+    return cli_fail("cannot allocate secure memory: %s", strerror(errno));
+  size_t used = 0;
+  for (;;) {
+    ssize_t n = read(fd, buf + used, PASSPHRASE_MAX - used);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0) {
+      int e = errno;
+      secmem_free(buf, PASSPHRASE_MAX);
+      return cli_fail("cannot read the passphrase from %s: %s", what, strerror(e));
+    }
+    if (n == 0)
+      break;
+    used += (size_t)n;
+    if (used == PASSPHRASE_MAX) {
+      secmem_free(buf, PASSPHRASE_MAX);
+      return cli_fail("passphrase in %s is longer than %d bytes", what, PASSPHRASE_MAX);
+    }
+  }
+  if (used == 0) {
+    secmem_free(buf, PASSPHRASE_MAX);
+    return cli_fail("passphrase in %s is empty", what);
+  }
+  *out = buf;
+  *len = used;
+  return CLI_OK;
+}
+
+int cmd_enroll(struct cli *cli, int argc, char **argv)
+{
+  static const struct option opts[] = {
+      {"passphrase-file", required_argument, NULL, 'f'},
+      {"passphrase-fd", required_argument, NULL, 'd'},
+      {"keyslot", required_argument, NULL, 's'},
+      {"provider", required_argument, NULL, 'p'},
+      {"kek", required_argument, NULL, 'k'},
+      {"kms-wrapped", no_argument, NULL, 'w'},
+      {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0},
+  };
+  const char *pass_file = NULL, *provider_name = NULL, *kek_arg = NULL;
+  int pass_fd = -1, keyslot = -1, c;
+  bool kms_wrapped = false;
+  char *end;
+  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    switch (c) {
+    case 'f':
+      pass_file = optarg;
+      break;
+    case 'd':
+      pass_fd = (int)strtol(optarg, &end, 10);
+      if (*end || pass_fd < 0)
+        return cli_usage("enroll", "bad --passphrase-fd '%s'", optarg);
+      break;
+    case 's':
+      keyslot = (int)strtol(optarg, &end, 10);
+      if (*end || keyslot < 0 || keyslot >= LUKS2_MAX_KEYSLOTS)
+        return cli_usage("enroll", "bad --keyslot '%s'", optarg);
+      break;
+    case 'p':
+      provider_name = optarg;
+      break;
+    case 'k':
+      kek_arg = optarg;
+      break;
+    case 'w':
+      kms_wrapped = true;
+      break;
+    case 'h':
+      fputs(enroll_help, stdout);
+      return CLI_OK;
+    default:
+      return cli_usage("enroll", "bad option");
+    }
+  }
+  if (optind != argc - 1)
+    return cli_usage("enroll", optind >= argc ? "missing TARGET" : "too many arguments");
+  if (!pass_file == (pass_fd < 0))
+    return cli_usage("enroll", "give exactly one of --passphrase-file and --passphrase-fd");
+  const char *target = argv[optind];
+
+  struct keys_config *cfg = cli_config(cli);
+  if (!cfg)
+    return CLI_FAIL;
+
+  uint8_t *pass = NULL;
+  size_t pass_len = 0;
+  int r;
+  if (pass_file) {
+    int fd = open(pass_file, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+      return cli_fail("cannot open %s: %s", pass_file, strerror(errno));
+    r = read_passphrase(fd, pass_file, &pass, &pass_len);
+    close(fd);
+  } else {
+    r = read_passphrase(pass_fd, "the passphrase file descriptor", &pass, &pass_len);
+  }
+  if (r != CLI_OK)
+    return r;
+
+  struct bdev *dev = NULL;
+  struct volume *vol = NULL;
+  struct keys_provider *provider = NULL;
+  struct nbdc_error err = {0};
+  char kek_id[KEYS_ID_MAX];
+  int slot = -1;
+  struct volume_unlock_opts uo = {
+      .passphrase = pass, .passphrase_len = pass_len, .keyslot = keyslot};
+
+  r = cli_open_target(target, 0, 0, &dev);
+  if (r != CLI_OK)
+    goto out;
+  if (volume_open(dev, &uo, &vol, &err) < 0 ||
+      keys_provider_open(cfg, provider_name, &provider, &err) < 0) {
+    r = cli_fail("cannot enroll %s: %s", target, err.msg);
+    goto out;
+  }
+  if (kek_arg) {
+    snprintf(kek_id, sizeof kek_id, "%s", kek_arg);
+  } else {
+    char name[KEYS_NAME_MAX];
+    snprintf(name, sizeof name, "nbdcrypt %s", luks2_uuid(volume_hdr(vol)));
+    if (keys_kek_create(provider, name, kek_id, &err) < 0) {
+      r = cli_fail("cannot enroll %s: %s", target, err.msg);
+      goto out;
+    }
+  }
+  if (volume_bind_kek(vol, dev, provider, kek_id, kms_wrapped, &slot, &err) < 0 ||
+      luks2_write(dev, volume_hdr_mut(vol), &err) < 0) {
+    r = cli_fail("cannot enroll %s: %s", target, err.msg);
+    goto out;
+  }
+  printf("%s\n", kek_id);
+  fprintf(stderr, "nbdcrypt: %s: keyslot %d bound to kek %s of provider %s\n", target, slot, kek_id,
+          keys_provider_name(provider));
+out:
+  keys_provider_close(provider);
+  volume_close(vol);
+  bdev_close(dev);
+  secmem_free(pass, PASSPHRASE_MAX);
+  return r;
+}
