@@ -174,4 +174,33 @@ struct json_object *luks2_token_get(const struct luks2_hdr *hdr, int token);
  * -1 when there is none.  Iterate with after = -1. */
 int luks2_token_next(const struct luks2_hdr *hdr, int after, const char *type);
 
+/* ---- segments and digests for re-encryption (src/luks2/segments.c) -------
+ * Used by src/reencrypt to describe a disk half way through, in
+ * cryptsetup's own shape (several crypt/linear segments, two digests). */
+
+struct luks2_segment_spec {
+  uint64_t offset;   /* bytes from the start of the data device */
+  uint64_t size;     /* bytes; ignored when dynamic */
+  bool dynamic;      /* only the last segment */
+  bool crypt;        /* false: "linear" (plaintext) */
+  uint64_t iv_tweak; /* crypt: 512-byte units */
+  uint32_t sector_size;
+  int digest; /* crypt: digest id of its key */
+};
+
+/* Add a pbkdf2-sha256 digest of vk assigned to no keyslot or segment yet;
+ * *id receives its id.  In memory only. */
+int luks2_digest_add(struct luks2_hdr *hdr, const uint8_t *vk, size_t vk_len, int *id,
+                     struct nbdc_error *err);
+
+/* Id of the digest vk matches, or -EPERM. */
+int luks2_digest_find(const struct luks2_hdr *hdr, const uint8_t *vk, size_t vk_len,
+                      struct nbdc_error *err);
+
+/* Replace all segments by specs[0..n) (ids 0..n-1 in that order) and the
+ * digests' segment lists accordingly; the whole metadata is validated again
+ * and left unchanged on error.  In memory only. */
+int luks2_segments_set(struct luks2_hdr *hdr, const struct luks2_segment_spec *specs, size_t n,
+                       struct nbdc_error *err);
+
 #endif

@@ -40,5 +40,8 @@ int cmd_check(struct cli *cli, int argc, char **argv);
 int cmd_enroll(struct cli *cli, int argc, char **argv);
 int cmd_rekey(struct cli *cli, int argc, char **argv);
 int cmd_serve(struct cli *cli, int argc, char **argv); /* src/cli/cmd_serve.c */
+int cmd_recrypt(struct cli *cli, int argc, char **argv);
+int cmd_encrypt(struct cli *cli, int argc, char **argv);
+int cmd_decrypt(struct cli *cli, int argc, char **argv);
 
 #endif

@@ -19,6 +19,9 @@ static const struct {
     {"enroll", cmd_enroll, "bind a passphrase disk to a KEK (adds a keyslot)"},
     {"rekey", cmd_rekey, "bind the volume key to a new KEK (shallow re-key)"},
     {"serve", cmd_serve, "serve a disk decrypted over NBD with nbdkit"},
+    {"recrypt", cmd_recrypt, "re-encrypt every sector with a new DEK (resumable)"},
+    {"encrypt", cmd_encrypt, "encrypt a plaintext image in place (resumable)"},
+    {"decrypt", cmd_decrypt, "decrypt a disk back to its plaintext image (resumable)"},
 };
 
 static void usage(FILE *out)

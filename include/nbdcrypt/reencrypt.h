@@ -1,0 +1,91 @@
+/* nbdcrypt re-encryption (src/reencrypt): deep recrypt (new DEK), encrypt a
+ * plaintext image in place and decrypt it back, crash-safe and resumable.
+ * Progress lives in the LUKS2 header under the mandatory requirement flag
+ * REENC_REQUIREMENT, in a token of type REENC_TOKEN_TYPE whose parameters are
+ * authenticated by an HMAC keyed from the old and new volume keys
+ * (docs/reencrypt.md explains the layout and the write order). */
+#ifndef NBDCRYPT_REENCRYPT_H
+#define NBDCRYPT_REENCRYPT_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nbdcrypt/error.h"
+#include "nbdcrypt/keys.h"
+
+struct json_object;
+
+#define REENC_REQUIREMENT "nbdcrypt-reencrypt-v1"
+#define REENC_TOKEN_TYPE  "nbdcrypt-reencrypt"
+#define REENC_SHIFT       (16u * 1024 * 1024) /* data offset of an encrypted file */
+
+enum reenc_mode { REENC_RECRYPT = 1, REENC_ENCRYPT, REENC_DECRYPT };
+enum reenc_phase { REENC_PHASE_PREPARE = 1, REENC_PHASE_MAIN, REENC_PHASE_FINAL };
+
+/* The progress record (one token).  Offsets in bytes; "logical" counts from
+ * the first data byte, "physical" from the start of the data device. */
+struct reenc_state {
+  enum reenc_mode mode;
+  enum reenc_phase phase;
+  bool backward;     /* backward: [done, data_size) is done; else [0, done) */
+  bool detached;     /* header in another file; data stays in place */
+  bool size_dynamic; /* the final data segment is "dynamic" */
+  uint32_t sector_size;
+  uint64_t data_size;  /* logical bytes converted */
+  uint64_t old_offset; /* physical offset of logical 0 before */
+  uint64_t new_offset; /* ... and after */
+  uint64_t iv_tweak;   /* of the original/final segment, 512-byte units */
+  uint64_t done;
+  uint64_t hotzone_offset; /* logical; hotzone_size 0: none in progress */
+  uint64_t hotzone_size;
+  uint64_t checksum_offset; /* header device: SHA-256 of each old 4 KiB block */
+  uint8_t checksum_sha[32]; /* SHA-256 of that table */
+  uint64_t tail_offset;     /* datashift: physical home of the moved first chunk */
+  uint64_t chunk_size;
+  int old_keyslot, new_keyslot; /* -1 when plaintext on that side */
+};
+
+/* The token JSON for st, with its HMAC keyed from old_key and new_key (either
+ * may be NULL/0 for plaintext).  *out is a new reference. */
+int reenc_state_to_json(const struct reenc_state *st, const uint8_t *old_key, size_t old_len,
+                        const uint8_t *new_key, size_t new_len, struct json_object **out,
+                        struct nbdc_error *err);
+
+/* The keyslot ids a token names, NOT authenticated: only to choose which
+ * keyslots to unlock before reenc_state_from_json. */
+int reenc_state_keyslots(struct json_object *token, int *old_keyslot, int *new_keyslot,
+                         struct nbdc_error *err);
+
+/* Parse token into st and check its HMAC with the keys: -EPERM "progress
+ * record ... does not match the keys" when it was altered; -EINVAL for a
+ * malformed or out-of-range record.  Nothing in st is used unless 0. */
+int reenc_state_from_json(struct json_object *token, const uint8_t *old_key, size_t old_len,
+                          const uint8_t *new_key, size_t new_len, struct reenc_state *st,
+                          struct nbdc_error *err);
+
+/* Progress callback: work done and total, in bytes. */
+typedef void (*reenc_progress_fn)(void *opaque, uint64_t done, uint64_t total);
+
+struct reenc_opts {
+  enum reenc_mode mode;
+  const struct keys_config *cfg;
+  const char *provider;    /* encrypt/recrypt: provider of the new KEK (NULL: as before/default) */
+  const char *kek_id;      /* encrypt/recrypt: KEK to bind (NULL: recrypt keeps, encrypt creates) */
+  bool kms_wrapped;        /* encrypt: token mode kms-wrapped */
+  const char *header_path; /* encrypt/decrypt: detached header file */
+  uint64_t hotzone;        /* bytes per step (0: 64 MiB; datashift steps at most 16 MiB) */
+  bool resume_only;        /* --resume: fail unless an operation is in progress */
+  reenc_progress_fn progress;
+  void *progress_opaque;
+  volatile sig_atomic_t *stop; /* set by a signal handler: stop at the next resumable point */
+};
+
+/* Run (or resume) the operation on target (file or NBD URI).  0 when the
+ * disk is in its final state; -EINTR when *stop was set (resumable);
+ * other -errno with err filled.  Test hook: NBDCRYPT_TEST_FAIL_WRITE_AFTER=N
+ * makes every write after the N-th fail with EIO. */
+int reenc_run(const char *target, const struct reenc_opts *opts, struct nbdc_error *err);
+
+#endif

@@ -1,0 +1,1167 @@
+/* The re-encryption engine: one loop of hotzones for recrypt, encrypt and
+ * decrypt.  docs/reencrypt.md gives the write order and why every crash
+ * point is safe; the comments here say which rule a step follows. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+
+#include "nbdcrypt/luks2.h"
+#include "nbdcrypt/volume.h"
+#include "reencrypt/internal.h"
+#include "volume/token.h"
+
+#define MIB             (UINT64_C(1024) * 1024)
+#define DEFAULT_HOTZONE (64 * MIB)
+#define MAX_HOTZONE     (256 * MIB)
+#define BLOCK           4096u
+#define CSUM_LEN        32u
+#define CSUM_SLOT       (MAX_HOTZONE / BLOCK * CSUM_LEN) /* 2 MiB */
+#define KEY_SIZE        64
+#define SECRET_SIZE     32
+#define PBKDF2_ITER     1000
+#define MARKER_MAGIC    "NBDCRYPT-SHIFT1"
+#define MARKER_ENCRYPT  1
+#define MARKER_DECRYPT  2
+
+struct reenc {
+  const struct reenc_opts *opts;
+  const char *target;
+  struct bdev *raw_dev, *dev;   /* data device (dev: wrapped) */
+  struct bdev *raw_hdev, *hdev; /* header device: dev, or the detached file */
+  struct reenc_faults faults;
+  struct luks2_hdr *hdr;
+  struct reenc_state st;
+  uint8_t *old_key, *new_key; /* secmem */
+  size_t old_len, new_len;
+  struct xts_ctx *old_xts, *new_xts;
+  int old_digest, new_digest;
+  uint8_t *buf;
+  size_t buf_size;
+  uint8_t *sums;
+  uint64_t hotzone;
+  uint64_t csum_base; /* two table slots at the end of the keyslots area */
+};
+
+/* The marker block after a moved chunk: lets a run that finds no readable
+ * header (first header write torn, or the last step of decrypt) finish. */
+struct marker {
+  char magic[16];
+  uint32_t kind;
+  uint32_t pad;
+  uint64_t data_size;
+  uint64_t chunk_size;
+  uint64_t tail_offset;
+  uint8_t chunk_sha[32];
+};
+
+static int fail_nomem(struct nbdc_error *err)
+{
+  return nbdc_error_set(err, ENOMEM, "out of memory");
+}
+
+static void sha256(const void *data, size_t len, uint8_t out[32])
+{
+  SHA256(data, len, out);
+}
+
+static uint64_t min_u64(uint64_t a, uint64_t b)
+{
+  return a < b ? a : b;
+}
+
+/* ---- data conversion ---- */
+
+/* buf holds logical bytes [logical, logical+len) in the old form; turn them
+ * into the new form. */
+static int convert(struct reenc *re, uint8_t *buf, size_t len, uint64_t logical,
+                   struct nbdc_error *err)
+{
+  uint64_t unit = logical / 512 + re->st.iv_tweak;
+  int r = 0;
+  if (re->old_xts)
+    r = xts_decrypt(re->old_xts, buf, buf, len, unit, err);
+  if (r == 0 && re->new_xts)
+    r = xts_encrypt(re->new_xts, buf, buf, len, unit, err);
+  return r;
+}
+
+/* ---- header ---- */
+
+static size_t build_segments(const struct reenc *re, struct luks2_segment_spec *s, bool final)
+{
+  const struct reenc_state *st = &re->st;
+  size_t n = 0;
+  uint64_t N = st->data_size, P = st->done;
+  struct luks2_segment_spec crypt_new = {
+      .crypt = true, .sector_size = st->sector_size, .digest = re->new_digest};
+  struct luks2_segment_spec crypt_old = {
+      .crypt = true, .sector_size = st->sector_size, .digest = re->old_digest};
+  if (final) {
+    if (st->mode == REENC_DECRYPT) {
+      s[n++] = (struct luks2_segment_spec){.offset = st->new_offset, .size = N};
+      return n;
+    }
+    crypt_new.offset = st->new_offset;
+    crypt_new.size = N;
+    crypt_new.dynamic = st->size_dynamic;
+    crypt_new.iv_tweak = st->iv_tweak;
+    s[n++] = crypt_new;
+    return n;
+  }
+  if (st->mode == REENC_DECRYPT && st->phase == REENC_PHASE_PREPARE) {
+    crypt_old.offset = st->old_offset;
+    crypt_old.size = N;
+    crypt_old.iv_tweak = st->iv_tweak;
+    s[n++] = crypt_old;
+    return n;
+  }
+  bool shift = st->old_offset != st->new_offset;
+  if (!shift) {
+    /* In place, forward: [0, P) new form, [P, N) old form. */
+    struct luks2_segment_spec done = crypt_new, rest = crypt_old;
+    if (!re->new_xts)
+      done = (struct luks2_segment_spec){0};
+    if (!re->old_xts)
+      rest = (struct luks2_segment_spec){0};
+    done.offset = st->old_offset;
+    done.size = P;
+    done.iv_tweak = st->iv_tweak;
+    rest.offset = st->old_offset + P;
+    rest.size = N - P;
+    rest.iv_tweak = st->iv_tweak + P / 512;
+    if (P > 0)
+      s[n++] = done;
+    if (P < N) {
+      rest.dynamic = st->size_dynamic && st->mode == REENC_RECRYPT;
+      s[n++] = rest;
+    }
+    return n;
+  }
+  /* Datashift: the first chunk lives at the tail (plaintext); the rest is
+   * plaintext at its logical offset plus the plaintext side's offset, or
+   * encrypted at logical offset plus the encrypted side's offset. */
+  uint64_t C = st->chunk_size;
+  s[n++] = (struct luks2_segment_spec){.offset = st->tail_offset, .size = C};
+  if (st->mode == REENC_ENCRYPT) {
+    if (P > C)
+      s[n++] = (struct luks2_segment_spec){.offset = C, .size = P - C};
+    if (P < N) {
+      crypt_new.offset = P + st->new_offset;
+      crypt_new.size = N - P;
+      crypt_new.iv_tweak = P / 512;
+      s[n++] = crypt_new;
+    }
+  } else {
+    if (P > C)
+      s[n++] = (struct luks2_segment_spec){.offset = C, .size = P - C};
+    if (P < N) {
+      crypt_old.offset = P + st->old_offset;
+      crypt_old.size = N - P;
+      crypt_old.iv_tweak = st->iv_tweak + P / 512;
+      s[n++] = crypt_old;
+    }
+  }
+  return n;
+}
+
+static int remove_progress_token(struct reenc *re, struct nbdc_error *err)
+{
+  int id;
+  while ((id = luks2_token_next(re->hdr, -1, REENC_TOKEN_TYPE)) >= 0) {
+    int r = luks2_token_remove(re->hdr, id, err);
+    if (r < 0)
+      return r;
+  }
+  return 0;
+}
+
+/* One atomic header commit of the current state (luks2_write: both copies,
+ * each flushed). */
+static int commit(struct reenc *re, struct nbdc_error *err)
+{
+  struct luks2_segment_spec specs[4];
+  size_t n = build_segments(re, specs, false);
+  struct json_object *tok = NULL;
+  int r = luks2_segments_set(re->hdr, specs, n, err);
+  if (r == 0)
+    r = remove_progress_token(re, err);
+  if (r == 0)
+    r = reenc_state_to_json(&re->st, re->old_key, re->old_len, re->new_key, re->new_len, &tok, err);
+  if (r == 0) {
+    r = luks2_token_add(re->hdr, -1, tok, NULL, err);
+    if (r < 0)
+      json_object_put(tok);
+  }
+  if (r == 0)
+    r = luks2_requirement_set(re->hdr, REENC_REQUIREMENT, true, err);
+  if (r == 0)
+    r = luks2_write(re->hdev, re->hdr, err);
+  return r;
+}
+
+/* The final header: one segment, no progress record, no requirement flag,
+ * no keyslot of the old key. */
+static int commit_final(struct reenc *re, struct nbdc_error *err)
+{
+  struct luks2_segment_spec specs[1];
+  size_t n = build_segments(re, specs, true);
+  int r = luks2_segments_set(re->hdr, specs, n, err);
+  if (r == 0)
+    r = remove_progress_token(re, err);
+  if (r == 0 && re->st.mode == REENC_RECRYPT) {
+    int ids[LUKS2_MAX_KEYSLOTS];
+    size_t count = luks2_keyslot_list(re->hdr, ids, LUKS2_MAX_KEYSLOTS);
+    for (size_t i = 0; i < count && r == 0; i++) {
+      struct luks2_keyslot_info ki;
+      if (ids[i] != re->st.new_keyslot && luks2_keyslot_info(re->hdr, ids[i], &ki) == 0 &&
+          strcmp(ki.type, "luks2") == 0)
+        r = luks2_keyslot_remove(re->hdr, ids[i], err);
+    }
+  }
+  if (r == 0)
+    r = luks2_requirement_set(re->hdr, REENC_REQUIREMENT, false, err);
+  if (r == 0)
+    r = luks2_write(re->hdev, re->hdr, err);
+  return r;
+}
+
+/* ---- keys ---- */
+
+static int provider_secret(const struct keys_config *cfg, const struct volume_token *tok,
+                           uint8_t **secret, size_t *secret_len, struct nbdc_error *err)
+{
+  struct keys_provider *p = NULL;
+  int r = keys_provider_open(cfg, tok->provider, &p, err);
+  if (r < 0)
+    return r;
+  if (tok->kms_wrapped) {
+    r = keys_kek_unwrap(p, tok->kek_id, tok->wrapped, tok->wrapped_len, tok->iv, tok->tag, secret,
+                        secret_len, err);
+  } else {
+    r = keys_kek_get(p, tok->kek_id, secret, err);
+    *secret_len = KEYS_KEK_SIZE;
+  }
+  keys_provider_close(p);
+  return r;
+}
+
+/* Unlock keyslot slot through its nbdcrypt token (as volume_open does). */
+static int unlock_slot(struct reenc *re, int slot, uint8_t **key, size_t *key_len,
+                       struct nbdc_error *err)
+{
+  for (int id = luks2_token_next(re->hdr, -1, VOLUME_TOKEN_TYPE); id >= 0;
+       id = luks2_token_next(re->hdr, id, VOLUME_TOKEN_TYPE)) {
+    struct volume_token tok;
+    if (volume_token_parse(re->hdr, id, &tok, err) < 0 || tok.keyslot != slot)
+      continue;
+    uint8_t *secret = NULL;
+    size_t secret_len = 0;
+    int r = provider_secret(re->opts->cfg, &tok, &secret, &secret_len, err);
+    if (r < 0)
+      return nbdc_error_prefix(err, "keyslot %d (provider %s, kek %s)", slot, tok.provider,
+                               tok.kek_id);
+    r = luks2_keyslot_open(re->hdr, re->hdev, slot, secret, secret_len, key, key_len, NULL, err);
+    secmem_free(secret, secret_len);
+    return r;
+  }
+  return nbdc_error_set(err, ENOKEY, "disk %s: no nbdcrypt token for keyslot %d",
+                        luks2_uuid(re->hdr), slot);
+}
+
+/* Add a keyslot for the new key bound to a KEK, and its token. */
+static int bind_new_key(struct reenc *re, const char *provider_name, const char *kek_id,
+                        bool kms_wrapped, struct nbdc_error *err)
+{
+  struct keys_provider *p = NULL;
+  struct volume_token tok = {.keyslot = -1, .kms_wrapped = kms_wrapped};
+  uint8_t *secret = NULL, *cipher = NULL;
+  size_t secret_len = SECRET_SIZE, cipher_len = 0;
+  struct json_object *tj = NULL;
+  char created[KEYS_ID_MAX];
+  int slot = -1;
+  int r = keys_provider_open(re->opts->cfg, provider_name, &p, err);
+  if (r < 0)
+    return r;
+  if (!kek_id) {
+    char name[KEYS_NAME_MAX];
+    snprintf(name, sizeof name, "nbdcrypt %s", luks2_uuid(re->hdr));
+    if ((r = keys_kek_create(p, name, created, err)) < 0)
+      goto out;
+    kek_id = created;
+  }
+  if (strlen(kek_id) >= sizeof tok.kek_id) {
+    r = nbdc_error_set(err, EINVAL, "kek id too long: %s", kek_id);
+    goto out;
+  }
+  snprintf(tok.provider, sizeof tok.provider, "%s", keys_provider_name(p));
+  snprintf(tok.kek_id, sizeof tok.kek_id, "%s", kek_id);
+  if (kms_wrapped) {
+    if (!(secret = secmem_alloc(secret_len))) {
+      r = fail_nomem(err);
+      goto out;
+    }
+    if ((r = crypto_random(secret, secret_len, err)) < 0)
+      goto out;
+    r = keys_kek_wrap(p, kek_id, secret, secret_len, &cipher, &cipher_len, tok.iv, tok.tag, err);
+    if (r < 0)
+      goto out;
+    if (cipher_len > sizeof tok.wrapped) {
+      r = nbdc_error_set(err, EINVAL, "wrapped secret too long (%zu bytes)", cipher_len);
+      goto out;
+    }
+    memcpy(tok.wrapped, cipher, cipher_len);
+    tok.wrapped_len = cipher_len;
+  } else if ((r = keys_kek_get(p, kek_id, &secret, err)) < 0) {
+    goto out;
+  }
+  struct kdf_params kdf = {
+      .type = KDF_PBKDF2, .hash = "sha256", .iterations = PBKDF2_ITER, .salt_len = 32};
+  r = luks2_keyslot_add(re->hdr, re->hdev, -1, re->new_key, re->new_len, secret, secret_len, &kdf,
+                        &slot, err);
+  if (r < 0)
+    goto out;
+  tok.keyslot = slot;
+  if ((r = volume_token_build(&tok, &tj, err)) < 0)
+    goto out;
+  if ((r = luks2_token_add(re->hdr, -1, tj, NULL, err)) < 0) {
+    json_object_put(tj);
+    goto out;
+  }
+  re->st.new_keyslot = slot;
+out:
+  if (r < 0 && slot >= 0)
+    luks2_keyslot_remove(re->hdr, slot, NULL);
+  secmem_free(secret, secret_len);
+  free(cipher);
+  keys_provider_close(p);
+  return r;
+}
+
+static int new_random_key(struct reenc *re, struct nbdc_error *err)
+{
+  re->new_len = KEY_SIZE;
+  if (!(re->new_key = secmem_alloc(re->new_len)))
+    return nbdc_error_set(err, ENOMEM, "cannot allocate secure memory");
+  int r = crypto_random(re->new_key, re->new_len, err);
+  if (r == 0 && crypto_memeq(re->new_key, re->new_key + 32, 32))
+    r = nbdc_error_set(err, EIO, "random generator produced a degenerate key");
+  return r;
+}
+
+static int make_ciphers(struct reenc *re, struct nbdc_error *err)
+{
+  int r = 0;
+  if (re->old_key && !re->old_xts)
+    r = xts_new(&re->old_xts, re->old_key, re->old_len, re->st.sector_size, err);
+  if (r == 0 && re->new_key && !re->new_xts)
+    r = xts_new(&re->new_xts, re->new_key, re->new_len, re->st.sector_size, err);
+  return r;
+}
+
+/* ---- files ---- */
+
+static int file_truncate(struct reenc *re, uint64_t size, struct nbdc_error *err)
+{
+  int fd = open(re->target, O_WRONLY | O_CLOEXEC);
+  if (fd < 0)
+    return nbdc_error_set(err, errno, "cannot open %s: %s", re->target, strerror(errno));
+  int r = 0;
+  if (ftruncate(fd, (off_t)size) != 0 || fsync(fd) != 0)
+    r = nbdc_error_set(err, errno, "cannot resize %s to %" PRIu64 " bytes: %s", re->target, size,
+                       strerror(errno));
+  close(fd);
+  return r;
+}
+
+static int marker_write(struct reenc *re, uint32_t kind, const uint8_t chunk_sha[32],
+                        struct nbdc_error *err)
+{
+  uint8_t *block = calloc(1, BLOCK);
+  if (!block)
+    return fail_nomem(err);
+  struct marker m = {.kind = kind,
+                     .data_size = re->st.data_size,
+                     .chunk_size = re->st.chunk_size,
+                     .tail_offset = re->st.tail_offset};
+  memcpy(m.magic, MARKER_MAGIC, sizeof MARKER_MAGIC);
+  memcpy(m.chunk_sha, chunk_sha, 32);
+  memcpy(block, &m, sizeof m);
+  sha256(block, BLOCK - 32, block + BLOCK - 32);
+  int r = bdev_pwrite(re->dev, block, BLOCK, re->st.tail_offset + re->st.chunk_size, err);
+  if (r == 0)
+    r = bdev_flush(re->dev, err);
+  free(block);
+  return r;
+}
+
+/* A valid marker in the last block of the file, or -ENODATA. */
+static int marker_read(struct reenc *re, struct marker *m, struct nbdc_error *err)
+{
+  uint64_t size;
+  int r = bdev_get_size(re->dev, &size, err);
+  if (r < 0)
+    return r;
+  if (size < BLOCK || size % 512)
+    return -ENODATA;
+  uint8_t *block = malloc(BLOCK);
+  if (!block)
+    return fail_nomem(err);
+  r = bdev_pread(re->dev, block, BLOCK, size - BLOCK, err);
+  uint8_t sum[32];
+  if (r == 0) {
+    sha256(block, BLOCK - 32, sum);
+    memcpy(m, block, sizeof *m);
+    if (memcmp(sum, block + BLOCK - 32, 32) != 0 || memcmp(m->magic, MARKER_MAGIC, 16) != 0 ||
+        m->chunk_size == 0 || m->chunk_size > REENC_SHIFT ||
+        m->tail_offset + m->chunk_size + BLOCK != size)
+      r = -ENODATA;
+  }
+  free(block);
+  return r;
+}
+
+static int chunk_sha(struct reenc *re, uint64_t phys, uint8_t out[32], struct nbdc_error *err)
+{
+  int r = bdev_pread(re->dev, re->buf, re->st.chunk_size, phys, err);
+  if (r == 0)
+    sha256(re->buf, re->st.chunk_size, out);
+  return r;
+}
+
+/* ---- steps ---- */
+
+static void report(struct reenc *re)
+{
+  if (!re->opts->progress)
+    return;
+  const struct reenc_state *st = &re->st;
+  uint64_t work = st->backward ? st->data_size - st->done : st->done;
+  re->opts->progress(re->opts->progress_opaque, work, st->data_size);
+}
+
+static bool stop_requested(const struct reenc *re)
+{
+  return re->opts->stop && *re->opts->stop;
+}
+
+/* In place with checksums: the old blocks' hashes are durable and named by
+ * the header before any of them is overwritten. */
+static int step_checksum(struct reenc *re, struct nbdc_error *err)
+{
+  struct reenc_state *st = &re->st;
+  uint64_t a = st->done, h = min_u64(re->hotzone, st->data_size - st->done);
+  uint64_t phys = st->old_offset + a;
+  size_t nblocks = (size_t)((h + BLOCK - 1) / BLOCK);
+  int r = bdev_pread(re->dev, re->buf, h, phys, err);
+  if (r < 0)
+    return r;
+  for (size_t i = 0; i < nblocks; i++) {
+    size_t len = (size_t)min_u64(BLOCK, h - (uint64_t)i * BLOCK);
+    sha256(re->buf + (size_t)i * BLOCK, len, re->sums + i * CSUM_LEN);
+  }
+  /* The other slot than the one the header names now: a crash before the
+   * commit below still finds the previous table intact. */
+  uint64_t slot = st->checksum_offset == re->csum_base ? re->csum_base + CSUM_SLOT : re->csum_base;
+  if ((r = bdev_pwrite(re->hdev, re->sums, nblocks * CSUM_LEN, slot, err)) < 0)
+    return r;
+  if ((r = bdev_flush(re->dev, err)) < 0) /* the previous hotzone's data, too */
+    return r;
+  if (re->hdev != re->dev && (r = bdev_flush(re->hdev, err)) < 0)
+    return r;
+  st->hotzone_offset = a;
+  st->hotzone_size = h;
+  st->checksum_offset = slot;
+  sha256(re->sums, nblocks * CSUM_LEN, st->checksum_sha);
+  if ((r = commit(re, err)) < 0)
+    return r;
+  if ((r = convert(re, re->buf, h, a, err)) < 0)
+    return r;
+  if ((r = bdev_pwrite(re->dev, re->buf, h, phys, err)) < 0)
+    return r;
+  st->done = a + h;
+  st->hotzone_size = 0;
+  st->hotzone_offset = 0;
+  return 0;
+}
+
+/* After a crash inside a checksum hotzone: blocks whose hash is still the
+ * recorded old one are converted, the others were written already. */
+static int recover_checksum_hotzone(struct reenc *re, struct nbdc_error *err)
+{
+  struct reenc_state *st = &re->st;
+  uint64_t a = st->hotzone_offset, h = st->hotzone_size, phys = st->old_offset + a;
+  if (h > re->hotzone && h > re->buf_size)
+    return nbdc_error_set(err, EINVAL, "progress record: hotzone of %" PRIu64 " bytes too large",
+                          h);
+  size_t nblocks = (size_t)((h + BLOCK - 1) / BLOCK);
+  uint8_t sum[32];
+  int r = bdev_pread(re->hdev, re->sums, nblocks * CSUM_LEN, st->checksum_offset, err);
+  if (r < 0)
+    return r;
+  sha256(re->sums, nblocks * CSUM_LEN, sum);
+  if (memcmp(sum, st->checksum_sha, 32) != 0)
+    return nbdc_error_set(err, EIO,
+                          "checksum table at offset %" PRIu64 " of the hotzone is damaged; "
+                          "cannot tell old from new blocks",
+                          st->checksum_offset);
+  if ((r = bdev_pread(re->dev, re->buf, h, phys, err)) < 0)
+    return r;
+  for (size_t i = 0; i < nblocks; i++) {
+    size_t off = i * BLOCK, len = (size_t)min_u64(BLOCK, h - off);
+    sha256(re->buf + off, len, sum);
+    if (memcmp(sum, re->sums + i * CSUM_LEN, CSUM_LEN) != 0)
+      continue;
+    if ((r = convert(re, re->buf + off, len, a + off, err)) < 0)
+      return r;
+    if ((r = bdev_pwrite(re->dev, re->buf + off, len, phys + off, err)) < 0)
+      return r;
+  }
+  if ((r = bdev_flush(re->dev, err)) < 0)
+    return r;
+  st->done = a + h;
+  st->hotzone_size = 0;
+  st->hotzone_offset = 0;
+  return commit(re, err);
+}
+
+/* Datashift: source and destination never overlap and the destination only
+ * holds data already converted, so a step is simply done again after a
+ * crash.  One commit per step, after the data is flushed. */
+static int step_shift(struct reenc *re, struct nbdc_error *err)
+{
+  struct reenc_state *st = &re->st;
+  uint64_t C = st->chunk_size, step = min_u64(re->hotzone, REENC_SHIFT), a, h;
+  if (st->mode == REENC_ENCRYPT) {
+    h = min_u64(step, st->done - C);
+    a = st->done - h;
+  } else {
+    a = st->done;
+    h = min_u64(step, st->data_size - st->done);
+  }
+  int r = bdev_pread(re->dev, re->buf, h, st->old_offset + a, err);
+  if (r == 0)
+    r = convert(re, re->buf, h, a, err);
+  if (r == 0)
+    r = bdev_pwrite(re->dev, re->buf, h, st->new_offset + a, err);
+  if (r == 0)
+    r = bdev_flush(re->dev, err);
+  if (r < 0)
+    return r;
+  st->done = st->mode == REENC_ENCRYPT ? a : a + h;
+  return commit(re, err);
+}
+
+/* ---- the operations ---- */
+
+static int run_loop(struct reenc *re, struct nbdc_error *err)
+{
+  struct reenc_state *st = &re->st;
+  int r = 0;
+  bool shift = st->old_offset != st->new_offset;
+  if (!shift && st->hotzone_size && (r = recover_checksum_hotzone(re, err)) < 0)
+    return r;
+  report(re);
+  for (;;) {
+    bool more =
+        shift ? (st->mode == REENC_ENCRYPT ? st->done > st->chunk_size : st->done < st->data_size)
+              : st->done < st->data_size;
+    if (!more)
+      break;
+    if (stop_requested(re)) {
+      if (!shift && (r = bdev_flush(re->dev, err)) == 0)
+        r = commit(re, err);
+      return r < 0 ? r : nbdc_error_set(err, EINTR, "interrupted; run the command again to resume");
+    }
+    r = shift ? step_shift(re, err) : step_checksum(re, err);
+    if (r < 0)
+      return r;
+    report(re);
+  }
+  if (!shift) {
+    if ((r = bdev_flush(re->dev, err)) == 0 && st->hotzone_size == 0)
+      r = commit(re, err);
+  }
+  return r;
+}
+
+static int alloc_buffers(struct reenc *re, struct nbdc_error *err)
+{
+  re->buf_size = (size_t)re->hotzone;
+  if (re->buf_size < REENC_SHIFT)
+    re->buf_size = REENC_SHIFT;
+  re->buf = malloc(re->buf_size);
+  re->sums = malloc(CSUM_SLOT);
+  if (!re->buf || !re->sums)
+    return fail_nomem(err);
+  return 0;
+}
+
+/* The checksum slots: the last 2 * CSUM_SLOT bytes of the keyslots area,
+ * which must be clear of every keyslot. */
+static int place_checksums(struct reenc *re, struct nbdc_error *err)
+{
+  uint64_t ks_end = 2 * luks2_hdr_size(re->hdr) + luks2_keyslots_size(re->hdr);
+  if (luks2_keyslots_size(re->hdr) < 4 * CSUM_SLOT)
+    return nbdc_error_set(err, ENOSPC,
+                          "keyslots area of %" PRIu64 " bytes too small for the "
+                          "re-encryption checksums",
+                          luks2_keyslots_size(re->hdr));
+  re->csum_base = ks_end - 2 * CSUM_SLOT;
+  int ids[LUKS2_MAX_KEYSLOTS];
+  size_t n = luks2_keyslot_list(re->hdr, ids, LUKS2_MAX_KEYSLOTS);
+  for (size_t i = 0; i < n; i++) {
+    struct luks2_keyslot_info ki;
+    if (luks2_keyslot_info(re->hdr, ids[i], &ki) == 0 &&
+        ki.area_offset + ki.area_size > re->csum_base)
+      return nbdc_error_set(err, ENOSPC,
+                            "keyslot %d's area reaches into the re-encryption checksum area at "
+                            "%" PRIu64,
+                            ids[i], re->csum_base);
+  }
+  return 0;
+}
+
+static int finish(struct reenc *re, struct nbdc_error *err)
+{
+  struct reenc_state *st = &re->st;
+  int r;
+  bool shift = st->old_offset != st->new_offset;
+  if (st->mode == REENC_DECRYPT) {
+    if (!shift) {
+      /* Data is plain in place: the detached header is of no further use. */
+      if ((r = bdev_flush(re->dev, err)) < 0)
+        return r;
+      if (unlink(re->opts->header_path) != 0 && errno != ENOENT)
+        return nbdc_error_set(err, errno, "cannot remove %s: %s", re->opts->header_path,
+                              strerror(errno));
+      return 0;
+    }
+    /* Last step: the header's place gets the first chunk; the marker
+     * after the tail lets a rerun finish without a header. */
+    if (st->phase != REENC_PHASE_FINAL) {
+      uint8_t sum[32];
+      if ((r = chunk_sha(re, st->tail_offset, sum, err)) < 0)
+        return r;
+      if ((r = marker_write(re, MARKER_DECRYPT, sum, err)) < 0)
+        return r;
+      st->phase = REENC_PHASE_FINAL;
+      if ((r = commit(re, err)) < 0)
+        return r;
+    }
+    if ((r = bdev_pread(re->dev, re->buf, st->chunk_size, st->tail_offset, err)) < 0 ||
+        (r = bdev_pwrite(re->dev, re->buf, st->chunk_size, 0, err)) < 0 ||
+        (r = bdev_flush(re->dev, err)) < 0)
+      return r;
+    return file_truncate(re, st->data_size, err);
+  }
+  if (shift && st->phase != REENC_PHASE_FINAL) {
+    /* encrypt: the moved first chunk goes to its place after the header */
+    if ((r = bdev_pread(re->dev, re->buf, st->chunk_size, st->tail_offset, err)) < 0 ||
+        (r = convert(re, re->buf, st->chunk_size, 0, err)) < 0 ||
+        (r = bdev_pwrite(re->dev, re->buf, st->chunk_size, st->new_offset, err)) < 0 ||
+        (r = bdev_flush(re->dev, err)) < 0)
+      return r;
+    st->done = 0;
+    st->phase = REENC_PHASE_FINAL;
+    if ((r = commit(re, err)) < 0)
+      return r;
+  }
+  if (shift && (r = file_truncate(re, st->data_size + st->new_offset, err)) < 0)
+    return r;
+  return commit_final(re, err);
+}
+
+/* ---- starting ---- */
+
+static int start_recrypt(struct reenc *re, struct nbdc_error *err)
+{
+  struct volume_unlock_opts uo = {.cfg = re->opts->cfg, .keyslot = -1};
+  struct volume *vol = NULL;
+  int r = volume_open(re->dev, &uo, &vol, err);
+  if (r < 0)
+    return r;
+  struct reenc_state *st = &re->st;
+  const struct luks2_segment *seg = volume_segment(vol);
+  uint64_t dev_size;
+  size_t len;
+  const uint8_t *key = volume_key(vol, &len);
+  if ((r = bdev_get_size(re->dev, &dev_size, err)) == 0)
+    r = volume_data_size(vol, dev_size, &st->data_size, err);
+  /* The old key's keyslot and the KEK binding to keep */
+  int old_slot = volume_keyslot(vol);
+  char provider[KEYS_NAME_MAX], kek_id[KEYS_ID_MAX];
+  snprintf(provider, sizeof provider, "%s", volume_provider(vol));
+  snprintf(kek_id, sizeof kek_id, "%s", volume_kek_id(vol));
+  bool kms_wrapped = false;
+  for (int id = luks2_token_next(volume_hdr(vol), -1, VOLUME_TOKEN_TYPE); id >= 0;
+       id = luks2_token_next(volume_hdr(vol), id, VOLUME_TOKEN_TYPE)) {
+    struct volume_token tok;
+    if (volume_token_parse(volume_hdr(vol), id, &tok, NULL) == 0 && tok.keyslot == old_slot)
+      kms_wrapped = tok.kms_wrapped;
+  }
+  if (r == 0) {
+    re->old_len = len;
+    if (!(re->old_key = secmem_alloc(len)))
+      r = nbdc_error_set(err, ENOMEM, "cannot allocate secure memory");
+    else
+      memcpy(re->old_key, key, len);
+  }
+  *st = (struct reenc_state){
+      .mode = REENC_RECRYPT,
+      .phase = REENC_PHASE_MAIN,
+      .size_dynamic = seg->dynamic,
+      .sector_size = seg->sector_size,
+      .data_size = st->data_size,
+      .old_offset = seg->offset,
+      .new_offset = seg->offset,
+      .iv_tweak = seg->iv_tweak,
+      .old_keyslot = old_slot,
+      .new_keyslot = -1,
+  };
+  volume_close(vol);
+  if (r < 0)
+    return r;
+  if ((r = luks2_load(re->hdev, &re->hdr, err)) < 0)
+    return r;
+  if ((r = place_checksums(re, err)) < 0)
+    return r;
+  st->checksum_offset = re->csum_base;
+  if ((r = new_random_key(re, err)) < 0)
+    return r;
+  re->old_digest = luks2_digest_find(re->hdr, re->old_key, re->old_len, err);
+  if (re->old_digest < 0)
+    return re->old_digest;
+  if ((r = luks2_digest_add(re->hdr, re->new_key, re->new_len, &re->new_digest, err)) < 0)
+    return r;
+  const char *use_provider = re->opts->provider ? re->opts->provider : provider;
+  const char *use_kek = re->opts->kek_id ? re->opts->kek_id : (re->opts->provider ? NULL : kek_id);
+  if (!use_kek && !re->opts->provider)
+    use_kek = kek_id;
+  if ((r = bind_new_key(re, use_provider[0] ? use_provider : NULL, use_kek,
+                        kms_wrapped || re->opts->kms_wrapped, err)) < 0)
+    return r;
+  if ((r = make_ciphers(re, err)) < 0)
+    return r;
+  return commit(re, err);
+}
+
+static int header_dev_size_ok(struct reenc *re, struct nbdc_error *err)
+{
+  uint64_t size;
+  int r = bdev_get_size(re->hdev, &size, err);
+  if (r == 0 && size < LUKS2_DEFAULT_DATA_OFFSET)
+    r = nbdc_error_set(err, ENOSPC, "header file %s is %" PRIu64 " bytes; it needs 16 MiB",
+                       bdev_name(re->hdev), size);
+  return r;
+}
+
+/* A fresh LUKS2 header for encrypt, bound to the KEK, with the state st. */
+static int create_header(struct reenc *re, struct nbdc_error *err)
+{
+  struct reenc_state *st = &re->st;
+  struct luks2_format_params fp = {.volume_key_size = KEY_SIZE, .sector_size = st->sector_size};
+  int r = new_random_key(re, err);
+  if (r == 0)
+    r = luks2_format(&fp, re->new_key, re->new_len, &re->hdr, err);
+  if (r < 0)
+    return r;
+  /* Clear the keyslots area, as cryptsetup does on format. */
+  uint8_t *zero = calloc(1, 1024 * 1024);
+  if (!zero)
+    return fail_nomem(err);
+  for (uint64_t off = 0; off < LUKS2_DEFAULT_DATA_OFFSET && r == 0; off += 1024 * 1024)
+    r = bdev_pwrite(re->hdev, zero, 1024 * 1024, off, err);
+  free(zero);
+  if (r < 0)
+    return r;
+  re->new_digest = luks2_digest_find(re->hdr, re->new_key, re->new_len, err);
+  if (re->new_digest < 0)
+    return re->new_digest;
+  if ((r = place_checksums(re, err)) < 0)
+    return r;
+  st->checksum_offset = re->csum_base;
+  if ((r = bind_new_key(re, re->opts->provider, re->opts->kek_id, re->opts->kms_wrapped, err)) < 0)
+    return r;
+  if ((r = make_ciphers(re, err)) < 0)
+    return r;
+  return commit(re, err);
+}
+
+static int start_encrypt(struct reenc *re, const struct marker *m, struct nbdc_error *err)
+{
+  struct reenc_state *st = &re->st;
+  uint64_t size;
+  int r = bdev_get_size(re->dev, &size, err);
+  if (r < 0)
+    return r;
+  bool detached = re->opts->header_path != NULL;
+  if (m)
+    size = m->data_size;
+  if (size == 0 || size % 512)
+    return nbdc_error_set(err, EINVAL,
+                          "%s: size %" PRIu64 " is not a positive multiple of 512 bytes",
+                          re->target, size);
+  *st = (struct reenc_state){
+      .mode = REENC_ENCRYPT,
+      .phase = REENC_PHASE_MAIN,
+      .detached = detached,
+      .size_dynamic = true,
+      .sector_size = size % 4096 ? 512 : 4096,
+      .data_size = size,
+      .old_keyslot = -1,
+      .new_keyslot = -1,
+  };
+  if (detached) {
+    if ((r = header_dev_size_ok(re, err)) < 0)
+      return r;
+    return create_header(re, err);
+  }
+  st->backward = true;
+  st->new_offset = REENC_SHIFT;
+  st->chunk_size = min_u64(REENC_SHIFT, size);
+  st->tail_offset = size + REENC_SHIFT;
+  st->done = size;
+  if (!m) {
+    /* marker first (it records the original size), then the copy */
+    uint8_t sum[32];
+    if ((r = chunk_sha(re, 0, sum, err)) < 0 ||
+        (r = marker_write(re, MARKER_ENCRYPT, sum, err)) < 0)
+      return r;
+    if ((r = bdev_pwrite(re->dev, re->buf, st->chunk_size, st->tail_offset, err)) < 0 ||
+        (r = bdev_flush(re->dev, err)) < 0)
+      return r;
+  } else {
+    uint8_t sum[32];
+    if ((r = chunk_sha(re, st->tail_offset, sum, err)) < 0)
+      return r;
+    if (memcmp(sum, m->chunk_sha, 32) != 0) {
+      /* the copy was cut short: the original is still in place */
+      if ((r = chunk_sha(re, 0, sum, err)) < 0)
+        return r;
+      if (memcmp(sum, m->chunk_sha, 32) != 0)
+        return nbdc_error_set(err, EIO,
+                              "%s: neither the first %" PRIu64 " bytes nor their copy "
+                              "at offset %" PRIu64 " match the record; not resuming",
+                              re->target, st->chunk_size, st->tail_offset);
+      if ((r = bdev_pwrite(re->dev, re->buf, st->chunk_size, st->tail_offset, err)) < 0 ||
+          (r = bdev_flush(re->dev, err)) < 0)
+        return r;
+    }
+  }
+  return create_header(re, err);
+}
+
+static int start_decrypt(struct reenc *re, struct nbdc_error *err)
+{
+  struct volume_unlock_opts uo = {.cfg = re->opts->cfg, .keyslot = -1};
+  struct volume *vol = NULL;
+  struct reenc_state *st = &re->st;
+  bool detached = re->opts->header_path != NULL;
+  int r;
+  if (detached) {
+    /* volume_open refuses detached headers (their data is elsewhere): unlock by hand */
+    if ((r = luks2_load(re->hdev, &re->hdr, err)) < 0)
+      return r;
+    struct luks2_segment seg;
+    luks2_data_segment(re->hdr, &seg, NULL);
+    if (!luks2_detached_header(re->hdr))
+      return nbdc_error_set(err, EINVAL, "%s is not a detached header (data offset %" PRIu64 ")",
+                            re->opts->header_path, seg.offset);
+    int ids[LUKS2_MAX_KEYSLOTS];
+    size_t n = luks2_keyslot_list(re->hdr, ids, LUKS2_MAX_KEYSLOTS);
+    r = -ENOKEY;
+    for (size_t i = 0; i < n && r < 0; i++) {
+      r = unlock_slot(re, ids[i], &re->old_key, &re->old_len, err);
+      if (r == 0)
+        st->old_keyslot = ids[i];
+    }
+    if (r < 0)
+      return r;
+    uint64_t dev_size;
+    if ((r = bdev_get_size(re->dev, &dev_size, err)) < 0)
+      return r;
+    *st = (struct reenc_state){
+        .mode = REENC_DECRYPT,
+        .phase = REENC_PHASE_MAIN,
+        .detached = true,
+        .sector_size = seg.sector_size,
+        .data_size = seg.dynamic ? dev_size / seg.sector_size * seg.sector_size : seg.size,
+        .iv_tweak = seg.iv_tweak,
+        .old_keyslot = st->old_keyslot,
+        .new_keyslot = -1,
+    };
+  } else {
+    if ((r = volume_open(re->dev, &uo, &vol, err)) < 0)
+      return r;
+    const struct luks2_segment *seg = volume_segment(vol);
+    uint64_t dev_size;
+    size_t len;
+    const uint8_t *key = volume_key(vol, &len);
+    *st = (struct reenc_state){
+        .mode = REENC_DECRYPT,
+        .phase = REENC_PHASE_PREPARE,
+        .sector_size = seg->sector_size,
+        .old_offset = seg->offset,
+        .iv_tweak = seg->iv_tweak,
+        .old_keyslot = volume_keyslot(vol),
+        .new_keyslot = -1,
+    };
+    if ((r = bdev_get_size(re->dev, &dev_size, err)) == 0)
+      r = volume_data_size(vol, dev_size, &st->data_size, err);
+    if (r == 0 && !(re->old_key = secmem_alloc(len)))
+      r = nbdc_error_set(err, ENOMEM, "cannot allocate secure memory");
+    if (r == 0) {
+      memcpy(re->old_key, key, len);
+      re->old_len = len;
+    }
+    volume_close(vol);
+    if (r == 0 && st->data_size == 0)
+      r = nbdc_error_set(err, EINVAL, "%s holds no data", re->target);
+    if (r == 0)
+      r = luks2_load(re->hdev, &re->hdr, err);
+    if (r < 0)
+      return r;
+    st->chunk_size = min_u64(REENC_SHIFT, st->data_size);
+    st->tail_offset = dev_size;
+  }
+  re->old_digest = luks2_digest_find(re->hdr, re->old_key, re->old_len, err);
+  if (re->old_digest < 0)
+    return re->old_digest;
+  if ((r = place_checksums(re, err)) < 0)
+    return r;
+  st->checksum_offset = re->csum_base;
+  if ((r = make_ciphers(re, err)) < 0)
+    return r;
+  return commit(re, err);
+}
+
+/* decrypt, datashift: the first chunk goes to the tail as plaintext. */
+static int decrypt_prepare(struct reenc *re, struct nbdc_error *err)
+{
+  struct reenc_state *st = &re->st;
+  int r = bdev_pread(re->dev, re->buf, st->chunk_size, st->old_offset, err);
+  if (r == 0)
+    r = convert(re, re->buf, st->chunk_size, 0, err);
+  if (r == 0)
+    r = bdev_pwrite(re->dev, re->buf, st->chunk_size, st->tail_offset, err);
+  if (r == 0)
+    r = bdev_flush(re->dev, err);
+  if (r < 0)
+    return r;
+  st->done = st->chunk_size;
+  st->phase = REENC_PHASE_MAIN;
+  return commit(re, err);
+}
+
+/* Resume from the header's progress record: keys first, then the HMAC. */
+static int resume(struct reenc *re, struct nbdc_error *err)
+{
+  int id = luks2_token_next(re->hdr, -1, REENC_TOKEN_TYPE);
+  if (id < 0)
+    return nbdc_error_set(err, EINVAL,
+                          "disk %s carries the %s flag but no progress record; not resuming",
+                          luks2_uuid(re->hdr), REENC_REQUIREMENT);
+  struct json_object *tok = luks2_token_get(re->hdr, id);
+  int old_slot, new_slot, r = reenc_state_keyslots(tok, &old_slot, &new_slot, err);
+  if (r < 0)
+    return r;
+  if (old_slot >= 0 && (r = unlock_slot(re, old_slot, &re->old_key, &re->old_len, err)) < 0)
+    return r;
+  if (new_slot >= 0 && (r = unlock_slot(re, new_slot, &re->new_key, &re->new_len, err)) < 0)
+    return r;
+  if ((r = reenc_state_from_json(tok, re->old_key, re->old_len, re->new_key, re->new_len, &re->st,
+                                 err)) < 0)
+    return r;
+  if (re->st.mode != re->opts->mode)
+    return nbdc_error_set(err, EBUSY, "disk %s is in the middle of a %s, not a %s",
+                          luks2_uuid(re->hdr),
+                          re->st.mode == REENC_RECRYPT   ? "recrypt"
+                          : re->st.mode == REENC_ENCRYPT ? "encrypt"
+                                                         : "decrypt",
+                          re->opts->mode == REENC_RECRYPT   ? "recrypt"
+                          : re->opts->mode == REENC_ENCRYPT ? "encrypt"
+                                                            : "decrypt");
+  if (re->st.detached != (re->opts->header_path != NULL))
+    return nbdc_error_set(err, EINVAL, "the operation in progress %s a detached header",
+                          re->st.detached ? "uses" : "does not use");
+  if (re->old_key) {
+    re->old_digest = luks2_digest_find(re->hdr, re->old_key, re->old_len, err);
+    if (re->old_digest < 0)
+      return re->old_digest;
+  }
+  if (re->new_key) {
+    re->new_digest = luks2_digest_find(re->hdr, re->new_key, re->new_len, err);
+    if (re->new_digest < 0)
+      return re->new_digest;
+  }
+  if (re->st.hotzone_size) {
+    uint64_t ks_end = 2 * luks2_hdr_size(re->hdr) + luks2_keyslots_size(re->hdr);
+    re->csum_base = ks_end - 2 * CSUM_SLOT;
+    if (re->st.checksum_offset != re->csum_base &&
+        re->st.checksum_offset != re->csum_base + CSUM_SLOT)
+      return nbdc_error_set(err, EINVAL, "progress record: checksum table offset %" PRIu64,
+                            re->st.checksum_offset);
+  } else if ((r = place_checksums(re, err)) < 0) {
+    return r;
+  }
+  return make_ciphers(re, err);
+}
+
+static void reenc_free(struct reenc *re)
+{
+  xts_free(re->old_xts);
+  xts_free(re->new_xts);
+  secmem_free(re->old_key, re->old_len);
+  secmem_free(re->new_key, re->new_len);
+  luks2_free(re->hdr);
+  free(re->buf);
+  free(re->sums);
+  if (re->hdev != re->dev)
+    bdev_close(re->hdev);
+  bdev_close(re->dev);
+  if (re->raw_hdev && re->raw_hdev != re->raw_dev) {
+    bdev_unlock(re->raw_hdev, NULL);
+    bdev_close(re->raw_hdev);
+  }
+  if (re->raw_dev) {
+    bdev_unlock(re->raw_dev, NULL);
+    bdev_close(re->raw_dev);
+  }
+}
+
+static int open_devices(struct reenc *re, struct nbdc_error *err)
+{
+  const struct reenc_opts *o = re->opts;
+  reenc_faults_init(&re->faults);
+  int r = bdev_open(re->target, 0, 0, &re->raw_dev, err);
+  if (r == 0)
+    r = bdev_lock(re->raw_dev, true, err);
+  if (r == 0)
+    r = reenc_bdev_wrap(re->raw_dev, &re->faults, &re->dev, err);
+  if (r < 0)
+    return r;
+  if (!o->header_path) {
+    re->raw_hdev = re->raw_dev;
+    re->hdev = re->dev;
+    return 0;
+  }
+  if (bdev_is_uri(o->header_path))
+    return nbdc_error_set(err, EINVAL, "--header must be a file, not %s", o->header_path);
+  struct stat sb;
+  bool exists = stat(o->header_path, &sb) == 0;
+  if (!exists && o->mode != REENC_ENCRYPT)
+    return nbdc_error_set(err, ENOENT, "header file %s does not exist", o->header_path);
+  r = bdev_open(o->header_path, exists ? 0 : BDEV_CREATE, LUKS2_DEFAULT_DATA_OFFSET, &re->raw_hdev,
+                err);
+  if (r == 0)
+    r = bdev_lock(re->raw_hdev, true, err);
+  if (r == 0)
+    r = reenc_bdev_wrap(re->raw_hdev, &re->faults, &re->hdev, err);
+  return r;
+}
+
+int reenc_run(const char *target, const struct reenc_opts *opts, struct nbdc_error *err)
+{
+  struct reenc re = {.opts = opts, .target = target, .old_digest = -1, .new_digest = -1};
+  re.hotzone = opts->hotzone ? opts->hotzone : DEFAULT_HOTZONE;
+  int r;
+  if (re.hotzone % BLOCK || re.hotzone < REENC_SHIFT || re.hotzone > MAX_HOTZONE) {
+    r = nbdc_error_set(err, EINVAL,
+                       "hotzone %" PRIu64 " must be a multiple of 4096 between 16 MiB and 256 MiB",
+                       re.hotzone);
+    goto out;
+  }
+  bool shift = opts->mode != REENC_RECRYPT && !opts->header_path;
+  if (shift && bdev_is_uri(target)) {
+    r = nbdc_error_set(err, EINVAL,
+                       "%s: an NBD export cannot grow or shrink; use --header FILE to keep the "
+                       "header in a file and the data in place",
+                       target);
+    goto out;
+  }
+  if ((r = open_devices(&re, err)) < 0 || (r = alloc_buffers(&re, err)) < 0)
+    goto out;
+
+  struct nbdc_error load_err = {0};
+  int lr = luks2_load(re.hdev, &re.hdr, &load_err);
+  const char *reqs[8];
+  bool in_progress = false;
+  if (lr == 0) {
+    size_t n = luks2_requirements(re.hdr, reqs, 8);
+    for (size_t i = 0; i < n; i++)
+      in_progress |= strcmp(reqs[i], REENC_REQUIREMENT) == 0;
+  }
+  struct marker m;
+  bool have_marker = false;
+  if (lr < 0 && shift && marker_read(&re, &m, NULL) == 0)
+    have_marker = (opts->mode == REENC_ENCRYPT && m.kind == MARKER_ENCRYPT &&
+                   m.tail_offset == m.data_size + REENC_SHIFT) ||
+                  (opts->mode == REENC_DECRYPT && m.kind == MARKER_DECRYPT &&
+                   m.tail_offset >= m.data_size + REENC_SHIFT);
+
+  if (in_progress) {
+    if ((r = resume(&re, err)) < 0)
+      goto out;
+  } else if (have_marker && opts->mode == REENC_DECRYPT) {
+    /* the header was already given up to the first chunk: finish that copy */
+    re.st = (struct reenc_state){.mode = REENC_DECRYPT,
+                                 .phase = REENC_PHASE_FINAL,
+                                 .data_size = m.data_size,
+                                 .chunk_size = m.chunk_size,
+                                 .tail_offset = m.tail_offset,
+                                 .old_offset = REENC_SHIFT};
+    uint8_t sum[32];
+    if ((r = chunk_sha(&re, m.tail_offset, sum, err)) < 0)
+      goto out;
+    if (memcmp(sum, m.chunk_sha, 32) != 0) {
+      r = nbdc_error_set(err, EIO, "%s: the saved first chunk does not match its record", target);
+      goto out;
+    }
+    r = finish(&re, err);
+    goto out;
+  } else if (opts->resume_only) {
+    r = nbdc_error_set(err, ENOENT, "%s: no operation to resume", target);
+    goto out;
+  } else if (opts->mode == REENC_ENCRYPT) {
+    if (lr == 0) {
+      r = nbdc_error_set(err, EEXIST, "%s already holds a LUKS2 header (uuid %s)",
+                         opts->header_path ? opts->header_path : target, luks2_uuid(re.hdr));
+      goto out;
+    }
+    if (!have_marker && lr != -ENODATA) {
+      r = nbdc_error_set(err, -lr, "%s", load_err.msg);
+      goto out;
+    }
+    if ((r = start_encrypt(&re, have_marker ? &m : NULL, err)) < 0)
+      goto out;
+  } else if (lr < 0) {
+    r = nbdc_error_set(err, -lr, "%s", load_err.msg);
+    goto out;
+  } else {
+    luks2_free(re.hdr);
+    re.hdr = NULL;
+    r = opts->mode == REENC_RECRYPT ? start_recrypt(&re, err) : start_decrypt(&re, err);
+    if (r < 0)
+      goto out;
+  }
+
+  if (re.st.phase == REENC_PHASE_PREPARE && (r = decrypt_prepare(&re, err)) < 0)
+    goto out;
+  if (re.st.phase == REENC_PHASE_MAIN && (r = run_loop(&re, err)) < 0)
+    goto out;
+  r = finish(&re, err);
+  if (r == 0)
+    report(&re);
+out:
+  reenc_free(&re);
+  return r;
+}
