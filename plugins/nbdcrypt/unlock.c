@@ -162,8 +162,15 @@ int nbdcrypt_config_key(const char *key, const char *value)
   return 0;
 }
 
+/* -D nbdcrypt.kmip=1: trace the KMIP exchange on stderr (key material, data
+ * and IVs masked).  The KMIP client reads NBDCRYPT_KMIP_TRACE when a provider
+ * connects, which happens after configuration. */
+NBDKIT_DLL_PUBLIC int nbdcrypt_debug_kmip;
+
 int nbdcrypt_config_finish(void)
 {
+  if (nbdcrypt_debug_kmip)
+    setenv("NBDCRYPT_KMIP_TRACE", "1", 1);
   /* With a passphrase and no explicit configuration, no provider is needed:
    * a missing default keystore must not stop a cryptsetup-made disk. */
   if (secret && !config_path)

@@ -65,6 +65,15 @@ $ok || fail "server did not unlock after the KMS came back: $(tail -5 "$T/late.l
 head -c $((64 * 1024 * 1024)) "$T/back3" | cmp - "$T/plain" || fail "data after KMS restart"
 pass "KMS down: new server refuses, no crash; after the KMS is back it unlocks"
 
+# -D nbdcrypt.kmip=1 traces the KMIP exchange in nbdkit's log, secrets masked.
+server_start traced -D nbdcrypt.kmip=1 --filter="$NBDCRYPT_FILTER" \
+  file file="$T/kms-wrapped.img" nbdcrypt-config="$T/kms.json"
+nbdsh -u "$(uri traced)" -c "h.pread(4096, 0)" >/dev/null
+log_has traced "kmip: request to 127.0.0.1:[0-9]+" || fail "no KMIP trace with -D nbdcrypt.kmip=1"
+log_has traced "Data \(ByteString\) <masked [0-9]+ bytes>" || fail "the trace does not mask Data: $(grep -m3 Data "$T/traced.log")"
+server_stop traced
+pass "-D nbdcrypt.kmip=1 traces the exchange with Data masked"
+
 # Revoked: kek mode still unlocks (Get works in any state), kms-wrapped does
 # not (Decrypt needs an Active key); destroyed: neither, with a clear error.
 nbdcrypt kek revoke --provider kms "$id"
