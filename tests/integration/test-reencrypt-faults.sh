@@ -1,0 +1,136 @@
+#!/bin/bash
+# Fault injection: for each of encrypt, recrypt and decrypt, 10 runs killed
+# with SIGKILL at a random instant and 5 runs stopped by an injected write
+# failure (NBDCRYPT_TEST_FAIL_WRITE_AFTER), each resumed by running the same
+# command again.  Every time the final plaintext's SHA-256 equals the
+# original's and the disk unlocks with the expected key only.  A disk left
+# half way is refused by the filter's volume_open and by cryptsetup.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib-reencrypt.sh"
+need cryptsetup
+
+KILLS=${NBDCRYPT_TEST_KILLS:-10}
+FAILS=${NBDCRYPT_TEST_WRITE_FAILS:-5}
+make_plain 48M
+cp "$T/plain.img" "$T/enc.img"
+nbdcrypt encrypt "$T/enc.img" 2>/dev/null || fail "initial encrypt"
+kek_bytes "$(kek_of "$T/enc.img")" "$T/kek.bin"
+head -c 32 /dev/urandom >"$T/wrong.bin"
+enc_vk=$(nbdcrypt_volume_key "$T/enc.img")
+work=$T/work.img
+checked_midway=0
+
+# interrupt MODE CMD...: run CMD and stop it (random SIGKILL or write failure)
+interrupt() {
+  local how=$1
+  shift
+  if [ "$how" = kill ]; then
+    "$NBDCRYPT" "$@" --hotzone 16M >/dev/null 2>&1 &
+    local pid=$!
+    sleep "0.$(printf %03d $((RANDOM % 350)))"
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  else
+    NBDCRYPT_TEST_FAIL_WRITE_AFTER=$((RANDOM % 40)) "$NBDCRYPT" "$@" --hotzone 16M >/dev/null 2>"$T/inj" &&
+      return 0
+    grep -q "injected write failure" "$T/inj" || { cat "$T/inj"; fail "write failure not reported as such"; }
+  fi
+}
+
+# A disk left half way: luksDump parses it, cryptsetup refuses to change it,
+# nbdcrypt check (volume_open, as the filter) refuses it.
+check_midway() {
+  local img=$1
+  [ "$(requirements "$img" 2>/dev/null)" = nbdcrypt-reencrypt-v1 ] || return 0
+  cryptsetup luksDump "$img" | grep -q "nbdcrypt-reencrypt-v1" || fail "luksDump of a disk half way"
+  cryptsetup luksAddKey --key-file "$T/kek.bin" "$img" "$T/wrong.bin" 2>"$T/cs" && fail "cryptsetup modified a disk half way"
+  grep -qi "requirement" "$T/cs" || fail "cryptsetup refusal message: $(cat "$T/cs")"
+  nbdcrypt check "$img" 2>"$T/ck" && fail "check accepted a disk half way"
+  grep -q "in the middle of" "$T/ck" || fail "check message: $(cat "$T/ck")"
+  checked_midway=$((checked_midway + 1))
+}
+
+# resume CMD...: run until the operation reports completion
+resume() {
+  local i
+  for i in 1 2 3; do
+    "$NBDCRYPT" "$@" >/dev/null 2>"$T/res" && return 0
+    grep -q "already holds a LUKS2 header\|no LUKS2 header" "$T/res" && return 0
+  done
+  cat "$T/res"
+  fail "resume of $* did not finish"
+}
+
+verify_encrypted() {
+  local img=$1 what=$2
+  [ -z "$(requirements "$img")" ] || fail "$what: requirement flag left"
+  cryptsetup open --test-passphrase --key-file "$T/kek.bin" "$img" || fail "$what: KEK does not open it"
+  cryptsetup open --test-passphrase --key-file "$T/wrong.bin" "$img" 2>/dev/null && fail "$what: a wrong key opens it"
+  [ "$(plain_sha_of "$img")" = "$PLAIN_SHA" ] || fail "$what: plaintext differs"
+}
+
+run_series() {
+  local cmd=$1 how=$2 count=$3 n
+  for n in $(seq 1 "$count"); do
+    case $cmd in
+    encrypt) cp "$T/plain.img" "$work" ;;
+    *) cp --sparse=always "$T/enc.img" "$work" ;;
+    esac
+    interrupt "$how" "$cmd" "$work"
+    check_midway "$work"
+    resume "$cmd" "$work"
+    case $cmd in
+    encrypt)
+      kek_bytes "$(kek_of "$work")" "$T/kek.bin"
+      verify_encrypted "$work" "encrypt $how #$n"
+      ;;
+    recrypt)
+      verify_encrypted "$work" "recrypt $how #$n"
+      [ "$(nbdcrypt_volume_key "$work")" != "$enc_vk" ] || fail "recrypt $how #$n kept the old key"
+      ;;
+    decrypt)
+      [ "$(sha_of "$work")" = "$PLAIN_SHA" ] || fail "decrypt $how #$n: plaintext differs"
+      ;;
+    esac
+  done
+  pass "$cmd: $count runs stopped by $how, resumed, plaintext and keys correct"
+}
+
+kek_bytes "$(kek_of "$T/enc.img")" "$T/kek.bin"
+for cmd in recrypt decrypt encrypt; do
+  [ $cmd = encrypt ] || kek_bytes "$(kek_of "$T/enc.img")" "$T/kek.bin"
+  run_series $cmd kill "$KILLS"
+  [ $cmd = encrypt ] || kek_bytes "$(kek_of "$T/enc.img")" "$T/kek.bin"
+  run_series $cmd write-failure "$FAILS"
+done
+[ "$checked_midway" -gt 0 ] || fail "no run was caught half way (timings too coarse)"
+pass "$checked_midway disks caught half way were refused by cryptsetup and nbdcrypt check"
+
+# A tampered progress record is refused before anything acts on it.
+cp --sparse=always "$T/enc.img" "$work"
+NBDCRYPT_TEST_FAIL_WRITE_AFTER=20 "$NBDCRYPT" recrypt "$work" --hotzone 16M >/dev/null 2>&1 || true
+[ "$(requirements "$work")" = nbdcrypt-reencrypt-v1 ] || fail "could not stop a recrypt half way"
+"$PY" - "$work" <<'PYEOF'
+import hashlib, json, re, struct, sys
+path = sys.argv[1]
+with open(path, "r+b") as f:
+    buf = bytearray(f.read(1 << 20))
+    hdr_size = struct.unpack(">Q", buf[8:16])[0]
+    for base in (0, hdr_size):
+        area = bytes(buf[base + 4096:base + hdr_size])
+        meta = json.loads(area.rstrip(b"\0").decode())
+        for tok in meta["tokens"].values():
+            if tok["type"] == "nbdcrypt-reencrypt":
+                tok["done"] = str(int(tok["done"]) + 16777216)
+        text = json.dumps(meta, separators=(",", ":")).encode()
+        buf[base + 4096:base + hdr_size] = text + b"\0" * (hdr_size - 4096 - len(text))
+        buf[base + 448:base + 512] = b"\0" * 64
+        buf[base + 448:base + 480] = hashlib.sha256(bytes(buf[base:base + hdr_size])).digest()
+    f.seek(0)
+    f.write(buf[:2 * hdr_size])
+PYEOF
+before=$(sha_of "$work")
+"$NBDCRYPT" recrypt "$work" 2>"$T/err" && fail "a tampered progress record was acted on"
+grep -q "does not match the keys" "$T/err" || fail "tamper message: $(cat "$T/err")"
+[ "$(sha_of "$work")" = "$before" ] || fail "the disk changed although the record was refused"
+pass "tampered progress record refused, disk untouched"
