@@ -74,6 +74,18 @@ int volume_format(struct bdev *dev, const struct volume_format_opts *opts,
 int volume_bind_kek(struct volume *vol, struct bdev *dev, struct keys_provider *provider,
                     const char *kek_id, bool kms_wrapped, int *keyslot, struct nbdc_error *err);
 
+/* Lower-level pieces for code that manages several volume keys at once
+ * (re-encryption).  volume_bind_key: as volume_bind_kek, for any volume key
+ * key of key_len bytes whose digest hdr already holds.  volume_unlock_keyslot:
+ * open keyslot through its nbdcrypt token (provider -> KEK or unwrap); *key is
+ * secure memory the caller frees with secmem_free. */
+int volume_bind_key(struct luks2_hdr *hdr, struct bdev *dev, const uint8_t *key, size_t key_len,
+                    struct keys_provider *provider, const char *kek_id, bool kms_wrapped,
+                    int *keyslot, struct nbdc_error *err);
+int volume_unlock_keyslot(const struct luks2_hdr *hdr, struct bdev *dev,
+                          const struct keys_config *cfg, int keyslot, uint8_t **key,
+                          size_t *key_len, struct nbdc_error *err);
+
 struct volume_rekey_opts {
   const struct keys_config *cfg;
   const char *provider; /* NULL: the configuration's default */

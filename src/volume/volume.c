@@ -117,6 +117,29 @@ static int token_secret(const struct keys_config *cfg, const struct volume_token
   return r;
 }
 
+int volume_unlock_keyslot(const struct luks2_hdr *hdr, struct bdev *dev,
+                          const struct keys_config *cfg, int keyslot, uint8_t **key,
+                          size_t *key_len, struct nbdc_error *err)
+{
+  for (int id = luks2_token_next(hdr, -1, VOLUME_TOKEN_TYPE); id >= 0;
+       id = luks2_token_next(hdr, id, VOLUME_TOKEN_TYPE)) {
+    struct volume_token tok;
+    if (volume_token_parse(hdr, id, &tok, NULL) < 0 || tok.keyslot != keyslot)
+      continue;
+    uint8_t *secret = NULL;
+    size_t secret_len = 0;
+    int r = token_secret(cfg, &tok, &secret, &secret_len, err);
+    if (r < 0)
+      return nbdc_error_prefix(err, "keyslot %d (provider %s, kek %s)", keyslot, tok.provider,
+                               tok.kek_id);
+    r = luks2_keyslot_open(hdr, dev, keyslot, secret, secret_len, key, key_len, NULL, err);
+    secmem_free(secret, secret_len);
+    return r;
+  }
+  return nbdc_error_set(err, ENOKEY, "disk %s: no nbdcrypt token for keyslot %d", luks2_uuid(hdr),
+                        keyslot);
+}
+
 static int unlock_with_tokens(struct volume *vol, struct bdev *dev,
                               const struct volume_unlock_opts *opts, struct nbdc_error *err)
 {
@@ -209,8 +232,9 @@ fail:
   return r;
 }
 
-int volume_bind_kek(struct volume *vol, struct bdev *dev, struct keys_provider *provider,
-                    const char *kek_id, bool kms_wrapped, int *keyslot, struct nbdc_error *err)
+int volume_bind_key(struct luks2_hdr *hdr, struct bdev *dev, const uint8_t *key, size_t key_len,
+                    struct keys_provider *provider, const char *kek_id, bool kms_wrapped,
+                    int *keyslot, struct nbdc_error *err)
 {
   struct volume_token tok = {.keyslot = -1, .kms_wrapped = kms_wrapped};
   uint8_t *secret = NULL, *cipher = NULL;
@@ -245,14 +269,13 @@ int volume_bind_kek(struct volume *vol, struct bdev *dev, struct keys_provider *
 
   struct kdf_params kdf = {
       .type = KDF_PBKDF2, .hash = "sha256", .iterations = KEYSLOT_PBKDF2_ITER, .salt_len = 32};
-  r = luks2_keyslot_add(vol->hdr, dev, -1, vol->key, vol->key_len, secret, secret_len, &kdf, &slot,
-                        err);
+  r = luks2_keyslot_add(hdr, dev, -1, key, key_len, secret, secret_len, &kdf, &slot, err);
   if (r < 0)
     goto out;
   tok.keyslot = slot;
   if ((r = volume_token_build(&tok, &token_json, err)) < 0)
     goto out;
-  if ((r = luks2_token_add(vol->hdr, -1, token_json, NULL, err)) < 0) {
+  if ((r = luks2_token_add(hdr, -1, token_json, NULL, err)) < 0) {
     json_object_put(token_json);
     goto out;
   }
@@ -260,10 +283,17 @@ int volume_bind_kek(struct volume *vol, struct bdev *dev, struct keys_provider *
     *keyslot = slot;
 out:
   if (r < 0 && slot >= 0)
-    luks2_keyslot_remove(vol->hdr, slot, NULL);
+    luks2_keyslot_remove(hdr, slot, NULL);
   secmem_free(secret, secret_len);
   free(cipher);
   return r;
+}
+
+int volume_bind_kek(struct volume *vol, struct bdev *dev, struct keys_provider *provider,
+                    const char *kek_id, bool kms_wrapped, int *keyslot, struct nbdc_error *err)
+{
+  return volume_bind_key(vol->hdr, dev, vol->key, vol->key_len, provider, kek_id, kms_wrapped,
+                         keyslot, err);
 }
 
 /* Zero the metadata and keyslots areas, as cryptsetup does on luksFormat, so
