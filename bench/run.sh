@@ -1,0 +1,313 @@
+#!/usr/bin/env bash
+# nbdcrypt benchmark suite (issue 6): one command builds what it needs, then
+# runs every workload against four servers over the same preallocated files
+# of random data, and writes bench/REPORT.md.
+#
+#   plain    nbdkit file plugin
+#   nbdcrypt nbdkit --filter=nbdcrypt over the file plugin (native provider)
+#   luks     nbdkit --filter=luks over the file plugin (LUKS1 image from
+#            qemu-img create -f luks, short iter-time)
+#   qemu     qemu-nbd serving the same LUKS1 image (driver=luks)
+#
+# Environment: BENCH_DIR (scratch, default a new directory under TMPDIR;
+# needs ~5 GiB), BENCH_BUILD (build directory), RUNS (nbdcopy runs, default
+# 5), FIO_RUNTIME (seconds per fio job, default 6), FIO_REPS (default 3),
+# BENCH_SYSTEMS (default "plain nbdcrypt luks qemu"), BENCH_REPORT (output,
+# default bench/REPORT.md), BENCH_SKIP_BUILD=1 (use BENCH_BUILD as it is),
+# BENCH_KEEP=1 (keep the scratch directory).
+#
+# Page cache: before each phase and after each write run every image (and
+# the write source) is written back, dropped from the cache and read again,
+# for every system alike (see warm), so all reads hit the page cache and
+# every file is cached the same way; none of this is timed.  Only Unix sockets are used; only the servers started here are
+# stopped, by pid.
+set -euo pipefail
+export LC_ALL=C
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH
+
+SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PY=/usr/bin/python3
+RUNS=${RUNS:-5}
+FIO_RUNTIME=${FIO_RUNTIME:-6}
+FIO_REPS=${FIO_REPS:-3}
+SYSTEMS=${BENCH_SYSTEMS:-plain nbdcrypt luks qemu}
+REPORT=${BENCH_REPORT:-$SRC/bench/REPORT.md}
+BUILD=${BENCH_BUILD:-${TMPDIR:-/tmp}/nbdcrypt-bench-build}
+SIZE=$((1024 * 1024 * 1024))
+DATA_OFFSET=$((16 * 1024 * 1024))
+
+for t in cmake nbdkit nbdcopy nbdinfo fio qemu-img qemu-nbd openssl; do
+  command -v "$t" >/dev/null || { echo "bench: $t is not installed" >&2; exit 1; }
+done
+
+# ---- build ----------------------------------------------------------------
+if [ -z "${BENCH_SKIP_BUILD:-}" ]; then
+  echo "== build ($BUILD)"
+  cmake -S "$SRC" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  cmake --build "$BUILD" --target nbdcrypt nbdkit-nbdcrypt-filter nbdc_crypto -j2 >/dev/null
+fi
+NBDCRYPT=$BUILD/nbdcrypt
+FILTER=$BUILD/plugins/nbdkit-nbdcrypt-filter.so
+cc -O2 -std=c17 -D_GNU_SOURCE -I"$SRC/include" "$SRC/bench/xts-speed.c" \
+  "$BUILD/libnbdc_crypto.a" "$BUILD/libnbdc_util.a" -lcrypto -largon2 -o "$BUILD/xts-speed"
+
+if [ -n "${BENCH_DIR:-}" ]; then
+  D=$BENCH_DIR
+  mkdir -p "$D"
+else
+  D=$(mktemp -d "${TMPDIR:-/tmp}/nbdcrypt-bench.XXXXXX")
+fi
+chmod 700 "$D"
+RES=$D/results.tsv
+: >"$RES"
+echo "== scratch $D"
+
+declare -A PID
+stop_server() { # NAME: SIGTERM by pid, wait up to 10 s, then SIGKILL
+  local p=${PID[$1]:-} i
+  [ -n "$p" ] || return 0
+  unset "PID[$1]"
+  kill "$p" 2>/dev/null || return 0
+  for ((i = 0; i < 100; i++)); do
+    kill -0 "$p" 2>/dev/null || { wait "$p" 2>/dev/null || true; return 0; }
+    sleep 0.1
+  done
+  kill -9 "$p" 2>/dev/null || true
+  wait "$p" 2>/dev/null || true
+}
+stop_all() { local s; for s in "${!PID[@]}"; do stop_server "$s"; done; }
+cleanup() {
+  stop_all
+  [ -n "${BENCH_DIR:-}" ] || [ -n "${BENCH_KEEP:-}" ] || rm -rf "$D"
+}
+trap cleanup EXIT
+
+# ---- machine ----------------------------------------------------------------
+{
+  echo "cpu	$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
+  echo "cores	$(nproc)"
+  echo "cpu_flags	$(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -xE 'aes|vaes|avx2|avx512f|vpclmulqdq' | tr '\n' ' ')"
+  echo "mem	$(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
+  echo "kernel	$(uname -r)"
+  echo "openssl	$(openssl version)"
+  echo "nbdkit	$(nbdkit --version | head -1)"
+  echo "nbdcopy	$(nbdcopy --version | head -1)"
+  echo "qemu	$(qemu-nbd --version | head -1)"
+  echo "fio	$(fio --version)"
+  echo "cc	$(cc --version | head -1)"
+  echo "commit	$(git -C "$SRC" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$SRC" diff --quiet HEAD -- plugins src bench 2>/dev/null || echo ' (with uncommitted changes)')"
+  echo "date	$(date -u +%Y-%m-%dT%H:%MZ)"
+} >"$D/machine.tsv"
+echo "== openssl speed"
+timeout 60 openssl speed -seconds 2 -bytes 4096 -evp aes-256-xts 2>/dev/null |
+  awk '/^AES-256-XTS/ {sub(/k$/, "", $2); print "openssl_xts_4096_MBps\t" $2 / 1000}' >>"$D/machine.tsv"
+timeout 60 openssl speed -seconds 2 -evp aes-256-xts 2>/dev/null |
+  awk '/^AES-256-XTS|^type/ {print "openssl_speed\t" $0}' >>"$D/machine.tsv"
+"$BUILD/xts-speed" >>"$D/machine.tsv"
+
+# ---- data -------------------------------------------------------------------
+CFG=$D/config.json
+cat >"$CFG" <<JSON
+{"providers": {"local": {"type": "native", "keystore": "$D/keys/keystore.json"}},
+ "default_provider": "local"}
+JSON
+if [ -n "${BENCH_DIR:-}" ] && [ -s "$D/luks1.img" ] && [ -s "$D/payload" ]; then
+  echo "== data: reusing the images in $D"
+else
+  echo "== data (1 GiB of random bytes, four images)"
+  printf 'bench-passphrase' >"$D/pass"
+  chmod 600 "$D/pass"
+  head -c "$SIZE" /dev/urandom >"$D/random.bin"
+  cp "$D/random.bin" "$D/plain.img"
+  NBDCRYPT_CONFIG=$CFG "$NBDCRYPT" format "$D/crypt.img" --size $((SIZE + DATA_OFFSET)) >/dev/null
+  dd if="$D/random.bin" of="$D/crypt.img" bs=4M seek=$((DATA_OFFSET / 4194304)) conv=notrunc status=none
+  # qemu's PBKDF calibration fails now and then on a short iter-time
+  # ("Unable to get accurate CPU usage"): try a few times.
+  for i in 1 2 3 4 5; do
+    qemu-img create -q -f luks --object secret,id=sec0,file="$D/pass" \
+      -o key-secret=sec0,iter-time=10 "$D/luks1.img" "$SIZE" && break
+    [ "$i" -lt 5 ] || exit 1
+  done
+  payload=$(cryptsetup luksDump "$D/luks1.img" | awk '/^Payload offset:/ {print $3 * 512}')
+  dd if="$D/random.bin" of="$D/luks1.img" bs=512 seek=$((payload / 512)) conv=notrunc status=none \
+    iflag=fullblock obs=4M
+  echo "$payload" >"$D/payload"
+fi
+echo "luks1_payload_offset	$(cat "$D/payload")" >>"$D/machine.tsv"
+sync
+
+# warm: write back dirty pages, drop every image from the page cache and read
+# them all again.  The page cache must be in the same state for every
+# system, not only full: on Linux 6.x ext4 caches files in large folios when
+# they are read sequentially (readahead) but in whatever size the writer used
+# when they were written, and a 4 KiB buffered write into a large folio
+# costs several times more than into a 4 KiB page.
+IMAGES=("$D/random.bin" "$D/plain.img" "$D/crypt.img" "$D/luks1.img")
+warm() {
+  sync
+  "$PY" -c 'import os, sys
+for f in sys.argv[1:]:
+    fd = os.open(f, os.O_RDONLY)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    os.close(fd)' "${IMAGES[@]}"
+  cat "${IMAGES[@]}" >/dev/null
+}
+
+# ---- servers ------------------------------------------------------------------
+sock() { echo "$D/$1.sock"; }
+uri() { echo "nbd+unix:///?socket=$(sock "$1")"; }
+
+start_server() { # NAME [extra nbdkit args]
+  local name=$1 i
+  shift
+  rm -f "$(sock "$name")"
+  case $name in
+  plain) nbdkit -f "$@" -U "$(sock "$name")" file file="$D/plain.img" 2>>"$D/$name.log" & ;;
+  nbdcrypt)
+    nbdkit -f "$@" -U "$(sock "$name")" --filter="$FILTER" file file="$D/crypt.img" \
+      nbdcrypt-config="$CFG" 2>>"$D/$name.log" & ;;
+  luks)
+    nbdkit -f "$@" -U "$(sock "$name")" --filter=luks file file="$D/luks1.img" \
+      passphrase=+"$D/pass" 2>>"$D/$name.log" & ;;
+  qemu)
+    qemu-nbd --persistent --shared=0 --socket="$(sock "$name")" --cache=writeback --aio=threads \
+      --object secret,id=sec0,file="$D/pass" \
+      --image-opts driver=luks,key-secret=sec0,file.driver=file,file.filename="$D/luks1.img" \
+      2>>"$D/$name.log" & ;;
+  esac
+  PID[$name]=$!
+  for ((i = 0; i < 3000; i++)); do
+    [ -S "$(sock "$name")" ] && return 0
+    kill -0 "${PID[$name]}" 2>/dev/null || { cat "$D/$name.log" >&2; echo "bench: $name exited" >&2; exit 1; }
+    sleep 0.01
+  done
+  echo "bench: $name did not start within 30 s" >&2
+  exit 1
+}
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+CLK_TCK=$(getconf CLK_TCK)
+now() { echo "$EPOCHREALTIME"; }
+record() { printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RES"; } # workload system run metric value
+
+for s in $SYSTEMS; do start_server "$s"; done
+for s in $SYSTEMS; do
+  got=$(nbdinfo --size "$(uri "$s")")
+  [ "$got" = "$SIZE" ] || { echo "bench: $s exports $got bytes, not $SIZE" >&2; exit 1; }
+done
+
+# ---- nbdcopy: 1 GiB sequential, runs interleaved pair by pair ------------------
+nbdcopy_run() { # WORKLOAD SYSTEM RUN
+  local w=$1 s=$2 r=$3 t0 t1 c0 c1 p=${PID[$2]}
+  c0=$(cpu_ticks "$p")
+  t0=$(now)
+  if [ "$w" = read ]; then
+    timeout 600 nbdcopy "$(uri "$s")" null:
+  else
+    timeout 600 nbdcopy "$D/random.bin" "$(uri "$s")"
+  fi
+  t1=$(now)
+  c1=$(cpu_ticks "$p")
+  record "nbdcopy-$w" "$s" "$r" wall_s "$(echo "$t1 - $t0" | bc -l)"
+  record "nbdcopy-$w" "$s" "$r" cpu_s "$(echo "($c1 - $c0) / $CLK_TCK" | bc -l)"
+}
+
+for w in read write; do
+  echo "== nbdcopy $w"
+  warm
+  for ((r = 1; r <= RUNS; r++)); do
+    for s in $SYSTEMS; do
+      nbdcopy_run "$w" "$s" "$r"
+      if [ "$w" = write ]; then warm; fi
+    done
+    echo "   run $r: $(awk -F'\t' -v w="nbdcopy-$w" -v r="$r" '$1==w && $3==r && $4=="wall_s" {printf "%s %.2fs  ", $2, $5}' "$RES")"
+  done
+done
+# The written data must read back as what was written.
+for s in $SYSTEMS; do
+  timeout 600 nbdcopy "$(uri "$s")" "$D/check.bin"
+  cmp -s "$D/check.bin" "$D/random.bin" || { echo "bench: $s did not read back the written data" >&2; exit 1; }
+  rm -f "$D/check.bin"
+done
+stop_all
+
+# ---- fio: fresh servers, peak RSS after the fio load -----------------------------
+fio_run() { # NAME SYSTEM REP fio args...
+  local name=$1 s=$2 r=$3 c0 c1 p=${PID[$2]}
+  shift 3
+  c0=$(cpu_ticks "$p")
+  timeout $((FIO_RUNTIME + 120)) fio --name=b --ioengine=nbd --uri="$(uri "$s")" \
+    --numjobs=2 --iodepth=16 --time_based --runtime="$FIO_RUNTIME" --ramp_time=1 \
+    --group_reporting --output-format=json --output="$D/fio.json" "$@" >/dev/null
+  c1=$(cpu_ticks "$p")
+  "$PY" - "$D/fio.json" "$name" "$s" "$r" "$(echo "($c1 - $c0) / $CLK_TCK" | bc -l)" >>"$RES" <<'EOF'
+import json, sys
+path, name, system, rep, cpu = sys.argv[1:6]
+job = json.load(open(path))["jobs"][0]
+io = job["read"] if job["read"]["io_bytes"] else job["write"]
+gib = io["io_bytes"] / 2**30
+print(f"fio-{name}\t{system}\t{rep}\tiops\t{io['iops']}")
+print(f"fio-{name}\t{system}\t{rep}\tMiBps\t{io['bw_bytes'] / 2**20}")
+print(f"fio-{name}\t{system}\t{rep}\tlat_us\t{io['clat_ns']['mean'] / 1000}")
+EOF
+}
+
+echo "== fio"
+for s in $SYSTEMS; do start_server "$s"; done
+warm
+for ((r = 1; r <= FIO_REPS; r++)); do
+  for s in $SYSTEMS; do
+    fio_run randread-4k "$s" "$r" --rw=randread --bs=4k
+    fio_run randwrite-4k "$s" "$r" --rw=randwrite --bs=4k
+    fio_run seqread-1m "$s" "$r" --rw=read --bs=1m --size=512m --offset_increment=512m
+    fio_run seqwrite-1m "$s" "$r" --rw=write --bs=1m --size=512m --offset_increment=512m
+  done
+  warm
+  echo "   rep $r: $(awk -F'\t' -v r="$r" '$3==r && $4=="iops" && $1 ~ /4k/ {printf "%s %s %.0f  ", $1, $2, $5}' "$RES")"
+done
+for s in $SYSTEMS; do
+  record rss "$s" 1 vmhwm_mib "$(awk '/VmHWM/ {print $2 / 1024}' "/proc/${PID[$s]}/status")"
+done
+stop_all
+
+# ---- time to first byte: a fresh server, its first and second connection ---------
+echo "== time to first byte"
+ttfb() { # SYSTEM REP
+  local s=$1 t0
+  t0=$(now)
+  start_server "$s"
+  "$PY" - "$(uri "$s")" "$t0" "$s" "$2" >>"$RES" <<'EOF'
+import sys, time, nbd
+uri, t0, system, rep = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4]
+for conn in (1, 2):
+    start = time.time()
+    h = nbd.NBD()
+    h.connect_uri(uri)
+    h.pread(4096, 0)
+    end = time.time()
+    h.shutdown()
+    print(f"ttfb\t{system}\t{rep}\tconn{conn}_ms\t{(end - start) * 1000}")
+    if conn == 1:
+        print(f"ttfb\t{system}\t{rep}\tlaunch_to_first_byte_ms\t{(end - t0) * 1000}")
+EOF
+  stop_server "$s"
+}
+for ((r = 1; r <= RUNS; r++)); do
+  for s in $SYSTEMS; do ttfb "$s" "$r"; done
+done
+
+# Unlock work happens once per server: with nbdkit -v the filter logs
+# "unlocked disk" once, at start, and never again for later connections.
+if [[ " $SYSTEMS " == *" nbdcrypt "* ]]; then
+  : >"$D/nbdcrypt.log"
+  start_server nbdcrypt -v
+  for _ in 1 2 3; do nbdinfo --size "$(uri nbdcrypt)" >/dev/null; done
+  stop_server nbdcrypt
+  record unlock nbdcrypt 1 unlocks_for_3_connections "$(grep -c 'nbdcrypt: unlocked disk' "$D/nbdcrypt.log" || true)"
+  record unlock nbdcrypt 1 connections_seen "$(grep -c 'newstyle negotiation: flags: global' "$D/nbdcrypt.log" || true)"
+fi
+
+# ---- report -----------------------------------------------------------------
+"$PY" "$SRC/bench/report.py" "$D/machine.tsv" "$RES" "$SRC/bench/optimisations.md" >"$REPORT"
+cp "$RES" "$D/machine.tsv" "$SRC/bench/" 2>/dev/null || true
+echo "== wrote $REPORT"
