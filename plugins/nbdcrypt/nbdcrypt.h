@@ -15,7 +15,7 @@
 /* Largest plugin request the filter issues for one client write: a write
  * bigger than this is encrypted and written in chunks of this size (a
  * multiple of every sector size), which caps the per-thread buffer. */
-#define NBDCRYPT_CHUNK (4u * 1024 * 1024)
+#define NBDCRYPT_CHUNK (256u * 1024)
 
 /* The unlocked data segment, fixed once the volume is open. */
 struct nbdcrypt_segment {
