@@ -23,6 +23,10 @@ struct json_object;
 
 enum reenc_mode { REENC_RECRYPT = 1, REENC_ENCRYPT, REENC_DECRYPT };
 enum reenc_phase { REENC_PHASE_PREPARE = 1, REENC_PHASE_MAIN, REENC_PHASE_FINAL };
+/* What the checksum table holds per old 4 KiB block of the hotzone: its
+ * SHA-256 (records of the first version), or its first 16 bytes ("head16",
+ * docs/reencrypt.md says why that is enough). */
+enum reenc_checksum { REENC_CHECKSUM_SHA256 = 0, REENC_CHECKSUM_HEAD16 };
 
 /* The progress record (one token).  Offsets in bytes; "logical" counts from
  * the first data byte, "physical" from the start of the data device. */
@@ -40,9 +44,10 @@ struct reenc_state {
   uint64_t done;
   uint64_t hotzone_offset; /* logical; hotzone_size 0: none in progress */
   uint64_t hotzone_size;
-  uint64_t checksum_offset; /* header device: SHA-256 of each old 4 KiB block */
+  uint64_t checksum_offset; /* header device: table entry per old 4 KiB block */
   uint8_t checksum_sha[32]; /* SHA-256 of that table */
-  uint64_t tail_offset;     /* datashift: physical home of the moved first chunk */
+  enum reenc_checksum checksum;
+  uint64_t tail_offset; /* datashift: physical home of the moved first chunk */
   uint64_t chunk_size;
   int old_keyslot, new_keyslot; /* -1 when plaintext on that side */
 };
@@ -84,8 +89,9 @@ struct reenc_opts {
 
 /* Run (or resume) the operation on target (file or NBD URI).  0 when the
  * disk is in its final state; -EINTR when *stop was set (resumable);
- * other -errno with err filled.  Test hook: NBDCRYPT_TEST_FAIL_WRITE_AFTER=N
- * makes every write after the N-th fail with EIO. */
+ * other -errno with err filled.  Test hooks: NBDCRYPT_TEST_FAIL_WRITE_AFTER=N
+ * makes every write after the N-th fail with EIO; NBDCRYPT_TEST_HOTZONE_DELAY_MS=N
+ * pauses after each hotzone.  Uses one worker thread per online CPU. */
 int reenc_run(const char *target, const struct reenc_opts *opts, struct nbdc_error *err);
 
 #endif

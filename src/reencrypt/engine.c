@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
@@ -44,9 +45,12 @@ struct reenc {
   size_t old_len, new_len;
   struct xts_ctx *old_xts, *new_xts;
   int old_digest, new_digest;
-  uint8_t *buf;
+  uint8_t *buf; /* bufs[0] */
   size_t buf_size;
+  uint8_t *bufs[2], *heads[2];
   uint8_t *sums;
+  struct reenc_pipe *pipe;
+  pthread_mutex_t io_mu; /* NBD targets: the workers share the connection */
   uint64_t hotzone;
   uint64_t csum_base; /* two table slots at the end of the keyslots area */
 };
@@ -453,25 +457,20 @@ static bool stop_requested(const struct reenc *re)
   return re->opts->stop && *re->opts->stop;
 }
 
-/* In place with checksums: the old blocks' hashes are durable and named by
- * the header before any of them is overwritten. */
-static int step_checksum(struct reenc *re, struct nbdc_error *err)
+/* In place with checksums, hotzone [a, a+h) already read and converted in
+ * buf by the workers, heads holding its old blocks' discriminators: the table
+ * is durable and named by the header before any block is overwritten. */
+static int write_checksum_step(struct reenc *re, uint64_t a, uint64_t h, const uint8_t *buf,
+                               const uint8_t *heads, struct nbdc_error *err)
 {
   struct reenc_state *st = &re->st;
-  uint64_t a = st->done, h = min_u64(re->hotzone, st->data_size - st->done);
   uint64_t phys = st->old_offset + a;
-  size_t nblocks = (size_t)((h + BLOCK - 1) / BLOCK);
-  int r = bdev_pread(re->dev, re->buf, h, phys, err);
-  if (r < 0)
-    return r;
-  for (size_t i = 0; i < nblocks; i++) {
-    size_t len = (size_t)min_u64(BLOCK, h - (uint64_t)i * BLOCK);
-    sha256(re->buf + (size_t)i * BLOCK, len, re->sums + i * CSUM_LEN);
-  }
+  size_t table_len = (size_t)((h + BLOCK - 1) / BLOCK) * REENC_HEAD_LEN;
   /* The other slot than the one the header names now: a crash before the
    * commit below still finds the previous table intact. */
   uint64_t slot = st->checksum_offset == re->csum_base ? re->csum_base + CSUM_SLOT : re->csum_base;
-  if ((r = bdev_pwrite(re->hdev, re->sums, nblocks * CSUM_LEN, slot, err)) < 0)
+  int r = bdev_pwrite(re->hdev, heads, table_len, slot, err);
+  if (r < 0)
     return r;
   if ((r = bdev_flush(re->dev, err)) < 0) /* the previous hotzone's data, too */
     return r;
@@ -480,12 +479,11 @@ static int step_checksum(struct reenc *re, struct nbdc_error *err)
   st->hotzone_offset = a;
   st->hotzone_size = h;
   st->checksum_offset = slot;
-  sha256(re->sums, nblocks * CSUM_LEN, st->checksum_sha);
+  st->checksum = REENC_CHECKSUM_HEAD16;
+  sha256(heads, table_len, st->checksum_sha);
   if ((r = commit(re, err)) < 0)
     return r;
-  if ((r = convert(re, re->buf, h, a, err)) < 0)
-    return r;
-  if ((r = bdev_pwrite(re->dev, re->buf, h, phys, err)) < 0)
+  if ((r = bdev_pwrite(re->dev, buf, h, phys, err)) < 0)
     return r;
   st->done = a + h;
   st->hotzone_size = 0;
@@ -493,8 +491,19 @@ static int step_checksum(struct reenc *re, struct nbdc_error *err)
   return 0;
 }
 
-/* After a crash inside a checksum hotzone: blocks whose hash is still the
- * recorded old one are converted, the others were written already. */
+/* Is the block at buf (len bytes) still in its old form, by table entry? */
+static bool block_is_old(const struct reenc *re, const uint8_t *block, size_t len,
+                         const uint8_t *entry)
+{
+  if (re->st.checksum == REENC_CHECKSUM_HEAD16)
+    return memcmp(block, entry, REENC_HEAD_LEN) == 0;
+  uint8_t sum[32];
+  sha256(block, len, sum);
+  return memcmp(sum, entry, CSUM_LEN) == 0;
+}
+
+/* After a crash inside a checksum hotzone: blocks that still match their
+ * table entry are converted, the others were written already. */
 static int recover_checksum_hotzone(struct reenc *re, struct nbdc_error *err)
 {
   struct reenc_state *st = &re->st;
@@ -503,11 +512,12 @@ static int recover_checksum_hotzone(struct reenc *re, struct nbdc_error *err)
     return nbdc_error_set(err, EINVAL, "progress record: hotzone of %" PRIu64 " bytes too large",
                           h);
   size_t nblocks = (size_t)((h + BLOCK - 1) / BLOCK);
+  size_t entry = st->checksum == REENC_CHECKSUM_HEAD16 ? REENC_HEAD_LEN : CSUM_LEN;
   uint8_t sum[32];
-  int r = bdev_pread(re->hdev, re->sums, nblocks * CSUM_LEN, st->checksum_offset, err);
+  int r = bdev_pread(re->hdev, re->sums, nblocks * entry, st->checksum_offset, err);
   if (r < 0)
     return r;
-  sha256(re->sums, nblocks * CSUM_LEN, sum);
+  sha256(re->sums, nblocks * entry, sum);
   if (memcmp(sum, st->checksum_sha, 32) != 0)
     return nbdc_error_set(err, EIO,
                           "checksum table at offset %" PRIu64 " of the hotzone is damaged; "
@@ -517,8 +527,7 @@ static int recover_checksum_hotzone(struct reenc *re, struct nbdc_error *err)
     return r;
   for (size_t i = 0; i < nblocks; i++) {
     size_t off = i * BLOCK, len = (size_t)min_u64(BLOCK, h - off);
-    sha256(re->buf + off, len, sum);
-    if (memcmp(sum, re->sums + i * CSUM_LEN, CSUM_LEN) != 0)
+    if (!block_is_old(re, re->buf + off, len, re->sums + i * entry))
       continue;
     if ((r = convert(re, re->buf + off, len, a + off, err)) < 0)
       return r;
@@ -533,25 +542,15 @@ static int recover_checksum_hotzone(struct reenc *re, struct nbdc_error *err)
   return commit(re, err);
 }
 
-/* Datashift: source and destination never overlap and the destination only
- * holds data already converted, so a step is simply done again after a
- * crash.  One commit per step, after the data is flushed. */
-static int step_shift(struct reenc *re, struct nbdc_error *err)
+/* Datashift, logical [a, a+h) converted in buf: source and destination never
+ * overlap and the destination only holds data already converted, so a step
+ * is simply done again after a crash.  One commit per step, after the data
+ * is flushed. */
+static int write_shift_step(struct reenc *re, uint64_t a, uint64_t h, const uint8_t *buf,
+                            struct nbdc_error *err)
 {
   struct reenc_state *st = &re->st;
-  uint64_t C = st->chunk_size, step = min_u64(re->hotzone, REENC_SHIFT), a, h;
-  if (st->mode == REENC_ENCRYPT) {
-    h = min_u64(step, st->done - C);
-    a = st->done - h;
-  } else {
-    a = st->done;
-    h = min_u64(step, st->data_size - st->done);
-  }
-  int r = bdev_pread(re->dev, re->buf, h, st->old_offset + a, err);
-  if (r == 0)
-    r = convert(re, re->buf, h, a, err);
-  if (r == 0)
-    r = bdev_pwrite(re->dev, re->buf, h, st->new_offset + a, err);
+  int r = bdev_pwrite(re->dev, buf, h, st->new_offset + a, err);
   if (r == 0)
     r = bdev_flush(re->dev, err);
   if (r < 0)
@@ -562,6 +561,38 @@ static int step_shift(struct reenc *re, struct nbdc_error *err)
 
 /* ---- the operations ---- */
 
+/* The step that follows when st->done is done: false when none is left. */
+static bool next_step(const struct reenc *re, uint64_t done, uint64_t *a, uint64_t *h)
+{
+  const struct reenc_state *st = &re->st;
+  if (st->old_offset == st->new_offset) {
+    *a = done;
+    *h = min_u64(re->hotzone, st->data_size - done);
+    return done < st->data_size;
+  }
+  uint64_t step = min_u64(re->hotzone, REENC_SHIFT);
+  if (st->mode == REENC_ENCRYPT) {
+    if (done <= st->chunk_size)
+      return false;
+    *h = min_u64(step, done - st->chunk_size);
+    *a = done - *h;
+    return true;
+  }
+  *a = done;
+  *h = min_u64(step, st->data_size - done);
+  return done < st->data_size;
+}
+
+static void test_delay(const struct reenc *re)
+{
+  if (re->faults.delay_ms <= 0 || stop_requested(re))
+    return;
+  struct timespec ts = {re->faults.delay_ms / 1000, (re->faults.delay_ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL); /* a signal ends it early */
+}
+
+/* The main loop.  While this thread commits and writes step k, the workers
+ * read and convert step k+1 into the other buffer. */
 static int run_loop(struct reenc *re, struct nbdc_error *err)
 {
   struct reenc_state *st = &re->st;
@@ -570,21 +601,40 @@ static int run_loop(struct reenc *re, struct nbdc_error *err)
   if (!shift && st->hotzone_size && (r = recover_checksum_hotzone(re, err)) < 0)
     return r;
   report(re);
-  for (;;) {
-    bool more =
-        shift ? (st->mode == REENC_ENCRYPT ? st->done > st->chunk_size : st->done < st->data_size)
-              : st->done < st->data_size;
-    if (!more)
-      break;
+  uint64_t a, h, next_a, next_h;
+  bool more = next_step(re, st->done, &a, &h);
+  if (more && !stop_requested(re)) {
+    if (!re->pipe &&
+        (r = reenc_pipe_new(&re->pipe, re->dev, bdev_is_uri(re->target) ? NULL : re->target,
+                            re->old_xts, re->new_xts, st->iv_tweak, 0, err)) < 0)
+      return r;
+    reenc_pipe_fill(re->pipe, re->bufs[0], re->heads[0], a, h, st->old_offset + a);
+  }
+  for (int cur = 0; more; cur ^= 1) {
     if (stop_requested(re)) {
+      reenc_pipe_wait(re->pipe, NULL);
       if (!shift && (r = bdev_flush(re->dev, err)) == 0)
         r = commit(re, err);
       return r < 0 ? r : nbdc_error_set(err, EINTR, "interrupted; run the command again to resume");
     }
-    r = shift ? step_shift(re, err) : step_checksum(re, err);
-    if (r < 0)
+    if ((r = reenc_pipe_wait(re->pipe, err)) < 0)
       return r;
+    uint64_t after = shift && st->mode == REENC_ENCRYPT ? a : a + h;
+    bool have_next = next_step(re, after, &next_a, &next_h);
+    if (have_next && !stop_requested(re))
+      reenc_pipe_fill(re->pipe, re->bufs[cur ^ 1], re->heads[cur ^ 1], next_a, next_h,
+                      st->old_offset + next_a);
+    r = shift ? write_shift_step(re, a, h, re->bufs[cur], err)
+              : write_checksum_step(re, a, h, re->bufs[cur], re->heads[cur], err);
+    if (r < 0) {
+      reenc_pipe_wait(re->pipe, NULL);
+      return r;
+    }
     report(re);
+    test_delay(re);
+    more = have_next;
+    a = next_a;
+    h = next_h;
   }
   if (!shift) {
     if ((r = bdev_flush(re->dev, err)) == 0 && st->hotzone_size == 0)
@@ -593,14 +643,23 @@ static int run_loop(struct reenc *re, struct nbdc_error *err)
   return r;
 }
 
+/* Two step buffers (one being written, one being filled by the workers) and
+ * their head tables; re->buf is the first, for the serial paths. */
 static int alloc_buffers(struct reenc *re, struct nbdc_error *err)
 {
   re->buf_size = (size_t)re->hotzone;
   if (re->buf_size < REENC_SHIFT)
     re->buf_size = REENC_SHIFT;
-  re->buf = malloc(re->buf_size);
+  size_t heads = (re->buf_size / BLOCK + 1) * REENC_HEAD_LEN;
+  for (int i = 0; i < 2; i++) {
+    re->bufs[i] = malloc(re->buf_size);
+    re->heads[i] = malloc(heads);
+    if (!re->bufs[i] || !re->heads[i])
+      return fail_nomem(err);
+  }
+  re->buf = re->bufs[0];
   re->sums = malloc(CSUM_SLOT);
-  if (!re->buf || !re->sums)
+  if (!re->sums)
     return fail_nomem(err);
   return 0;
 }
@@ -1018,12 +1077,16 @@ static int resume(struct reenc *re, struct nbdc_error *err)
 
 static void reenc_free(struct reenc *re)
 {
+  reenc_pipe_free(re->pipe);
   xts_free(re->old_xts);
   xts_free(re->new_xts);
   secmem_free(re->old_key, re->old_len);
   secmem_free(re->new_key, re->new_len);
   luks2_free(re->hdr);
-  free(re->buf);
+  for (int i = 0; i < 2; i++) {
+    free(re->bufs[i]);
+    free(re->heads[i]);
+  }
   free(re->sums);
   if (re->hdev != re->dev)
     bdev_close(re->hdev);
@@ -1046,7 +1109,8 @@ static int open_devices(struct reenc *re, struct nbdc_error *err)
   if (r == 0)
     r = bdev_lock(re->raw_dev, true, err);
   if (r == 0)
-    r = reenc_bdev_wrap(re->raw_dev, &re->faults, &re->dev, err);
+    r = reenc_bdev_wrap(re->raw_dev, &re->faults, bdev_is_uri(re->target) ? &re->io_mu : NULL,
+                        &re->dev, err);
   if (r < 0)
     return r;
   if (!o->header_path) {
@@ -1065,13 +1129,17 @@ static int open_devices(struct reenc *re, struct nbdc_error *err)
   if (r == 0)
     r = bdev_lock(re->raw_hdev, true, err);
   if (r == 0)
-    r = reenc_bdev_wrap(re->raw_hdev, &re->faults, &re->hdev, err);
+    r = reenc_bdev_wrap(re->raw_hdev, &re->faults, NULL, &re->hdev, err);
   return r;
 }
 
 int reenc_run(const char *target, const struct reenc_opts *opts, struct nbdc_error *err)
 {
-  struct reenc re = {.opts = opts, .target = target, .old_digest = -1, .new_digest = -1};
+  struct reenc re = {.opts = opts,
+                     .target = target,
+                     .old_digest = -1,
+                     .new_digest = -1,
+                     .io_mu = PTHREAD_MUTEX_INITIALIZER};
   re.hotzone = opts->hotzone ? opts->hotzone : DEFAULT_HOTZONE;
   int r;
   if (re.hotzone % BLOCK || re.hotzone < REENC_SHIFT || re.hotzone > MAX_HOTZONE) {

@@ -44,6 +44,8 @@ static int canonical(const struct reenc_state *st, char *out, size_t max)
                st->new_offset, st->iv_tweak, st->done, st->hotzone_offset, st->hotzone_size,
                st->checksum_offset, sha_hex, st->tail_offset, st->chunk_size, st->old_keyslot,
                st->new_keyslot);
+  if (n > 0 && (size_t)n < max && st->checksum == REENC_CHECKSUM_HEAD16)
+    n += snprintf(out + n, max - (size_t)n, "|head16");
   return n > 0 && (size_t)n < max ? n : -1;
 }
 
@@ -132,6 +134,9 @@ int reenc_state_to_json(const struct reenc_state *st, const uint8_t *old_key, si
   json_object_object_add(o, "hotzone_size", u64_str(st->hotzone_size));
   json_object_object_add(o, "checksum_offset", u64_str(st->checksum_offset));
   json_object_object_add(o, "checksum_sha256", json_object_new_string(sha_b64));
+  json_object_object_add(
+      o, "checksum",
+      json_object_new_string(st->checksum == REENC_CHECKSUM_HEAD16 ? "head16" : "sha256"));
   json_object_object_add(o, "tail_offset", u64_str(st->tail_offset));
   json_object_object_add(o, "chunk_size", u64_str(st->chunk_size));
   json_object_object_add(o, "old_keyslot", json_object_new_int(st->old_keyslot));
@@ -212,13 +217,16 @@ int reenc_state_from_json(struct json_object *token, const uint8_t *old_key, siz
   static const char *const modes[] = {"", "recrypt", "encrypt", "decrypt"};
   static const char *const phases[] = {"", "prepare", "main", "final"};
   static const char *const dirs[] = {"forward", "backward"};
+  static const char *const checksums[] = {"sha256", "head16"};
   struct reenc_state st = {0};
-  int mode = 0, phase = 0, dir = 0, sector = 0;
+  int mode = 0, phase = 0, dir = 0, sector = 0, checksum = 0;
   int r = get_enum(token, "mode", modes, 4, &mode, err);
   if (r == 0)
     r = get_enum(token, "phase", phases, 4, &phase, err);
   if (r == 0)
     r = get_enum(token, "direction", dirs, 2, &dir, err);
+  if (r == 0 && json_object_object_get_ex(token, "checksum", NULL)) /* absent: sha256 */
+    r = get_enum(token, "checksum", checksums, 2, &checksum, err);
   if (r == 0)
     r = get_bool(token, "detached", &st.detached, err);
   if (r == 0)
@@ -255,6 +263,7 @@ int reenc_state_from_json(struct json_object *token, const uint8_t *old_key, siz
   st.phase = (enum reenc_phase)phase;
   st.backward = dir == 1;
   st.sector_size = (uint32_t)sector;
+  st.checksum = (enum reenc_checksum)checksum;
 
   struct json_object *f;
   size_t len = 0;

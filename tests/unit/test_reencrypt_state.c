@@ -1,5 +1,5 @@
 /* The progress record: round trip, and any altered field or wrong key is
- * refused before it can drive recovery. */
+ * refused before it can drive recovery; the checksum kind is bound too. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -82,6 +82,39 @@ static void wrong_key_refused(void **state)
   json_object_put(tok);
 }
 
+/* A head16 record keeps its kind; it cannot be passed off as a SHA-256 one
+ * (whose table recovery would read differently) by dropping or changing the
+ * field, and an unknown kind is refused. */
+static void checksum_kind_bound(void **state)
+{
+  (void)state;
+  struct reenc_state st = sample(), back;
+  st.checksum = REENC_CHECKSUM_HEAD16;
+  struct json_object *tok = NULL, *f;
+  struct nbdc_error err = {0};
+  assert_int_equal(reenc_state_to_json(&st, old_key, 64, new_key, 64, &tok, &err), 0);
+  assert_true(json_object_object_get_ex(tok, "checksum", &f));
+  assert_string_equal(json_object_get_string(f), "head16");
+  assert_int_equal(reenc_state_from_json(tok, old_key, 64, new_key, 64, &back, &err), 0);
+  assert_int_equal(back.checksum, REENC_CHECKSUM_HEAD16);
+  json_object_object_del(tok, "checksum");
+  assert_int_equal(reenc_state_from_json(tok, old_key, 64, new_key, 64, &back, &err), -EPERM);
+  json_object_object_add(tok, "checksum", json_object_new_string("sha256"));
+  assert_int_equal(reenc_state_from_json(tok, old_key, 64, new_key, 64, &back, &err), -EPERM);
+  json_object_object_add(tok, "checksum", json_object_new_string("crc32"));
+  assert_int_equal(reenc_state_from_json(tok, old_key, 64, new_key, 64, &back, &err), -EINVAL);
+  assert_non_null(strstr(err.msg, "checksum"));
+  json_object_put(tok);
+
+  /* A record without the field (first version) reads as SHA-256. */
+  st = sample();
+  assert_int_equal(reenc_state_to_json(&st, old_key, 64, new_key, 64, &tok, &err), 0);
+  json_object_object_del(tok, "checksum");
+  assert_int_equal(reenc_state_from_json(tok, old_key, 64, new_key, 64, &back, &err), 0);
+  assert_int_equal(back.checksum, REENC_CHECKSUM_SHA256);
+  json_object_put(tok);
+}
+
 static void malformed_refused(void **state)
 {
   (void)state;
@@ -99,9 +132,8 @@ static void malformed_refused(void **state)
 int main(void)
 {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(round_trip),
-      cmocka_unit_test(altered_field_refused),
-      cmocka_unit_test(wrong_key_refused),
+      cmocka_unit_test(round_trip),        cmocka_unit_test(altered_field_refused),
+      cmocka_unit_test(wrong_key_refused), cmocka_unit_test(checksum_kind_bound),
       cmocka_unit_test(malformed_refused),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
