@@ -1101,13 +1101,25 @@ static void reenc_free(struct reenc *re)
   }
 }
 
+/* The whole operation holds the lock; an NBD export has none to take (as
+ * luks2_write, go on without). */
+static int lock_device(struct bdev *dev, struct nbdc_error *err)
+{
+  int r = bdev_lock(dev, true, err);
+  if (r == -ENOTSUP || r == -EOPNOTSUPP) {
+    nbdc_error_clear(err);
+    r = 0;
+  }
+  return r;
+}
+
 static int open_devices(struct reenc *re, struct nbdc_error *err)
 {
   const struct reenc_opts *o = re->opts;
   reenc_faults_init(&re->faults);
   int r = bdev_open(re->target, 0, 0, &re->raw_dev, err);
   if (r == 0)
-    r = bdev_lock(re->raw_dev, true, err);
+    r = lock_device(re->raw_dev, err);
   if (r == 0)
     r = reenc_bdev_wrap(re->raw_dev, &re->faults, bdev_is_uri(re->target) ? &re->io_mu : NULL,
                         &re->dev, err);
