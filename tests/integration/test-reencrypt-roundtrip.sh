@@ -39,17 +39,34 @@ cryptsetup reencrypt --decrypt --force-offline-reencrypt --header "$T/cs-hdr.img
 rm -f "$T/cs-hdr.img" "$T/cs-data.img"
 pass "recrypt: new DEK == cryptsetup's volume key, cryptsetup decrypts the data"
 
-# SIGINT stops at a resumable point; the same command resumes
-nbdcrypt recrypt "$img" --hotzone 16M 2>"$T/err" &
+# SIGINT stops at a resumable point; the same command resumes.  The test hook
+# holds the run for 3 s after each hotzone, and the signal is sent once the
+# first hotzone is reported done: the stop is certain, not a race.
+vk_before=$(nbdcrypt_volume_key "$img")
+NBDCRYPT_TEST_HOTZONE_DELAY_MS=3000 "$NBDCRYPT" recrypt "$img" --hotzone 16M --json >"$T/events" 2>"$T/err" &
 pid=$!
-sleep 0.05
-kill -INT "$pid" 2>/dev/null || true
-wait "$pid" && rc=0 || rc=$?
-if [ "$rc" != 0 ]; then
-  grep -q "resumable point" "$T/err" || fail "SIGINT message: $(cat "$T/err")"
-  nbdcrypt recrypt "$img" --resume 2>/dev/null || fail "--resume after SIGINT"
-fi
-pass "SIGINT stops cleanly (rc $rc) and --resume finishes"
+for ((i = 0; i < 200; i++)); do
+  grep -q '"event":"progress".*"done":[1-9]' "$T/events" && break
+  sleep 0.05
+done
+grep -q '"done":16777216' "$T/events" || fail "no progress event after the first hotzone: $(cat "$T/events")"
+kill -INT "$pid"
+rc=0
+wait "$pid" || rc=$?
+[ "$rc" = 1 ] || fail "SIGINT: exit status $rc, want 1"
+grep -q "recrypt stopped at a resumable point; run it again (or with --resume) to continue" "$T/err" ||
+  fail "SIGINT message: $(cat "$T/err")"
+tail -1 "$T/events" | grep -q '"event":"interrupted"' || fail "last JSON event: $(tail -1 "$T/events")"
+grep -q '"done":33554432' "$T/events" && fail "the run went on past the hotzone it was stopped in"
+[ "$(requirements "$img")" = nbdcrypt-reencrypt-v1 ] || fail "no operation in progress after SIGINT"
+nbdcrypt check "$img" 2>/dev/null && fail "check accepted the interrupted disk"
+nbdcrypt recrypt "$img" --resume --json >"$T/events" 2>/dev/null || fail "--resume after SIGINT"
+head -1 "$T/events" | grep -q '"done":16777216' || fail "resume did not start at 16 MiB: $(head -1 "$T/events")"
+tail -1 "$T/events" | grep -q '"event":"done"' || fail "resume did not finish: $(tail -1 "$T/events")"
+[ -z "$(requirements "$img")" ] || fail "requirement flag left after the resumed recrypt"
+[ "$(nbdcrypt_volume_key "$img")" != "$vk_before" ] || fail "the resumed recrypt kept the key"
+[ "$(plain_sha_of "$img")" = "$PLAIN_SHA" ] || fail "plaintext differs after SIGINT and resume"
+pass "SIGINT after the first hotzone: exit 1, resumable, --resume finishes from 16 MiB with the data intact"
 
 # decrypt: back to the plaintext image, byte for byte
 nbdcrypt decrypt "$img" 2>/dev/null || fail "decrypt"
