@@ -1145,6 +1145,18 @@ static int open_devices(struct reenc *re, struct nbdc_error *err)
   return r;
 }
 
+/* Either LUKS magic (primary or secondary header) at offset 0: a LUKS1 disk
+ * or a damaged LUKS2 one is not a plaintext image. */
+static bool has_luks_magic(struct bdev *dev)
+{
+  static const uint8_t primary[6] = {'L', 'U', 'K', 'S', 0xba, 0xbe};
+  static const uint8_t secondary[6] = {'S', 'K', 'U', 'L', 0xba, 0xbe};
+  uint8_t magic[6];
+  if (bdev_pread(dev, magic, sizeof magic, 0, NULL) < 0)
+    return false;
+  return memcmp(magic, primary, 6) == 0 || memcmp(magic, secondary, 6) == 0;
+}
+
 int reenc_run(const char *target, const struct reenc_opts *opts, struct nbdc_error *err)
 {
   struct reenc re = {.opts = opts,
@@ -1213,16 +1225,23 @@ int reenc_run(const char *target, const struct reenc_opts *opts, struct nbdc_err
     goto out;
   } else if (opts->mode == REENC_ENCRYPT) {
     if (lr == 0) {
-      r = nbdc_error_set(err, EEXIST, "%s already holds a LUKS2 header (uuid %s)",
-                         opts->header_path ? opts->header_path : target, luks2_uuid(re.hdr));
+      /* as cryptsetup reencrypt --encrypt refuses a LUKS device: status 1 */
+      r = nbdc_error_set(err, EEXIST,
+                         "already encrypted (LUKS2 header%s%s, uuid %s); nothing to do",
+                         opts->header_path ? " in " : "",
+                         opts->header_path ? opts->header_path : "", luks2_uuid(re.hdr));
       goto out;
     }
-    if (!have_marker && lr != -ENODATA) {
-      r = nbdc_error_set(err, -lr, "%s", load_err.msg);
+    if (!have_marker && (lr != -ENODATA || has_luks_magic(re.hdev))) {
+      r = nbdc_error_set(err, -lr, "%s; not encrypting it again", load_err.msg);
       goto out;
     }
     if ((r = start_encrypt(&re, have_marker ? &m : NULL, err)) < 0)
       goto out;
+  } else if (lr == -ENODATA && opts->mode == REENC_DECRYPT && !opts->header_path &&
+             !has_luks_magic(re.dev)) {
+    r = nbdc_error_set(err, ENODATA, "not encrypted (no LUKS header); nothing to decrypt");
+    goto out;
   } else if (lr < 0) {
     r = nbdc_error_set(err, -lr, "%s", load_err.msg);
     goto out;

@@ -68,10 +68,28 @@ tail -1 "$T/events" | grep -q '"event":"done"' || fail "resume did not finish: $
 [ "$(plain_sha_of "$img")" = "$PLAIN_SHA" ] || fail "plaintext differs after SIGINT and resume"
 pass "SIGINT after the first hotzone: exit 1, resumable, --resume finishes from 16 MiB with the data intact"
 
+# encrypt again on the finished disk: refused as cryptsetup reencrypt
+# --encrypt refuses a LUKS device (status 1), nothing written
+before=$(sha_of "$img")
+rc=0
+nbdcrypt encrypt "$img" 2>"$T/err" || rc=$?
+[ "$rc" = 1 ] || fail "encrypt of an encrypted disk: exit $rc, want 1"
+grep -q "^nbdcrypt: $img: already encrypted (LUKS2 header, uuid [0-9a-f-]*); nothing to do$" "$T/err" ||
+  fail "encrypt rerun message: $(cat "$T/err")"
+[ "$(sha_of "$img")" = "$before" ] || fail "encrypt of an encrypted disk changed it"
+pass "encrypt of an encrypted disk: exit 1, 'already encrypted', unchanged"
+
 # decrypt: back to the plaintext image, byte for byte
 nbdcrypt decrypt "$img" 2>/dev/null || fail "decrypt"
 [ "$(sha_of "$img")" = "$PLAIN_SHA" ] || fail "decrypted image differs from the original"
 pass "decrypt: plaintext byte for byte, size $(stat -c %s "$img")"
+rc=0
+nbdcrypt decrypt "$img" 2>"$T/err" || rc=$?
+[ "$rc" = 1 ] || fail "decrypt of a plaintext image: exit $rc, want 1"
+grep -q "^nbdcrypt: $img: not encrypted (no LUKS header); nothing to decrypt$" "$T/err" ||
+  fail "decrypt rerun message: $(cat "$T/err")"
+[ "$(sha_of "$img")" = "$PLAIN_SHA" ] || fail "decrypt of a plaintext image changed it"
+pass "decrypt of a plaintext image: exit 1, 'not encrypted', unchanged"
 
 # detached header: data stays in place, same size
 cp "$T/plain.img" "$img"
@@ -82,6 +100,9 @@ kek_bytes "$kek" "$T/kek2.bin"
 cryptsetup open --test-passphrase --header "$T/hdr.img" --key-file "$T/kek2.bin" "$img" ||
   fail "cryptsetup refuses the detached header"
 [ "$(sha_of "$img")" != "$PLAIN_SHA" ] || fail "detached encrypt left plaintext"
+nbdcrypt encrypt "$img" --header "$T/hdr.img" 2>"$T/err" && fail "encrypt --header rerun succeeded"
+grep -q "already encrypted (LUKS2 header in $T/hdr.img, uuid [0-9a-f-]*); nothing to do$" "$T/err" ||
+  fail "encrypt --header rerun message: $(cat "$T/err")"
 nbdcrypt decrypt "$img" --header "$T/hdr.img" 2>/dev/null || fail "decrypt --header"
 [ "$(sha_of "$img")" = "$PLAIN_SHA" ] || fail "detached decrypt differs from the original"
 [ ! -e "$T/hdr.img" ] || fail "detached header not removed after decrypt"
