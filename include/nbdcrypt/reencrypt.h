@@ -82,13 +82,18 @@ struct reenc_opts {
   const char *header_path; /* encrypt/decrypt: detached header file */
   uint64_t hotzone;        /* bytes per step (0: 64 MiB; datashift steps at most 16 MiB) */
   bool resume_only;        /* --resume: fail unless an operation is in progress */
+  bool drop_unbound;       /* recrypt: allow removing keyslots without an nbdcrypt token
+                              (passphrases), which open only the old key */
   reenc_progress_fn progress;
   void *progress_opaque;
   volatile sig_atomic_t *stop; /* set by a signal handler: stop at the next resumable point */
 };
 
 /* Run (or resume) the operation on target (file or NBD URI).  0 when the
- * disk is in its final state; -EINTR when *stop was set (resumable);
+ * disk is in its final state; -EPERM when a recrypt would drop keyslots that
+ * no nbdcrypt token binds (passphrases) and drop_unbound is false; -EEXIST
+ * for encrypt of a disk already encrypted, -ENODATA for decrypt of a plaintext
+ * image (nothing done either way); -EINTR when *stop was set (resumable);
  * other -errno with err filled.  Test hooks: NBDCRYPT_TEST_FAIL_WRITE_AFTER=N
  * makes every write after the N-th fail with EIO; NBDCRYPT_TEST_HOTZONE_DELAY_MS=N
  * pauses after each hotzone.  Uses one worker thread per online CPU. */

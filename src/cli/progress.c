@@ -119,6 +119,7 @@ int cli_reenc_command(struct cli *cli, int argc, char **argv, enum reenc_mode mo
       {"hotzone", required_argument, NULL, 'z'},
       {"resume", no_argument, NULL, 'r'},
       {"json", no_argument, NULL, 'j'},
+      {"drop-passphrase-keyslots", no_argument, NULL, 'D'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
@@ -154,6 +155,11 @@ int cli_reenc_command(struct cli *cli, int argc, char **argv, enum reenc_mode mo
       break;
     case 'j':
       json = true;
+      break;
+    case 'D':
+      if (mode != REENC_RECRYPT)
+        return cli_usage(cmd, "only recrypt takes --drop-passphrase-keyslots");
+      ro.drop_unbound = true;
       break;
     case 'h':
       fputs(help, stdout);

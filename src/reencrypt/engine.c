@@ -741,6 +741,40 @@ static int finish(struct reenc *re, struct nbdc_error *err)
 
 /* ---- starting ---- */
 
+/* Keyslots of hdr that no nbdcrypt token binds (a passphrase or key file of
+ * the operator's): a recrypt cannot carry them over to the new key without
+ * their secret, so it removes them; only when the operator agreed. */
+static int check_unbound_keyslots(struct reenc *re, const struct luks2_hdr *hdr,
+                                  struct nbdc_error *err)
+{
+  int ids[LUKS2_MAX_KEYSLOTS];
+  size_t n = luks2_keyslot_list(hdr, ids, LUKS2_MAX_KEYSLOTS);
+  char list[LUKS2_MAX_KEYSLOTS * 4] = "";
+  size_t used = 0, count = 0;
+  for (size_t i = 0; i < n; i++) {
+    bool bound = false;
+    for (int id = luks2_token_next(hdr, -1, VOLUME_TOKEN_TYPE); id >= 0 && !bound;
+         id = luks2_token_next(hdr, id, VOLUME_TOKEN_TYPE)) {
+      struct volume_token tok;
+      bound = volume_token_parse(hdr, id, &tok, NULL) == 0 && tok.keyslot == ids[i];
+    }
+    if (bound)
+      continue;
+    int w = snprintf(list + used, sizeof list - used, "%s%d", count ? ", " : "", ids[i]);
+    if (w > 0 && (size_t)w < sizeof list - used)
+      used += (size_t)w;
+    count++;
+  }
+  if (count == 0 || re->opts->drop_unbound)
+    return 0;
+  return nbdc_error_set(err, EPERM,
+                        "disk %s has %s %s bound to no KEK (a passphrase or key file); a recrypt "
+                        "would remove %s with the old key: pass --drop-passphrase-keyslots to "
+                        "accept that, or keep the disk as it is",
+                        luks2_uuid(hdr), count > 1 ? "keyslots" : "keyslot", list,
+                        count > 1 ? "them" : "it");
+}
+
 static int start_recrypt(struct reenc *re, struct nbdc_error *err)
 {
   struct volume_unlock_opts uo = {.cfg = re->opts->cfg, .keyslot = -1};
@@ -755,6 +789,8 @@ static int start_recrypt(struct reenc *re, struct nbdc_error *err)
   const uint8_t *key = volume_key(vol, &len);
   if ((r = bdev_get_size(re->dev, &dev_size, err)) == 0)
     r = volume_data_size(vol, dev_size, &st->data_size, err);
+  if (r == 0)
+    r = check_unbound_keyslots(re, volume_hdr(vol), err);
   /* The old key's keyslot and the KEK binding to keep */
   int old_slot = volume_keyslot(vol);
   char provider[KEYS_NAME_MAX], kek_id[KEYS_ID_MAX];
