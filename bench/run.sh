@@ -36,7 +36,7 @@ BUILD=${BENCH_BUILD:-${TMPDIR:-/tmp}/nbdcrypt-bench-build}
 SIZE=$((1024 * 1024 * 1024))
 DATA_OFFSET=$((16 * 1024 * 1024))
 
-for t in cmake nbdkit nbdcopy nbdinfo fio qemu-img qemu-nbd openssl; do
+for t in /usr/bin/time cmake nbdkit nbdcopy nbdinfo fio qemu-img qemu-nbd openssl; do
   command -v "$t" >/dev/null || { echo "bench: $t is not installed" >&2; exit 1; }
 done
 
@@ -202,12 +202,13 @@ nbdcopy_run() { # WORKLOAD SYSTEM RUN
   c0=$(cpu_ticks "$p")
   t0=$(now)
   if [ "$w" = read ]; then
-    timeout 600 nbdcopy "$(uri "$s")" null:
+    timeout 600 /usr/bin/time -f '%U %S' -o "$D/client.cpu" nbdcopy "$(uri "$s")" null:
   else
-    timeout 600 nbdcopy "$D/random.bin" "$(uri "$s")"
+    timeout 600 /usr/bin/time -f '%U %S' -o "$D/client.cpu" nbdcopy "$D/random.bin" "$(uri "$s")"
   fi
   t1=$(now)
   c1=$(cpu_ticks "$p")
+  record "nbdcopy-$w" "$s" "$r" client_cpu_s "$(awk '{print $1 + $2}' "$D/client.cpu")"
   record "nbdcopy-$w" "$s" "$r" wall_s "$(echo "$t1 - $t0" | bc -l)"
   record "nbdcopy-$w" "$s" "$r" cpu_s "$(echo "($c1 - $c0) / $CLK_TCK" | bc -l)"
 }
