@@ -508,11 +508,11 @@ static int recover_checksum_hotzone(struct reenc *re, struct nbdc_error *err)
 {
   struct reenc_state *st = &re->st;
   uint64_t a = st->hotzone_offset, h = st->hotzone_size, phys = st->old_offset + a;
-  if (h > re->hotzone && h > re->buf_size)
+  size_t entry = st->checksum == REENC_CHECKSUM_HEAD16 ? REENC_HEAD_LEN : CSUM_LEN;
+  size_t nblocks = (size_t)((h + BLOCK - 1) / BLOCK);
+  if (h > MAX_HOTZONE || nblocks * entry > CSUM_SLOT)
     return nbdc_error_set(err, EINVAL, "progress record: hotzone of %" PRIu64 " bytes too large",
                           h);
-  size_t nblocks = (size_t)((h + BLOCK - 1) / BLOCK);
-  size_t entry = st->checksum == REENC_CHECKSUM_HEAD16 ? REENC_HEAD_LEN : CSUM_LEN;
   uint8_t sum[32];
   int r = bdev_pread(re->hdev, re->sums, nblocks * entry, st->checksum_offset, err);
   if (r < 0)
@@ -523,16 +523,21 @@ static int recover_checksum_hotzone(struct reenc *re, struct nbdc_error *err)
                           "checksum table at offset %" PRIu64 " of the hotzone is damaged; "
                           "cannot tell old from new blocks",
                           st->checksum_offset);
-  if ((r = bdev_pread(re->dev, re->buf, h, phys, err)) < 0)
-    return r;
-  for (size_t i = 0; i < nblocks; i++) {
-    size_t off = i * BLOCK, len = (size_t)min_u64(BLOCK, h - off);
-    if (!block_is_old(re, re->buf + off, len, re->sums + i * entry))
-      continue;
-    if ((r = convert(re, re->buf + off, len, a + off, err)) < 0)
+  /* Block by block, through the buffer in parts: this run's --hotzone may
+   * be smaller than the crashed run's. */
+  for (uint64_t part = 0; part < h; part += re->buf_size) {
+    size_t part_len = (size_t)min_u64(re->buf_size, h - part);
+    if ((r = bdev_pread(re->dev, re->buf, part_len, phys + part, err)) < 0)
       return r;
-    if ((r = bdev_pwrite(re->dev, re->buf + off, len, phys + off, err)) < 0)
-      return r;
+    for (size_t off = 0; off < part_len; off += BLOCK) {
+      size_t len = (size_t)min_u64(BLOCK, part_len - off), i = (size_t)((part + off) / BLOCK);
+      if (!block_is_old(re, re->buf + off, len, re->sums + i * entry))
+        continue;
+      if ((r = convert(re, re->buf + off, len, a + part + off, err)) < 0)
+        return r;
+      if ((r = bdev_pwrite(re->dev, re->buf + off, len, phys + part + off, err)) < 0)
+        return r;
+    }
   }
   if ((r = bdev_flush(re->dev, err)) < 0)
     return r;

@@ -113,7 +113,21 @@ detached_midway=0
 for n in $(seq 1 "$DKILLS"); do
   cp "$T/plain.img" "$work"
   rm -f "$T/hdr.img"
-  interrupt kill encrypt "$work" --header "$T/hdr.img"
+  if [ "$n" = 1 ]; then
+    # the first run is held after its first step and killed there, so at
+    # least one is certainly caught half way; the others at random instants
+    NBDCRYPT_TEST_HOTZONE_DELAY_MS=3000 "$NBDCRYPT" encrypt "$work" --header "$T/hdr.img" --hotzone 16M \
+      --json >"$T/ev" 2>/dev/null &
+    pid=$!
+    for ((i = 0; i < 200; i++)); do
+      grep -q '"done":[1-9]' "$T/ev" && break
+      sleep 0.05
+    done
+    kill -KILL "$pid"
+    wait "$pid" 2>/dev/null || true
+  else
+    interrupt kill encrypt "$work" --header "$T/hdr.img"
+  fi
   [ "$(requirements "$T/hdr.img" 2>/dev/null)" = nbdcrypt-reencrypt-v1 ] && detached_midway=$((detached_midway + 1))
   resume encrypt "$work" --header "$T/hdr.img"
   [ -z "$(requirements "$T/hdr.img")" ] || fail "detached encrypt #$n: requirement flag left"
@@ -164,3 +178,28 @@ before=$(sha_of "$work")
 grep -q "does not match the keys" "$T/err" || fail "tamper message: $(cat "$T/err")"
 [ "$(sha_of "$work")" = "$before" ] || fail "the disk changed although the record was refused"
 pass "tampered progress record refused, disk untouched"
+
+# A run stopped inside a 32 MiB hotzone is recovered by a run with a smaller
+# --hotzone (recovery goes through its buffer in parts).
+hotzone_in_progress() {
+  "$PY" - "$1" <<'PYEOF'
+import json, struct, sys
+buf = open(sys.argv[1], "rb").read(1 << 20)
+hdr_size = struct.unpack(">Q", buf[8:16])[0]
+meta = json.loads(buf[4096:hdr_size].rstrip(b"\0").decode())
+print(sum(int(t["hotzone_size"]) for t in meta["tokens"].values() if t["type"] == "nbdcrypt-reencrypt"))
+PYEOF
+}
+kek_bytes "$(kek_of "$T/enc.img")" "$T/kek.bin"
+caught=0
+for n in 12 16 20 8 24 28; do
+  cp --sparse=always "$T/enc.img" "$work"
+  NBDCRYPT_TEST_FAIL_WRITE_AFTER=$n "$NBDCRYPT" recrypt "$work" --hotzone 32M >/dev/null 2>&1 && continue
+  [ "$(hotzone_in_progress "$work")" = 33554432 ] || continue
+  caught=1
+  nbdcrypt recrypt "$work" --hotzone 16M 2>"$T/err" || { cat "$T/err"; fail "recovery of a 32 MiB hotzone with --hotzone 16M"; }
+  verify_encrypted "$work" "recovery with a smaller hotzone"
+  break
+done
+[ "$caught" = 1 ] || fail "no write failure landed inside a 32 MiB hotzone"
+pass "a 32 MiB hotzone cut by a write failure is recovered by a run with --hotzone 16M"
