@@ -51,6 +51,7 @@ struct reenc {
   uint8_t *sums;
   struct reenc_pipe *pipe;
   pthread_mutex_t io_mu; /* NBD targets: the workers share the connection */
+  bool header_created;   /* this run created the --header file, still unused */
   uint64_t hotzone;
   uint64_t csum_base; /* two table slots at the end of the keyslots area */
 };
@@ -1179,6 +1180,7 @@ static int open_devices(struct reenc *re, struct nbdc_error *err)
     return nbdc_error_set(err, ENOENT, "header file %s does not exist", o->header_path);
   r = bdev_open(o->header_path, exists ? 0 : BDEV_CREATE, LUKS2_DEFAULT_DATA_OFFSET, &re->raw_hdev,
                 err);
+  re->header_created = r == 0 && !exists;
   if (r == 0)
     r = bdev_lock(re->raw_hdev, true, err);
   if (r == 0)
@@ -1274,9 +1276,23 @@ int reenc_run(const char *target, const struct reenc_opts *opts, struct nbdc_err
       goto out;
     }
     if (!have_marker && (lr != -ENODATA || has_luks_magic(re.hdev))) {
-      r = nbdc_error_set(err, -lr, "%s; not encrypting it again", load_err.msg);
+      if (re.hdev != re.dev)
+        r = nbdc_error_set(err, -lr,
+                           "header file %s: %s; not overwriting it (if it is left from an encrypt "
+                           "that stopped before its first header write, no data was changed yet: "
+                           "remove it and run again)",
+                           opts->header_path, load_err.msg);
+      else
+        r = nbdc_error_set(err, -lr, "%s; not encrypting it again", load_err.msg);
       goto out;
     }
+    if (!have_marker && re.hdev != re.dev && has_luks_magic(re.dev)) {
+      r = nbdc_error_set(err, EEXIST,
+                         "already encrypted (a LUKS header at offset 0); not encrypting it again "
+                         "with a detached header");
+      goto out;
+    }
+    re.header_created = false; /* from here on it holds the operation's state */
     if ((r = start_encrypt(&re, have_marker ? &m : NULL, err)) < 0)
       goto out;
   } else if (lr == -ENODATA && opts->mode == REENC_DECRYPT && !opts->header_path &&
@@ -1303,5 +1319,7 @@ int reenc_run(const char *target, const struct reenc_opts *opts, struct nbdc_err
     report(&re);
 out:
   reenc_free(&re);
+  if (r < 0 && re.header_created) /* refused before using it: leave no empty file behind */
+    unlink(opts->header_path);
   return r;
 }

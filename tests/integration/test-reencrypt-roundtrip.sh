@@ -77,7 +77,12 @@ nbdcrypt encrypt "$img" 2>"$T/err" || rc=$?
 grep -q "^nbdcrypt: $img: already encrypted (LUKS2 header, uuid [0-9a-f-]*); nothing to do$" "$T/err" ||
   fail "encrypt rerun message: $(cat "$T/err")"
 [ "$(sha_of "$img")" = "$before" ] || fail "encrypt of an encrypted disk changed it"
-pass "encrypt of an encrypted disk: exit 1, 'already encrypted', unchanged"
+nbdcrypt encrypt "$img" --header "$T/hdr-x.img" 2>"$T/err" && fail "encrypt --header of an encrypted disk"
+grep -q "already encrypted (a LUKS header at offset 0); not encrypting it again with a detached header" "$T/err" ||
+  fail "encrypt --header of an encrypted disk, message: $(cat "$T/err")"
+[ "$(sha_of "$img")" = "$before" ] || fail "encrypt --header of an encrypted disk changed it"
+[ ! -e "$T/hdr-x.img" ] || fail "the refused encrypt --header left its header file behind"
+pass "encrypt of an encrypted disk: exit 1, 'already encrypted', unchanged (also with --header)"
 
 # decrypt: back to the plaintext image, byte for byte
 nbdcrypt decrypt "$img" 2>/dev/null || fail "decrypt"
