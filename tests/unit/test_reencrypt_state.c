@@ -33,6 +33,31 @@ static struct reenc_state sample(void)
                               .new_keyslot = 1};
 }
 
+/* Field by field: the struct has padding, which memcmp would compare. */
+static void assert_same_state(const struct reenc_state *a, const struct reenc_state *b)
+{
+  assert_int_equal(a->mode, b->mode);
+  assert_int_equal(a->phase, b->phase);
+  assert_int_equal(a->backward, b->backward);
+  assert_int_equal(a->detached, b->detached);
+  assert_int_equal(a->size_dynamic, b->size_dynamic);
+  assert_int_equal(a->sector_size, b->sector_size);
+  assert_int_equal(a->data_size, b->data_size);
+  assert_int_equal(a->old_offset, b->old_offset);
+  assert_int_equal(a->new_offset, b->new_offset);
+  assert_int_equal(a->iv_tweak, b->iv_tweak);
+  assert_int_equal(a->done, b->done);
+  assert_int_equal(a->hotzone_offset, b->hotzone_offset);
+  assert_int_equal(a->hotzone_size, b->hotzone_size);
+  assert_int_equal(a->checksum_offset, b->checksum_offset);
+  assert_memory_equal(a->checksum_sha, b->checksum_sha, sizeof a->checksum_sha);
+  assert_int_equal(a->checksum, b->checksum);
+  assert_int_equal(a->tail_offset, b->tail_offset);
+  assert_int_equal(a->chunk_size, b->chunk_size);
+  assert_int_equal(a->old_keyslot, b->old_keyslot);
+  assert_int_equal(a->new_keyslot, b->new_keyslot);
+}
+
 static void round_trip(void **state)
 {
   (void)state;
@@ -41,7 +66,7 @@ static void round_trip(void **state)
   struct nbdc_error err = {0};
   assert_int_equal(reenc_state_to_json(&st, old_key, 64, new_key, 64, &tok, &err), 0);
   assert_int_equal(reenc_state_from_json(tok, old_key, 64, new_key, 64, &back, &err), 0);
-  assert_memory_equal(&st, &back, sizeof st);
+  assert_same_state(&st, &back);
   json_object_put(tok);
 }
 
@@ -96,7 +121,7 @@ static void checksum_kind_bound(void **state)
   assert_true(json_object_object_get_ex(tok, "checksum", &f));
   assert_string_equal(json_object_get_string(f), "head16");
   assert_int_equal(reenc_state_from_json(tok, old_key, 64, new_key, 64, &back, &err), 0);
-  assert_int_equal(back.checksum, REENC_CHECKSUM_HEAD16);
+  assert_same_state(&st, &back);
   json_object_object_del(tok, "checksum");
   assert_int_equal(reenc_state_from_json(tok, old_key, 64, new_key, 64, &back, &err), -EPERM);
   json_object_object_add(tok, "checksum", json_object_new_string("sha256"));
