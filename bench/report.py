@@ -11,10 +11,11 @@ import statistics
 import sys
 from collections import defaultdict
 
-SYSTEMS = ["plain", "nbdcrypt", "luks", "qemu"]
+SYSTEMS = ["plain", "nbdcrypt", "nbdcrypt_ossl", "luks", "qemu"]
 NAMES = {
     "plain": "plain (nbdkit file)",
     "nbdcrypt": "nbdcrypt filter",
+    "nbdcrypt_ossl": "nbdcrypt filter, OpenSSL XTS engine (before opt. 3)",
     "luks": "nbdkit luks filter",
     "qemu": "qemu-nbd luks",
 }
@@ -90,7 +91,10 @@ def main():
     p(f"- OpenSSL AES-256-XTS on 4096-byte blocks: **{fmt(xts_mbps, 0)} MB/s**, i.e. "
       f"{fmt(xts_s_per_gib, 3)} core-seconds per GiB (the \"pure XTS cost\" below).")
     for k in sorted(machine):
-        if k.startswith("xts_"):
+        if k.startswith("xts_openssl_engine_"):
+            p(f"- nbdcrypt's XTS, OpenSSL provider path (`NBDCRYPT_XTS_IMPL=openssl "
+              f"bench/xts-speed`, 256 KiB requests), {k[19:]}: {machine[k]}")
+        elif k.startswith("xts_"):
             p(f"- nbdcrypt's XTS engine (`bench/xts-speed.c`, 256 KiB requests), {k[4:]}: "
               f"{machine[k]}")
     p("")
@@ -118,9 +122,34 @@ def main():
     p("- nbdcopy runs are interleaved (run i of every system back to back); the ratio to plain is")
     p("  the median of the per-run ratios. CPU = utime+stime of the server process from")
     p("  `/proc/PID/stat` before and after (10 ms ticks).")
-    p("- fio: nbd engine, 2 jobs, iodepth 16, time based, on fresh servers; the peak RSS is the")
+    p("- fio: nbd engine, 2 jobs, iodepth 16, time based, on fresh servers, workload by workload")
+    p("  with every system back to back (the pairs ran next to each other); the peak RSS is the")
     p("  server's VmHWM after all fio jobs.")
+    p("- The 1-minute load average is noted before every measurement (other work on the machine")
+    p("  shows in it; the pairs list it next to each ratio).")
+    p("- `nbdcrypt_ossl` is the same filter with `NBDCRYPT_XTS_IMPL=openssl` (the OpenSSL provider")
+    p("  XTS path, the engine before optimisation 3) on its own copy of the nbdcrypt image.")
     p("")
+
+    def load_line(workload):
+        """The 1-minute load average noted before each measurement."""
+        vals = [v for s in systems for v in rows.get((workload, s, "load1"), {}).values()]
+        if vals:
+            p(f"1-minute load average when the runs started: median {statistics.median(vals):.2f} "
+              f"(min {min(vals):.2f}, max {max(vals):.2f}).")
+            p("")
+
+    def pairs_line(workload, metric):
+        """Every pair's ratio for the nbdcrypt systems, with the load at that run."""
+        for s in ("nbdcrypt", "nbdcrypt_ossl"):
+            mine = rows.get((workload, s, metric), {})
+            base = rows.get((workload, "plain", metric), {})
+            loads = rows.get((workload, s, "load1"), {})
+            pairs = [f"{mine[r] / base[r]:.2f}" + (f" (load {loads[r]:.2f})" if r in loads else "")
+                     for r in sorted(mine) if r in base and base[r] > 0]
+            if pairs:
+                p(f"Pairs {NAMES[s]} / plain: " + ", ".join(pairs) + ".")
+                p("")
 
     def table(title, workload, metric, unit, higher_better=False, digits=2):
         p(f"### {title}")
@@ -138,6 +167,8 @@ def main():
     p("")
     for w in ("read", "write"):
         table(f"nbdcopy {w}: wall time", f"nbdcopy-{w}", "wall_s", "s")
+        pairs_line(f"nbdcopy-{w}", "wall_s")
+        load_line(f"nbdcopy-{w}")
         table(f"nbdcopy {w}: server CPU", f"nbdcopy-{w}", "cpu_s", "CPU s per GiB")
         table(f"nbdcopy {w}: client (nbdcopy) CPU", f"nbdcopy-{w}", "client_cpu_s", "CPU s")
         p("Both cores busy? (server + client CPU) / (2 cores x wall), medians:")
@@ -182,6 +213,8 @@ def main():
               f"{fmt(median(rows.get((w, s, 'lat_us'), {})), 0)} | "
               f"{fmt(ratio) + 'x' if ratio is not None else '-'} |")
         p("")
+        pairs_line(w, "iops")
+        load_line(w)
 
     p("## Peak RSS of the server under the fio load (VmHWM)")
     p("")

@@ -8,11 +8,14 @@
 #   luks     nbdkit --filter=luks over the file plugin (LUKS1 image from
 #            qemu-img create -f luks, short iter-time)
 #   qemu     qemu-nbd serving the same LUKS1 image (driver=luks)
+#   nbdcrypt_ossl  the nbdcrypt filter with NBDCRYPT_XTS_IMPL=openssl: the
+#            OpenSSL provider XTS path instead of the VAES engine (the
+#            "before" of that optimisation, on a copy of the nbdcrypt image)
 #
 # Environment: BENCH_DIR (scratch, default a new directory under TMPDIR;
 # needs ~5 GiB), BENCH_BUILD (build directory), RUNS (nbdcopy runs, default
 # 5), FIO_RUNTIME (seconds per fio job, default 6), FIO_REPS (default 3),
-# BENCH_SYSTEMS (default "plain nbdcrypt luks qemu"), BENCH_REPORT (output,
+# BENCH_SYSTEMS (default "plain nbdcrypt nbdcrypt_ossl luks qemu"), BENCH_REPORT (output,
 # default bench/REPORT.md), BENCH_SKIP_BUILD=1 (use BENCH_BUILD as it is),
 # BENCH_KEEP=1 (keep the scratch directory).
 #
@@ -30,7 +33,7 @@ PY=/usr/bin/python3
 RUNS=${RUNS:-5}
 FIO_RUNTIME=${FIO_RUNTIME:-6}
 FIO_REPS=${FIO_REPS:-3}
-SYSTEMS=${BENCH_SYSTEMS:-plain nbdcrypt luks qemu}
+SYSTEMS=${BENCH_SYSTEMS:-plain nbdcrypt nbdcrypt_ossl luks qemu}
 REPORT=${BENCH_REPORT:-$SRC/bench/REPORT.md}
 BUILD=${BENCH_BUILD:-${TMPDIR:-/tmp}/nbdcrypt-bench-build}
 SIZE=$((1024 * 1024 * 1024))
@@ -104,6 +107,7 @@ timeout 60 openssl speed -seconds 2 -bytes 4096 -evp aes-256-xts 2>/dev/null |
 timeout 60 openssl speed -seconds 2 -evp aes-256-xts 2>/dev/null |
   awk '/^AES-256-XTS|^type/ {print "openssl_speed\t" $0}' >>"$D/machine.tsv"
 "$BUILD/xts-speed" >>"$D/machine.tsv"
+NBDCRYPT_XTS_IMPL=openssl "$BUILD/xts-speed" | sed 's/^xts_/xts_openssl_engine_/' >>"$D/machine.tsv"
 
 # ---- data -------------------------------------------------------------------
 CFG=$D/config.json
@@ -111,7 +115,7 @@ cat >"$CFG" <<JSON
 {"providers": {"local": {"type": "native", "keystore": "$D/keys/keystore.json"}},
  "default_provider": "local"}
 JSON
-if [ -n "${BENCH_DIR:-}" ] && [ -s "$D/luks1.img" ] && [ -s "$D/payload" ]; then
+if [ -n "${BENCH_DIR:-}" ] && [ -s "$D/luks1.img" ] && [ -s "$D/payload" ] && [ -s "$D/crypt-ossl.img" ]; then
   echo "== data: reusing the images in $D"
 else
   echo "== data (1 GiB of random bytes, four images)"
@@ -121,6 +125,7 @@ else
   cp "$D/random.bin" "$D/plain.img"
   NBDCRYPT_CONFIG=$CFG "$NBDCRYPT" format "$D/crypt.img" --size $((SIZE + DATA_OFFSET)) >/dev/null
   dd if="$D/random.bin" of="$D/crypt.img" bs=4M seek=$((DATA_OFFSET / 4194304)) conv=notrunc status=none
+  cp "$D/crypt.img" "$D/crypt-ossl.img"
   # qemu's PBKDF calibration fails now and then on a short iter-time
   # ("Unable to get accurate CPU usage"): try a few times.
   for i in 1 2 3 4 5; do
@@ -142,7 +147,7 @@ sync
 # they are read sequentially (readahead) but in whatever size the writer used
 # when they were written, and a 4 KiB buffered write into a large folio
 # costs several times more than into a 4 KiB page.
-IMAGES=("$D/random.bin" "$D/plain.img" "$D/crypt.img" "$D/luks1.img")
+IMAGES=("$D/random.bin" "$D/plain.img" "$D/crypt.img" "$D/crypt-ossl.img" "$D/luks1.img")
 warm() {
   sync
   "$PY" -c 'import os, sys
@@ -166,6 +171,9 @@ start_server() { # NAME [extra nbdkit args]
   nbdcrypt)
     nbdkit -f "$@" -U "$(sock "$name")" --filter="$FILTER" file file="$D/crypt.img" \
       nbdcrypt-config="$CFG" 2>>"$D/$name.log" & ;;
+  nbdcrypt_ossl)
+    NBDCRYPT_XTS_IMPL=openssl nbdkit -f "$@" -U "$(sock "$name")" --filter="$FILTER" file \
+      file="$D/crypt-ossl.img" nbdcrypt-config="$CFG" 2>>"$D/$name.log" & ;;
   luks)
     nbdkit -f "$@" -U "$(sock "$name")" --filter=luks file file="$D/luks1.img" \
       passphrase=+"$D/pass" 2>>"$D/$name.log" & ;;
@@ -189,6 +197,7 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 CLK_TCK=$(getconf CLK_TCK)
 now() { echo "$EPOCHREALTIME"; }
 record() { printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RES"; } # workload system run metric value
+load1() { cut -d' ' -f1 /proc/loadavg; } # 1-minute load average, noted with every measurement
 
 for s in $SYSTEMS; do start_server "$s"; done
 for s in $SYSTEMS; do
@@ -199,6 +208,7 @@ done
 # ---- nbdcopy: 1 GiB sequential, runs interleaved pair by pair ------------------
 nbdcopy_run() { # WORKLOAD SYSTEM RUN
   local w=$1 s=$2 r=$3 t0 t1 c0 c1 p=${PID[$2]}
+  record "nbdcopy-$w" "$s" "$r" load1 "$(load1)"
   c0=$(cpu_ticks "$p")
   t0=$(now)
   if [ "$w" = read ]; then
@@ -221,7 +231,7 @@ for w in read write; do
       nbdcopy_run "$w" "$s" "$r"
       if [ "$w" = write ]; then warm; fi
     done
-    echo "   run $r: $(awk -F'\t' -v w="nbdcopy-$w" -v r="$r" '$1==w && $3==r && $4=="wall_s" {printf "%s %.2fs  ", $2, $5}' "$RES")"
+    echo "   run $r (load $(load1)): $(awk -F'\t' -v w="nbdcopy-$w" -v r="$r" '$1==w && $3==r && $4=="wall_s" {printf "%s %.2fs  ", $2, $5}' "$RES")"
   done
 done
 # The written data must read back as what was written.
@@ -236,6 +246,7 @@ stop_all
 fio_run() { # NAME SYSTEM REP fio args...
   local name=$1 s=$2 r=$3 c0 c1 p=${PID[$2]}
   shift 3
+  record "fio-$name" "$s" "$r" load1 "$(load1)"
   c0=$(cpu_ticks "$p")
   timeout $((FIO_RUNTIME + 120)) fio --name=b --ioengine=nbd --uri="$(uri "$s")" \
     --numjobs=2 --iodepth=16 --time_based --runtime="$FIO_RUNTIME" --ramp_time=1 \
@@ -256,15 +267,19 @@ EOF
 echo "== fio"
 for s in $SYSTEMS; do start_server "$s"; done
 warm
+# Workload by workload, every system back to back, so that the pairs whose
+# ratio is taken ran next to each other.
 for ((r = 1; r <= FIO_REPS; r++)); do
+  for s in $SYSTEMS; do fio_run randread-4k "$s" "$r" --rw=randread --bs=4k; done
+  for s in $SYSTEMS; do fio_run randwrite-4k "$s" "$r" --rw=randwrite --bs=4k; done
   for s in $SYSTEMS; do
-    fio_run randread-4k "$s" "$r" --rw=randread --bs=4k
-    fio_run randwrite-4k "$s" "$r" --rw=randwrite --bs=4k
     fio_run seqread-1m "$s" "$r" --rw=read --bs=1m --size=512m --offset_increment=512m
+  done
+  for s in $SYSTEMS; do
     fio_run seqwrite-1m "$s" "$r" --rw=write --bs=1m --size=512m --offset_increment=512m
   done
   warm
-  echo "   rep $r: $(awk -F'\t' -v r="$r" '$3==r && $4=="iops" && $1 ~ /4k/ {printf "%s %s %.0f  ", $1, $2, $5}' "$RES")"
+  echo "   rep $r (load $(load1)): $(awk -F'\t' -v r="$r" '$3==r && $4=="iops" && $1 ~ /4k/ {printf "%s %s %.0f  ", $1, $2, $5}' "$RES")"
 done
 for s in $SYSTEMS; do
   record rss "$s" 1 vmhwm_mib "$(awk '/VmHWM/ {print $2 / 1024}' "/proc/${PID[$s]}/status")"
