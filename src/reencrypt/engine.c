@@ -27,8 +27,6 @@
 #define CSUM_LEN        32u
 #define CSUM_SLOT       (MAX_HOTZONE / BLOCK * CSUM_LEN) /* 2 MiB */
 #define KEY_SIZE        64
-#define SECRET_SIZE     32
-#define PBKDF2_ITER     1000
 #define MARKER_MAGIC    "NBDCRYPT-SHIFT1"
 #define MARKER_ENCRYPT  1
 #define MARKER_DECRYPT  2
@@ -241,56 +239,19 @@ static int commit_final(struct reenc *re, struct nbdc_error *err)
 
 /* ---- keys ---- */
 
-static int provider_secret(const struct keys_config *cfg, const struct volume_token *tok,
-                           uint8_t **secret, size_t *secret_len, struct nbdc_error *err)
-{
-  struct keys_provider *p = NULL;
-  int r = keys_provider_open(cfg, tok->provider, &p, err);
-  if (r < 0)
-    return r;
-  if (tok->kms_wrapped) {
-    r = keys_kek_unwrap(p, tok->kek_id, tok->wrapped, tok->wrapped_len, tok->iv, tok->tag, secret,
-                        secret_len, err);
-  } else {
-    r = keys_kek_get(p, tok->kek_id, secret, err);
-    *secret_len = KEYS_KEK_SIZE;
-  }
-  keys_provider_close(p);
-  return r;
-}
-
 /* Unlock keyslot slot through its nbdcrypt token (as volume_open does). */
 static int unlock_slot(struct reenc *re, int slot, uint8_t **key, size_t *key_len,
                        struct nbdc_error *err)
 {
-  for (int id = luks2_token_next(re->hdr, -1, VOLUME_TOKEN_TYPE); id >= 0;
-       id = luks2_token_next(re->hdr, id, VOLUME_TOKEN_TYPE)) {
-    struct volume_token tok;
-    if (volume_token_parse(re->hdr, id, &tok, err) < 0 || tok.keyslot != slot)
-      continue;
-    uint8_t *secret = NULL;
-    size_t secret_len = 0;
-    int r = provider_secret(re->opts->cfg, &tok, &secret, &secret_len, err);
-    if (r < 0)
-      return nbdc_error_prefix(err, "keyslot %d (provider %s, kek %s)", slot, tok.provider,
-                               tok.kek_id);
-    r = luks2_keyslot_open(re->hdr, re->hdev, slot, secret, secret_len, key, key_len, NULL, err);
-    secmem_free(secret, secret_len);
-    return r;
-  }
-  return nbdc_error_set(err, ENOKEY, "disk %s: no nbdcrypt token for keyslot %d",
-                        luks2_uuid(re->hdr), slot);
+  return volume_unlock_keyslot(re->hdr, re->hdev, re->opts->cfg, slot, key, key_len, err);
 }
 
-/* Add a keyslot for the new key bound to a KEK, and its token. */
+/* Add a keyslot for the new key bound to a KEK (a new one when kek_id is
+ * NULL), and its token. */
 static int bind_new_key(struct reenc *re, const char *provider_name, const char *kek_id,
                         bool kms_wrapped, struct nbdc_error *err)
 {
   struct keys_provider *p = NULL;
-  struct volume_token tok = {.keyslot = -1, .kms_wrapped = kms_wrapped};
-  uint8_t *secret = NULL, *cipher = NULL;
-  size_t secret_len = SECRET_SIZE, cipher_len = 0;
-  struct json_object *tj = NULL;
   char created[KEYS_ID_MAX];
   int slot = -1;
   int r = keys_provider_open(re->opts->cfg, provider_name, &p, err);
@@ -303,50 +264,11 @@ static int bind_new_key(struct reenc *re, const char *provider_name, const char 
       goto out;
     kek_id = created;
   }
-  if (strlen(kek_id) >= sizeof tok.kek_id) {
-    r = nbdc_error_set(err, EINVAL, "kek id too long: %s", kek_id);
-    goto out;
-  }
-  snprintf(tok.provider, sizeof tok.provider, "%s", keys_provider_name(p));
-  snprintf(tok.kek_id, sizeof tok.kek_id, "%s", kek_id);
-  if (kms_wrapped) {
-    if (!(secret = secmem_alloc(secret_len))) {
-      r = fail_nomem(err);
-      goto out;
-    }
-    if ((r = crypto_random(secret, secret_len, err)) < 0)
-      goto out;
-    r = keys_kek_wrap(p, kek_id, secret, secret_len, &cipher, &cipher_len, tok.iv, tok.tag, err);
-    if (r < 0)
-      goto out;
-    if (cipher_len > sizeof tok.wrapped) {
-      r = nbdc_error_set(err, EINVAL, "wrapped secret too long (%zu bytes)", cipher_len);
-      goto out;
-    }
-    memcpy(tok.wrapped, cipher, cipher_len);
-    tok.wrapped_len = cipher_len;
-  } else if ((r = keys_kek_get(p, kek_id, &secret, err)) < 0) {
-    goto out;
-  }
-  struct kdf_params kdf = {
-      .type = KDF_PBKDF2, .hash = "sha256", .iterations = PBKDF2_ITER, .salt_len = 32};
-  r = luks2_keyslot_add(re->hdr, re->hdev, -1, re->new_key, re->new_len, secret, secret_len, &kdf,
-                        &slot, err);
-  if (r < 0)
-    goto out;
-  tok.keyslot = slot;
-  if ((r = volume_token_build(&tok, &tj, err)) < 0)
-    goto out;
-  if ((r = luks2_token_add(re->hdr, -1, tj, NULL, err)) < 0) {
-    json_object_put(tj);
-    goto out;
-  }
-  re->st.new_keyslot = slot;
+  r = volume_bind_key(re->hdr, re->hdev, re->new_key, re->new_len, p, kek_id, kms_wrapped, &slot,
+                      err);
+  if (r == 0)
+    re->st.new_keyslot = slot;
 out:
-  if (r < 0 && slot >= 0)
-    luks2_keyslot_remove(re->hdr, slot, NULL);
-  secmem_free(secret, secret_len);
-  free(cipher);
   keys_provider_close(p);
   return r;
 }
