@@ -132,11 +132,22 @@ def main():
     p("")
 
     def load_line(workload):
-        """The 1-minute load average noted before each measurement."""
+        """The 1-minute load average noted before each measurement, and the CPU
+        time other processes used during the runs."""
         vals = [v for s in systems for v in rows.get((workload, s, "load1"), {}).values()]
         if vals:
             p(f"1-minute load average when the runs started: median {statistics.median(vals):.2f} "
-              f"(min {min(vals):.2f}, max {max(vals):.2f}).")
+              f"(min {min(vals):.2f}, max {max(vals):.2f}; it counts this suite's own server "
+              f"threads too).")
+        for s in ("plain", "nbdcrypt"):
+            other = rows.get((workload, s, "other_cpu_s"), {})
+            steal = rows.get((workload, s, "steal_s"), {})
+            if other:
+                p(f"CPU used by other processes during the {NAMES[s]} runs (machine busy - server - "
+                  f"client): " + ", ".join(f"{other[r]:.2f}" for r in sorted(other)) + " s"
+                  + (f"; steal " + ", ".join(f"{steal[r]:.2f}" for r in sorted(steal)) + " s"
+                     if steal else "") + ".")
+        if vals:
             p("")
 
     def pairs_line(workload, metric):
@@ -145,7 +156,10 @@ def main():
             mine = rows.get((workload, s, metric), {})
             base = rows.get((workload, "plain", metric), {})
             loads = rows.get((workload, s, "load1"), {})
-            pairs = [f"{mine[r] / base[r]:.2f}" + (f" (load {loads[r]:.2f})" if r in loads else "")
+            other = rows.get((workload, s, "other_cpu_s"), {})
+            pairs = [f"{mine[r] / base[r]:.2f}" + (f" (load {loads[r]:.2f}" if r in loads else "")
+                     + (f", other CPU {other[r]:.2f} s" if r in other else "")
+                     + (")" if r in loads else "")
                      for r in sorted(mine) if r in base and base[r] > 0]
             if pairs:
                 p(f"Pairs {NAMES[s]} / plain: " + ", ".join(pairs) + ".")

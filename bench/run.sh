@@ -198,6 +198,18 @@ CLK_TCK=$(getconf CLK_TCK)
 now() { echo "$EPOCHREALTIME"; }
 record() { printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RES"; } # workload system run metric value
 load1() { cut -d' ' -f1 /proc/loadavg; } # 1-minute load average, noted with every measurement
+# Machine-wide busy and steal ticks (/proc/stat): the CPU time used during a
+# run by anything other than the server and the client is busy - server -
+# client.  The load average alone cannot tell: it counts the benchmark's own
+# runnable server threads (dozens during the luks filter's writes).
+machine_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8, $9; exit}' /proc/stat; }
+record_other() { # WORKLOAD SYSTEM RUN BEFORE("busy steal") SERVER_TICKS CLIENT_CPU_S
+  local b0 s0 b1 s1
+  read -r b0 s0 <<<"$4"
+  read -r b1 s1 <<<"$(machine_ticks)"
+  record "$1" "$2" "$3" other_cpu_s "$(echo "($b1 - $b0 - $5) / $CLK_TCK - $6" | bc -l)"
+  record "$1" "$2" "$3" steal_s "$(echo "($s1 - $s0) / $CLK_TCK" | bc -l)"
+}
 
 for s in $SYSTEMS; do start_server "$s"; done
 for s in $SYSTEMS; do
@@ -209,6 +221,8 @@ done
 nbdcopy_run() { # WORKLOAD SYSTEM RUN
   local w=$1 s=$2 r=$3 t0 t1 c0 c1 p=${PID[$2]}
   record "nbdcopy-$w" "$s" "$r" load1 "$(load1)"
+  local m0
+  m0=$(machine_ticks)
   c0=$(cpu_ticks "$p")
   t0=$(now)
   if [ "$w" = read ]; then
@@ -221,6 +235,7 @@ nbdcopy_run() { # WORKLOAD SYSTEM RUN
   record "nbdcopy-$w" "$s" "$r" client_cpu_s "$(awk '{print $1 + $2}' "$D/client.cpu")"
   record "nbdcopy-$w" "$s" "$r" wall_s "$(echo "$t1 - $t0" | bc -l)"
   record "nbdcopy-$w" "$s" "$r" cpu_s "$(echo "($c1 - $c0) / $CLK_TCK" | bc -l)"
+  record_other "nbdcopy-$w" "$s" "$r" "$m0" "$((c1 - c0))" "$(awk '{print $1 + $2}' "$D/client.cpu")"
 }
 
 for w in read write; do
@@ -247,11 +262,14 @@ fio_run() { # NAME SYSTEM REP fio args...
   local name=$1 s=$2 r=$3 c0 c1 p=${PID[$2]}
   shift 3
   record "fio-$name" "$s" "$r" load1 "$(load1)"
+  local m0
+  m0=$(machine_ticks)
   c0=$(cpu_ticks "$p")
-  timeout $((FIO_RUNTIME + 120)) fio --name=b --ioengine=nbd --uri="$(uri "$s")" \
+  timeout $((FIO_RUNTIME + 120)) /usr/bin/time -f '%U %S' -o "$D/client.cpu" fio --name=b --ioengine=nbd --uri="$(uri "$s")" \
     --numjobs=2 --iodepth=16 --time_based --runtime="$FIO_RUNTIME" --ramp_time=1 \
     --group_reporting --output-format=json --output="$D/fio.json" "$@" >/dev/null
   c1=$(cpu_ticks "$p")
+  record_other "fio-$name" "$s" "$r" "$m0" "$((c1 - c0))" "$(awk '{print $1 + $2}' "$D/client.cpu")"
   "$PY" - "$D/fio.json" "$name" "$s" "$r" "$(echo "($c1 - $c0) / $CLK_TCK" | bc -l)" >>"$RES" <<'EOF'
 import json, sys
 path, name, system, rep, cpu = sys.argv[1:6]
