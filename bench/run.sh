@@ -196,6 +196,10 @@ start_server() { # NAME [extra nbdkit args]
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 CLK_TCK=$(getconf CLK_TCK)
 now() { echo "$EPOCHREALTIME"; }
+# The systems in the order of run R: rotated by R - 1, so that no system
+# always runs right after another one (e.g. while its dirty pages are still
+# being written back).
+order() { local -a a=($SYSTEMS); local n=${#a[@]} i; for ((i = 0; i < n; i++)); do echo "${a[(i + $1 - 1) % n]}"; done; }
 record() { printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RES"; } # workload system run metric value
 load1() { cut -d' ' -f1 /proc/loadavg; } # 1-minute load average, noted with every measurement
 # Machine-wide busy and steal ticks (/proc/stat): the CPU time used during a
@@ -242,7 +246,7 @@ for w in read write; do
   echo "== nbdcopy $w"
   warm
   for ((r = 1; r <= RUNS; r++)); do
-    for s in $SYSTEMS; do
+    for s in $(order "$r"); do
       nbdcopy_run "$w" "$s" "$r"
       if [ "$w" = write ]; then warm; fi
     done
@@ -288,13 +292,16 @@ warm
 # Workload by workload, every system back to back, so that the pairs whose
 # ratio is taken ran next to each other.
 for ((r = 1; r <= FIO_REPS; r++)); do
-  for s in $SYSTEMS; do fio_run randread-4k "$s" "$r" --rw=randread --bs=4k; done
-  for s in $SYSTEMS; do fio_run randwrite-4k "$s" "$r" --rw=randwrite --bs=4k; done
-  for s in $SYSTEMS; do
+  # After every write job its dirty pages are written back (sync, not
+  # timed), so the next job does not run during that writeback.
+  for s in $(order "$r"); do fio_run randread-4k "$s" "$r" --rw=randread --bs=4k; done
+  for s in $(order "$r"); do fio_run randwrite-4k "$s" "$r" --rw=randwrite --bs=4k; sync; done
+  for s in $(order "$r"); do
     fio_run seqread-1m "$s" "$r" --rw=read --bs=1m --size=512m --offset_increment=512m
   done
-  for s in $SYSTEMS; do
+  for s in $(order "$r"); do
     fio_run seqwrite-1m "$s" "$r" --rw=write --bs=1m --size=512m --offset_increment=512m
+    sync
   done
   warm
   echo "   rep $r (load $(load1)): $(awk -F'\t' -v r="$r" '$3==r && $4=="iops" && $1 ~ /4k/ {printf "%s %s %.0f  ", $1, $2, $5}' "$RES")"
