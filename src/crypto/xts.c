@@ -16,32 +16,16 @@
  * EVP would use, and the fetched EVP_CIPHER keeps that provider loaded.  XTS
  * has no cheaper public way to change the tweak (OSSL_CIPHER_PARAM_IV is
  * ignored by the XTS provider).
- *
- * On CPUs with VAES and AVX-512 (and the default provider, never FIPS) a
- * 256-bit key is instead run by the VAES code below: the same XTS-AES, four
- * blocks per instruction and 16 blocks in flight, about twice OpenSSL 3.0's
- * AES-NI XTS (which has no VAES path before 3.2).  Its round keys live in
- * secure memory.  NBDCRYPT_XTS_IMPL=openssl in the environment forces the
- * OpenSSL path (benchmarks and tests compare the two).
  */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/core_dispatch.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/provider.h>
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define XTS_HAVE_VAES 1
-#include <cpuid.h>
-#include <immintrin.h>
-#else
-#define XTS_HAVE_VAES 0
-#endif
 
 #include "crypto/internal.h"
 #include "nbdcrypt/crypto.h"
@@ -59,17 +43,9 @@ struct xts_impl {
   OSSL_FUNC_cipher_freectx_fn *freectx;
 };
 
-/* Expanded AES-256 schedules for the VAES path (secure memory). */
-struct xts_vaes_keys {
-  uint8_t enc[15][16];   /* data key, encryption */
-  uint8_t dec[15][16];   /* data key, equivalent inverse cipher */
-  uint8_t tweak[15][16]; /* tweak key, encryption */
-};
-
 struct xts_ctx {
   struct xts_impl impl;
-  struct xts_vaes_keys *vaes; /* NULL: OpenSSL provider path */
-  void *enc;                  /* provider cipher contexts */
+  void *enc; /* provider cipher contexts */
   void *dec;
   uint8_t *key; /* secmem, key_len bytes: kept for xts_dup */
   size_t key_len;
@@ -136,229 +112,6 @@ static int xts_impl_get(struct xts_impl *impl, size_t key_len, struct nbdc_error
   return 0;
 }
 
-/* ---- VAES + AVX-512 path ------------------------------------------------- */
-#if XTS_HAVE_VAES
-
-#define VAES_TARGET __attribute__((target("aes,avx2,avx512f,vaes")))
-
-/* One step of the AES-256 key expansion (FIPS-197 5.2, as in Intel's AES-NI
- * white paper): a is the even round key, b the odd one. */
-VAES_TARGET static inline __m128i aes256_next_even(__m128i a, __m128i assist)
-{
-  assist = _mm_shuffle_epi32(assist, 0xff);
-  a = _mm_xor_si128(a, _mm_slli_si128(a, 4));
-  a = _mm_xor_si128(a, _mm_slli_si128(a, 8));
-  return _mm_xor_si128(a, assist);
-}
-
-VAES_TARGET static inline __m128i aes256_next_odd(__m128i even, __m128i b)
-{
-  __m128i assist = _mm_shuffle_epi32(_mm_aeskeygenassist_si128(even, 0), 0xaa);
-  b = _mm_xor_si128(b, _mm_slli_si128(b, 4));
-  b = _mm_xor_si128(b, _mm_slli_si128(b, 8));
-  return _mm_xor_si128(b, assist);
-}
-
-VAES_TARGET static void aes256_expand(uint8_t rk[15][16], const uint8_t *key)
-{
-  __m128i a = _mm_loadu_si128((const __m128i *)key);
-  __m128i b = _mm_loadu_si128((const __m128i *)(key + 16));
-  _mm_storeu_si128((__m128i *)rk[0], a);
-  _mm_storeu_si128((__m128i *)rk[1], b);
-#define AES256_STEP(i, rcon)                                                                       \
-  a = aes256_next_even(a, _mm_aeskeygenassist_si128(b, rcon));                                     \
-  _mm_storeu_si128((__m128i *)rk[i], a);                                                           \
-  if (i < 14) {                                                                                    \
-    b = aes256_next_odd(a, b);                                                                     \
-    _mm_storeu_si128((__m128i *)rk[i + 1], b);                                                     \
-  }
-  AES256_STEP(2, 0x01)
-  AES256_STEP(4, 0x02)
-  AES256_STEP(6, 0x04)
-  AES256_STEP(8, 0x08)
-  AES256_STEP(10, 0x10)
-  AES256_STEP(12, 0x20)
-  AES256_STEP(14, 0x40)
-#undef AES256_STEP
-}
-
-/* Round keys of the equivalent inverse cipher (FIPS-197 5.3.5). */
-VAES_TARGET static void aes256_inverse(uint8_t dec[15][16], const uint8_t enc[15][16])
-{
-  _mm_storeu_si128((__m128i *)dec[0], _mm_loadu_si128((const __m128i *)enc[14]));
-  for (int i = 1; i < 14; i++)
-    _mm_storeu_si128((__m128i *)dec[i],
-                     _mm_aesimc_si128(_mm_loadu_si128((const __m128i *)enc[14 - i])));
-  _mm_storeu_si128((__m128i *)dec[14], _mm_loadu_si128((const __m128i *)enc[0]));
-}
-
-/* Each 128-bit lane of t (an XTS tweak, little-endian) times x^k in
- * GF(2^128) mod x^128 + x^7 + x^2 + x + 1, where k (0..4) is given per
- * 64-bit half in kv (both halves of a lane equal). */
-VAES_TARGET static inline __m512i gf_mul_xk(__m512i t, __m512i kv)
-{
-  const __m512i shifted = _mm512_sllv_epi64(t, kv);
-  /* The k bits shifted out of each half (a shift by 64 gives 0). */
-  const __m512i out = _mm512_srlv_epi64(t, _mm512_sub_epi64(_mm512_set1_epi64(64), kv));
-  /* The low half's bits carry into the high half; the high half's bits
-   * wrap round to the low half reduced by the polynomial (h * 0x87,
-   * carry-less: h ^ h<<1 ^ h<<2 ^ h<<7). */
-  const __m512i swapped = _mm512_shuffle_epi32(out, (_MM_PERM_ENUM)0x4e);
-  const __m512i reduced = _mm512_xor_si512(
-      _mm512_xor_si512(swapped, _mm512_slli_epi64(swapped, 1)),
-      _mm512_xor_si512(_mm512_slli_epi64(swapped, 2), _mm512_slli_epi64(swapped, 7)));
-  return _mm512_xor_si512(shifted, _mm512_mask_blend_epi64(0xaa, reduced, swapped));
-}
-
-#define VAES_ROUNDS_ENC(x0, x1, x2, x3, rk)                                                        \
-  do {                                                                                             \
-    for (int r_ = 1; r_ < 14; r_++) {                                                              \
-      x0 = _mm512_aesenc_epi128(x0, rk[r_]);                                                       \
-      x1 = _mm512_aesenc_epi128(x1, rk[r_]);                                                       \
-      x2 = _mm512_aesenc_epi128(x2, rk[r_]);                                                       \
-      x3 = _mm512_aesenc_epi128(x3, rk[r_]);                                                       \
-    }                                                                                              \
-    x0 = _mm512_aesenclast_epi128(x0, rk[14]);                                                     \
-    x1 = _mm512_aesenclast_epi128(x1, rk[14]);                                                     \
-    x2 = _mm512_aesenclast_epi128(x2, rk[14]);                                                     \
-    x3 = _mm512_aesenclast_epi128(x3, rk[14]);                                                     \
-  } while (0)
-
-#define VAES_ROUNDS_DEC(x0, x1, x2, x3, rk)                                                        \
-  do {                                                                                             \
-    for (int r_ = 1; r_ < 14; r_++) {                                                              \
-      x0 = _mm512_aesdec_epi128(x0, rk[r_]);                                                       \
-      x1 = _mm512_aesdec_epi128(x1, rk[r_]);                                                       \
-      x2 = _mm512_aesdec_epi128(x2, rk[r_]);                                                       \
-      x3 = _mm512_aesdec_epi128(x3, rk[r_]);                                                       \
-    }                                                                                              \
-    x0 = _mm512_aesdeclast_epi128(x0, rk[14]);                                                     \
-    x1 = _mm512_aesdeclast_epi128(x1, rk[14]);                                                     \
-    x2 = _mm512_aesdeclast_epi128(x2, rk[14]);                                                     \
-    x3 = _mm512_aesdeclast_epi128(x3, rk[14]);                                                     \
-  } while (0)
-
-/* len bytes of whole sectors; sector is a multiple of 512, so every sector
- * is a whole number of 16-block (256-byte) groups and no ciphertext
- * stealing is needed. */
-VAES_TARGET static void vaes_xts(const struct xts_vaes_keys *k, uint8_t *out, const uint8_t *in,
-                                 size_t len, size_t sector, uint64_t unit, uint64_t unit_step,
-                                 int enc)
-{
-  const uint8_t(*keys)[16] = enc ? k->enc : k->dec;
-  __m512i rk[15];
-  for (int i = 0; i < 15; i++)
-    rk[i] = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)keys[i]));
-  const __m512i lane_k = _mm512_set_epi64(3, 3, 2, 2, 1, 1, 0, 0);
-  const __m512i four = _mm512_set1_epi64(4);
-
-  for (size_t off = 0; off < len; off += sector, unit += unit_step) {
-    /* T = AES-enc(tweak key, LE64(unit) || 0) */
-    __m128i t = _mm_xor_si128(_mm_set_epi64x(0, (long long)unit),
-                              _mm_loadu_si128((const __m128i *)k->tweak[0]));
-    for (int r = 1; r < 14; r++)
-      t = _mm_aesenc_si128(t, _mm_loadu_si128((const __m128i *)k->tweak[r]));
-    t = _mm_aesenclast_si128(t, _mm_loadu_si128((const __m128i *)k->tweak[14]));
-    /* Lanes hold the tweaks of blocks j..j+3: T x^j .. T x^(j+3). */
-    __m512i tw = gf_mul_xk(_mm512_broadcast_i32x4(t), lane_k);
-    const uint8_t *src = in + off;
-    uint8_t *dst = out + off;
-    for (size_t b = 0; b < sector; b += 256) {
-      const __m512i t0 = tw;
-      const __m512i t1 = gf_mul_xk(t0, four);
-      const __m512i t2 = gf_mul_xk(t1, four);
-      const __m512i t3 = gf_mul_xk(t2, four);
-      tw = gf_mul_xk(t3, four);
-      __m512i x0 = _mm512_xor_si512(_mm512_loadu_si512(src + b), t0);
-      __m512i x1 = _mm512_xor_si512(_mm512_loadu_si512(src + b + 64), t1);
-      __m512i x2 = _mm512_xor_si512(_mm512_loadu_si512(src + b + 128), t2);
-      __m512i x3 = _mm512_xor_si512(_mm512_loadu_si512(src + b + 192), t3);
-      x0 = _mm512_xor_si512(x0, rk[0]);
-      x1 = _mm512_xor_si512(x1, rk[0]);
-      x2 = _mm512_xor_si512(x2, rk[0]);
-      x3 = _mm512_xor_si512(x3, rk[0]);
-      if (enc)
-        VAES_ROUNDS_ENC(x0, x1, x2, x3, rk);
-      else
-        VAES_ROUNDS_DEC(x0, x1, x2, x3, rk);
-      _mm512_storeu_si512(dst + b, _mm512_xor_si512(x0, t0));
-      _mm512_storeu_si512(dst + b + 64, _mm512_xor_si512(x1, t1));
-      _mm512_storeu_si512(dst + b + 128, _mm512_xor_si512(x2, t2));
-      _mm512_storeu_si512(dst + b + 192, _mm512_xor_si512(x3, t3));
-    }
-  }
-  /* Clear the vector registers that held round keys and tweaks (upper
-   * halves of zmm0-15 and the rest of zmm16-31 are cleared by the
-   * compiler's vzeroupper only in part; do it explicitly for 0-15). */
-  _mm256_zeroall();
-}
-
-/* The CPU has AES-NI, AVX-512F and VAES, and the OS saves the AVX-512 state
- * (XCR0: SSE, AVX, opmask, ZMM_Hi256, Hi16_ZMM). */
-static int cpu_has_vaes(void)
-{
-  unsigned a, b, c, d;
-  if (!__get_cpuid(1, &a, &b, &c, &d))
-    return 0;
-  const unsigned aesni = 1u << 25, osxsave = 1u << 27;
-  if ((c & (aesni | osxsave)) != (aesni | osxsave))
-    return 0;
-  unsigned xcr0_lo, xcr0_hi;
-  __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
-  (void)xcr0_hi;
-  if ((xcr0_lo & 0xe6) != 0xe6)
-    return 0;
-  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d))
-    return 0;
-  const unsigned avx512f = 1u << 16, vaes = 1u << 9;
-  return (b & avx512f) && (c & vaes);
-}
-
-/* VAES is used for 256-bit keys on such a CPU with OpenSSL's default
- * provider (a FIPS provider keeps the cipher), unless
- * NBDCRYPT_XTS_IMPL=openssl. */
-static int vaes_wanted(const struct xts_impl *impl, size_t key_len)
-{
-  if (key_len != 64)
-    return 0;
-  const char *force = getenv("NBDCRYPT_XTS_IMPL");
-  if (force && strcmp(force, "openssl") == 0)
-    return 0;
-  const char *prov = OSSL_PROVIDER_get0_name(EVP_CIPHER_get0_provider(impl->cipher));
-  if (!prov || strcmp(prov, "default") != 0)
-    return 0;
-  return cpu_has_vaes();
-}
-
-static int vaes_setup(struct xts_ctx *ctx)
-{
-  ctx->vaes = secmem_alloc(sizeof *ctx->vaes);
-  if (!ctx->vaes)
-    return -1;
-  aes256_expand(ctx->vaes->enc, ctx->key);
-  aes256_inverse(ctx->vaes->dec, ctx->vaes->enc);
-  aes256_expand(ctx->vaes->tweak, ctx->key + 32);
-  return 0;
-}
-#else
-static int vaes_wanted(const struct xts_impl *impl, size_t key_len)
-{
-  (void)impl;
-  (void)key_len;
-  return 0;
-}
-static int vaes_setup(struct xts_ctx *ctx)
-{
-  (void)ctx;
-  return -1;
-}
-static void vaes_xts(const struct xts_vaes_keys *k, uint8_t *out, const uint8_t *in, size_t len,
-                     size_t sector, uint64_t unit, uint64_t unit_step, int enc)
-{
-  (void)k, (void)out, (void)in, (void)len, (void)sector, (void)unit, (void)unit_step, (void)enc;
-}
-#endif
-
 void xts_free(struct xts_ctx *ctx)
 {
   if (!ctx)
@@ -371,7 +124,6 @@ void xts_free(struct xts_ctx *ctx)
       ctx->impl.freectx(ctx->dec);
   }
   EVP_CIPHER_free(ctx->impl.cipher);
-  secmem_free(ctx->vaes, sizeof *ctx->vaes);
   secmem_free(ctx->key, ctx->key_len);
   OPENSSL_cleanse(ctx, sizeof *ctx);
   OPENSSL_free(ctx);
@@ -414,15 +166,6 @@ int xts_new(struct xts_ctx **out, const uint8_t *key, size_t key_len, uint32_t s
   if (r < 0) {
     xts_free(ctx);
     return r;
-  }
-  if (vaes_wanted(&ctx->impl, key_len)) {
-    if (vaes_setup(ctx) < 0) {
-      int code = errno ? errno : ENOMEM;
-      xts_free(ctx);
-      return nbdc_error_set(err, code, "cannot allocate locked memory for the xts key schedule");
-    }
-    *out = ctx;
-    return 0;
   }
   ctx->enc = ctx->impl.newctx(ctx->impl.provctx);
   ctx->dec = ctx->impl.newctx(ctx->impl.provctx);
@@ -470,10 +213,6 @@ static int xts_run(struct xts_ctx *ctx, uint8_t *out, const uint8_t *in, size_t 
   if (in != out && ((uintptr_t)out < (uintptr_t)in + len && (uintptr_t)in < (uintptr_t)out + len))
     return nbdc_error_set(err, EINVAL, "xts %s buffers overlap partially", what);
 
-  if (ctx->vaes) {
-    vaes_xts(ctx->vaes, out, in, len, ctx->sector_size, first_unit, ctx->units_per_sector, enc);
-    return 0;
-  }
   void *cctx = enc ? ctx->enc : ctx->dec;
   OSSL_FUNC_cipher_encrypt_init_fn *init = enc ? ctx->impl.einit : ctx->impl.dinit;
   uint8_t iv[XTS_IV_LEN] = {0};
