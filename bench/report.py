@@ -11,11 +11,10 @@ import statistics
 import sys
 from collections import defaultdict
 
-SYSTEMS = ["plain", "nbdcrypt", "nbdcrypt_ossl", "luks", "qemu"]
+SYSTEMS = ["plain", "nbdcrypt", "luks", "qemu"]
 NAMES = {
     "plain": "plain (nbdkit file)",
     "nbdcrypt": "nbdcrypt filter",
-    "nbdcrypt_ossl": "nbdcrypt filter, OpenSSL XTS engine (before opt. 3)",
     "luks": "nbdkit luks filter",
     "qemu": "qemu-nbd luks",
 }
@@ -91,10 +90,7 @@ def main():
     p(f"- OpenSSL AES-256-XTS on 4096-byte blocks: **{fmt(xts_mbps, 0)} MB/s**, i.e. "
       f"{fmt(xts_s_per_gib, 3)} core-seconds per GiB (the \"pure XTS cost\" below).")
     for k in sorted(machine):
-        if k.startswith("xts_openssl_engine_"):
-            p(f"- nbdcrypt's XTS, OpenSSL provider path (`NBDCRYPT_XTS_IMPL=openssl "
-              f"bench/xts-speed`, 256 KiB requests), {k[19:]}: {machine[k]}")
-        elif k.startswith("xts_"):
+        if k.startswith("xts_"):
             p(f"- nbdcrypt's XTS engine (`bench/xts-speed.c`, 256 KiB requests), {k[4:]}: "
               f"{machine[k]}")
     p("")
@@ -130,8 +126,6 @@ def main():
     p("  always runs right after the same other one.")
     p("- The 1-minute load average is noted before every measurement (other work on the machine")
     p("  shows in it; the pairs list it next to each ratio).")
-    p("- `nbdcrypt_ossl` is the same filter with `NBDCRYPT_XTS_IMPL=openssl` (the OpenSSL provider")
-    p("  XTS path, the engine before optimisation 3) on its own copy of the nbdcrypt image.")
     p("")
 
     def load_line(workload):
@@ -155,7 +149,7 @@ def main():
 
     def pairs_line(workload, metric):
         """Every pair's ratio for the nbdcrypt systems, with the load at that run."""
-        for s in ("nbdcrypt", "nbdcrypt_ossl"):
+        for s in ("nbdcrypt",):
             mine = rows.get((workload, s, metric), {})
             base = rows.get((workload, "plain", metric), {})
             loads = rows.get((workload, s, "load1"), {})

@@ -8,14 +8,11 @@
 #   luks     nbdkit --filter=luks over the file plugin (LUKS1 image from
 #            qemu-img create -f luks, short iter-time)
 #   qemu     qemu-nbd serving the same LUKS1 image (driver=luks)
-#   nbdcrypt_ossl  the nbdcrypt filter with NBDCRYPT_XTS_IMPL=openssl: the
-#            OpenSSL provider XTS path instead of the VAES engine (the
-#            "before" of that optimisation, on a copy of the nbdcrypt image)
 #
 # Environment: BENCH_DIR (scratch, default a new directory under TMPDIR;
 # needs ~5 GiB), BENCH_BUILD (build directory), RUNS (nbdcopy runs, default
 # 5), FIO_RUNTIME (seconds per fio job, default 6), FIO_REPS (default 3),
-# BENCH_SYSTEMS (default "plain nbdcrypt nbdcrypt_ossl luks qemu"), BENCH_REPORT (output,
+# BENCH_SYSTEMS (default "plain nbdcrypt luks qemu"), BENCH_REPORT (output,
 # default bench/REPORT.md), BENCH_SKIP_BUILD=1 (use BENCH_BUILD as it is),
 # BENCH_KEEP=1 (keep the scratch directory).
 #
@@ -33,7 +30,7 @@ PY=/usr/bin/python3
 RUNS=${RUNS:-5}
 FIO_RUNTIME=${FIO_RUNTIME:-6}
 FIO_REPS=${FIO_REPS:-3}
-SYSTEMS=${BENCH_SYSTEMS:-plain nbdcrypt nbdcrypt_ossl luks qemu}
+SYSTEMS=${BENCH_SYSTEMS:-plain nbdcrypt luks qemu}
 REPORT=${BENCH_REPORT:-$SRC/bench/REPORT.md}
 BUILD=${BENCH_BUILD:-${TMPDIR:-/tmp}/nbdcrypt-bench-build}
 SIZE=$((1024 * 1024 * 1024))
@@ -107,7 +104,6 @@ timeout 60 openssl speed -seconds 2 -bytes 4096 -evp aes-256-xts 2>/dev/null |
 timeout 60 openssl speed -seconds 2 -evp aes-256-xts 2>/dev/null |
   awk '/^AES-256-XTS|^type/ {print "openssl_speed\t" $0}' >>"$D/machine.tsv"
 "$BUILD/xts-speed" >>"$D/machine.tsv"
-NBDCRYPT_XTS_IMPL=openssl "$BUILD/xts-speed" | sed 's/^xts_/xts_openssl_engine_/' >>"$D/machine.tsv"
 
 # ---- data -------------------------------------------------------------------
 CFG=$D/config.json
@@ -115,7 +111,7 @@ cat >"$CFG" <<JSON
 {"providers": {"local": {"type": "native", "keystore": "$D/keys/keystore.json"}},
  "default_provider": "local"}
 JSON
-if [ -n "${BENCH_DIR:-}" ] && [ -s "$D/luks1.img" ] && [ -s "$D/payload" ] && [ -s "$D/crypt-ossl.img" ]; then
+if [ -n "${BENCH_DIR:-}" ] && [ -s "$D/luks1.img" ] && [ -s "$D/payload" ]; then
   echo "== data: reusing the images in $D"
 else
   echo "== data (1 GiB of random bytes, four images)"
@@ -125,7 +121,6 @@ else
   cp "$D/random.bin" "$D/plain.img"
   NBDCRYPT_CONFIG=$CFG "$NBDCRYPT" format "$D/crypt.img" --size $((SIZE + DATA_OFFSET)) >/dev/null
   dd if="$D/random.bin" of="$D/crypt.img" bs=4M seek=$((DATA_OFFSET / 4194304)) conv=notrunc status=none
-  cp "$D/crypt.img" "$D/crypt-ossl.img"
   # qemu's PBKDF calibration fails now and then on a short iter-time
   # ("Unable to get accurate CPU usage"): try a few times.
   for i in 1 2 3 4 5; do
@@ -147,7 +142,7 @@ sync
 # they are read sequentially (readahead) but in whatever size the writer used
 # when they were written, and a 4 KiB buffered write into a large folio
 # costs several times more than into a 4 KiB page.
-IMAGES=("$D/random.bin" "$D/plain.img" "$D/crypt.img" "$D/crypt-ossl.img" "$D/luks1.img")
+IMAGES=("$D/random.bin" "$D/plain.img" "$D/crypt.img" "$D/luks1.img")
 warm() {
   sync
   "$PY" -c 'import os, sys
@@ -171,9 +166,6 @@ start_server() { # NAME [extra nbdkit args]
   nbdcrypt)
     nbdkit -f "$@" -U "$(sock "$name")" --filter="$FILTER" file file="$D/crypt.img" \
       nbdcrypt-config="$CFG" 2>>"$D/$name.log" & ;;
-  nbdcrypt_ossl)
-    NBDCRYPT_XTS_IMPL=openssl nbdkit -f "$@" -U "$(sock "$name")" --filter="$FILTER" file \
-      file="$D/crypt-ossl.img" nbdcrypt-config="$CFG" 2>>"$D/$name.log" & ;;
   luks)
     nbdkit -f "$@" -U "$(sock "$name")" --filter=luks file file="$D/luks1.img" \
       passphrase=+"$D/pass" 2>>"$D/$name.log" & ;;
