@@ -32,6 +32,10 @@ int secmem_harden_process(void);
 /* Fill buf with n bytes from the OpenSSL private CSPRNG.  0 or -EIO. */
 int crypto_random(void *buf, size_t n, struct nbdc_error *err);
 
+/* A random (version 4) UUID in lower-case text, NUL-terminated. */
+#define CRYPTO_UUID_SIZE 37
+int crypto_uuid_v4(char out[CRYPTO_UUID_SIZE], struct nbdc_error *err);
+
 /* ---- XTS sector engine (src/crypto/xts.c) --------------------------------
  * aes-xts-plain64 as LUKS2/dm-crypt use it: key = data key || tweak key
  * (32 bytes for AES-128-XTS, 64 bytes for AES-256-XTS); each sector is one XTS

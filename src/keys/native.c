@@ -714,21 +714,6 @@ static int native_not_found(const struct native_state *ns, const char *id, struc
                         ns->keystore, ns->provider);
 }
 
-/* A random (version 4) UUID, lower case. */
-static int native_new_id(char id[KEYS_ID_MAX], struct nbdc_error *err)
-{
-  uint8_t b[16];
-  int r = crypto_random(b, sizeof b, err);
-  if (r < 0)
-    return r;
-  b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
-  b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
-  snprintf(id, KEYS_ID_MAX, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-           b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
-           b[14], b[15]);
-  return 0;
-}
-
 static int native_kek_create(void *state, const char *name, char id_out[KEYS_ID_MAX],
                              struct nbdc_error *err)
 {
@@ -747,7 +732,7 @@ static int native_kek_create(void *state, const char *name, char id_out[KEYS_ID_
 
   char id[KEYS_ID_MAX];
   do {
-    r = native_new_id(id, err);
+    r = crypto_uuid_v4(id, err);
     if (r < 0)
       goto out;
   } while (native_store_find(&store, id) >= 0);

@@ -23,21 +23,6 @@ static int uuid_normalize(const char *in, char out[LUKS2_UUID_LEN], struct nbdc_
   return 0;
 }
 
-/* A random (version 4) UUID. */
-static int uuid_random(char out[LUKS2_UUID_LEN], struct nbdc_error *err)
-{
-  uint8_t b[16];
-  int r = crypto_random(b, sizeof b, err);
-  if (r < 0)
-    return r;
-  b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
-  b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
-  snprintf(out, LUKS2_UUID_LEN,
-           "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2],
-           b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
-  return 0;
-}
-
 static struct json_object *segment_json(uint64_t offset, uint64_t size, uint32_t sector_size)
 {
   struct json_object *seg = json_object_new_object();
@@ -93,7 +78,8 @@ int luks2_format(const struct luks2_format_params *params, const uint8_t *vk, si
   struct luks2_hdr *hdr = calloc(1, sizeof *hdr);
   if (!hdr)
     return nbdc_error_set(err, ENOMEM, "out of memory formatting a LUKS2 header");
-  int r = params->uuid ? uuid_normalize(params->uuid, hdr->uuid, err) : uuid_random(hdr->uuid, err);
+  int r =
+      params->uuid ? uuid_normalize(params->uuid, hdr->uuid, err) : crypto_uuid_v4(hdr->uuid, err);
   if (r < 0)
     goto fail;
   if (params->label)
