@@ -188,10 +188,16 @@ start_server() { # NAME [extra nbdkit args]
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 CLK_TCK=$(getconf CLK_TCK)
 now() { echo "$EPOCHREALTIME"; }
-# The systems in the order of run R: rotated by R - 1, so that no system
-# always runs right after another one (e.g. while its dirty pages are still
-# being written back).
-order() { local -a a=($SYSTEMS); local n=${#a[@]} i; for ((i = 0; i < n; i++)); do echo "${a[(i + $1 - 1) % n]}"; done; }
+# The systems in the order of run R: rotated by R - 1 and reversed on even
+# runs, so that no system always runs right after the same other one (e.g.
+# while its dirty pages are still being written back).
+order() {
+  local -a a=($SYSTEMS)
+  local n=${#a[@]} i
+  for ((i = 0; i < n; i++)); do
+    if (($1 % 2)); then echo "${a[(i + $1 - 1) % n]}"; else echo "${a[(n - 1 - i + $1 - 1) % n]}"; fi
+  done
+}
 record() { printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RES"; } # workload system run metric value
 load1() { cut -d' ' -f1 /proc/loadavg; } # 1-minute load average, noted with every measurement
 # Machine-wide busy and steal ticks (/proc/stat): the CPU time used during a
