@@ -123,10 +123,16 @@ struct luks2_keyslot_info {
   char kdf[16]; /* "pbkdf2", "argon2i", "argon2id" */
   uint64_t area_offset;
   uint64_t area_size;
+  int digest; /* id of the digest (volume key) it is assigned to; -1 none */
 };
 
 /* Fill info for keyslot id; -ENOENT if none. */
 int luks2_keyslot_info(const struct luks2_hdr *hdr, int id, struct luks2_keyslot_info *info);
+
+/* KDF parameters (type, costs, salt) of luks2 keyslot id, e.g. to protect
+ * another key with the same secret at the same cost.  -ENOENT if none. */
+int luks2_keyslot_kdf(const struct luks2_hdr *hdr, int id, struct kdf_params *out,
+                      struct nbdc_error *err);
 
 /* Ids of existing keyslots in ascending order; returns the count. */
 size_t luks2_keyslot_list(const struct luks2_hdr *hdr, int ids[], size_t max);

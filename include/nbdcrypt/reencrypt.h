@@ -73,6 +73,14 @@ int reenc_state_from_json(struct json_object *token, const uint8_t *old_key, siz
 /* Progress callback: work done and total, in bytes. */
 typedef void (*reenc_progress_fn)(void *opaque, uint64_t done, uint64_t total);
 
+/* A passphrase (exact bytes) an operator gives for a keyslot of the old key
+ * that no nbdcrypt token binds; name says where it came from (messages). */
+struct reenc_passphrase {
+  const uint8_t *data;
+  size_t len;
+  const char *name;
+};
+
 struct reenc_opts {
   enum reenc_mode mode;
   const struct keys_config *cfg;
@@ -83,7 +91,10 @@ struct reenc_opts {
   uint64_t hotzone;        /* bytes per step (0: 64 MiB; datashift steps at most 16 MiB) */
   bool resume_only;        /* --resume: fail unless an operation is in progress */
   bool drop_unbound;       /* recrypt: allow removing keyslots without an nbdcrypt token
-                              (passphrases), which open only the old key */
+                              (passphrases) that no passphrases[] entry opens */
+  const struct reenc_passphrase *passphrases; /* recrypt: each re-protects the new key in a
+                                                 keyslot with the same KDF and costs */
+  size_t n_passphrases;
   reenc_progress_fn progress;
   void *progress_opaque;
   volatile sig_atomic_t *stop; /* set by a signal handler: stop at the next resumable point */
@@ -91,7 +102,9 @@ struct reenc_opts {
 
 /* Run (or resume) the operation on target (file or NBD URI).  0 when the
  * disk is in its final state; -EPERM when a recrypt would drop keyslots that
- * no nbdcrypt token binds (passphrases) and drop_unbound is false; -EEXIST
+ * no nbdcrypt token binds (passphrases), that none of passphrases[] opens, and
+ * drop_unbound is false, or when an entry of passphrases[] opens none of
+ * them (nothing written either way); -EEXIST
  * for encrypt of a disk already encrypted, -ENODATA for decrypt of a plaintext
  * image (nothing done either way); -EINTR when *stop was set (resumable);
  * other -errno with err filled.  Test hooks: NBDCRYPT_TEST_FAIL_WRITE_AFTER=N

@@ -29,6 +29,14 @@ int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(print
 /* Parse a size with an optional K/M/G/T suffix (binary).  false if invalid. */
 bool cli_parse_size(const char *s, uint64_t *out);
 
+/* Passphrases: a file's or descriptor's exact bytes (as cryptsetup --key-file),
+ * 1..CLI_PASSPHRASE_MAX-1 of them, read into secure memory of
+ * CLI_PASSPHRASE_MAX bytes that the caller frees with
+ * secmem_free(p, CLI_PASSPHRASE_MAX).  Print the error and return CLI_FAIL. */
+#define CLI_PASSPHRASE_MAX 8192
+int cli_read_passphrase_fd(int fd, const char *what, uint8_t **out, size_t *len);
+int cli_read_passphrase_file(const char *path, uint8_t **out, size_t *len);
+
 /* Open TARGET (file or NBD URI); prints the error and returns CLI_FAIL. */
 int cli_open_target(const char *target, unsigned flags, uint64_t create_size, struct bdev **out);
 

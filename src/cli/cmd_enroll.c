@@ -10,8 +10,6 @@
 #include "cli/cli.h"
 #include "nbdcrypt/volume.h"
 
-#define PASSPHRASE_MAX 8192
-
 static const char enroll_help[] =
     "Usage: nbdcrypt enroll TARGET (--passphrase-file FILE | --passphrase-fd N)\n"
     "                       [--keyslot N] [--provider NAME] [--kek ID] [--kms-wrapped]\n\n"
@@ -21,39 +19,6 @@ static const char enroll_help[] =
     "read from a file or file descriptor, never from the command line; a file's\n"
     "exact bytes are used (as cryptsetup --key-file does).\n"
     "Prints the KEK id on stdout.\n";
-
-/* Read a whole passphrase (at most PASSPHRASE_MAX bytes) into secure memory. */
-static int read_passphrase(int fd, const char *what, uint8_t **out, size_t *len)
-{
-  uint8_t *buf = secmem_alloc(PASSPHRASE_MAX);
-  if (!buf)
-    return cli_fail("cannot allocate secure memory: %s", strerror(errno));
-  size_t used = 0;
-  for (;;) {
-    ssize_t n = read(fd, buf + used, PASSPHRASE_MAX - used);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n < 0) {
-      int e = errno;
-      secmem_free(buf, PASSPHRASE_MAX);
-      return cli_fail("cannot read the passphrase from %s: %s", what, strerror(e));
-    }
-    if (n == 0)
-      break;
-    used += (size_t)n;
-    if (used == PASSPHRASE_MAX) {
-      secmem_free(buf, PASSPHRASE_MAX);
-      return cli_fail("passphrase in %s is longer than %d bytes", what, PASSPHRASE_MAX);
-    }
-  }
-  if (used == 0) {
-    secmem_free(buf, PASSPHRASE_MAX);
-    return cli_fail("passphrase in %s is empty", what);
-  }
-  *out = buf;
-  *len = used;
-  return CLI_OK;
-}
 
 int cmd_enroll(struct cli *cli, int argc, char **argv)
 {
@@ -115,15 +80,10 @@ int cmd_enroll(struct cli *cli, int argc, char **argv)
   uint8_t *pass = NULL;
   size_t pass_len = 0;
   int r;
-  if (pass_file) {
-    int fd = open(pass_file, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-      return cli_fail("cannot open %s: %s", pass_file, strerror(errno));
-    r = read_passphrase(fd, pass_file, &pass, &pass_len);
-    close(fd);
-  } else {
-    r = read_passphrase(pass_fd, "the passphrase file descriptor", &pass, &pass_len);
-  }
+  if (pass_file)
+    r = cli_read_passphrase_file(pass_file, &pass, &pass_len);
+  else
+    r = cli_read_passphrase_fd(pass_fd, "the passphrase file descriptor", &pass, &pass_len);
   if (r != CLI_OK)
     return r;
 
@@ -166,6 +126,6 @@ out:
   keys_provider_close(provider);
   volume_close(vol);
   bdev_close(dev);
-  secmem_free(pass, PASSPHRASE_MAX);
+  secmem_free(pass, CLI_PASSPHRASE_MAX);
   return r;
 }

@@ -1,12 +1,15 @@
 /* Helpers shared by the nbdcrypt subcommands. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
+#include "nbdcrypt/crypto.h"
 
 struct keys_config *cli_config(struct cli *cli)
 {
@@ -18,6 +21,48 @@ struct keys_config *cli_config(struct cli *cli)
     }
   }
   return cli->cfg;
+}
+
+int cli_read_passphrase_fd(int fd, const char *what, uint8_t **out, size_t *len)
+{
+  uint8_t *buf = secmem_alloc(CLI_PASSPHRASE_MAX);
+  if (!buf)
+    return cli_fail("cannot allocate secure memory: %s", strerror(errno));
+  size_t used = 0;
+  for (;;) {
+    ssize_t n = read(fd, buf + used, CLI_PASSPHRASE_MAX - used);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0) {
+      int e = errno;
+      secmem_free(buf, CLI_PASSPHRASE_MAX);
+      return cli_fail("cannot read the passphrase from %s: %s", what, strerror(e));
+    }
+    if (n == 0)
+      break;
+    used += (size_t)n;
+    if (used == CLI_PASSPHRASE_MAX) {
+      secmem_free(buf, CLI_PASSPHRASE_MAX);
+      return cli_fail("passphrase in %s is longer than %d bytes", what, CLI_PASSPHRASE_MAX - 1);
+    }
+  }
+  if (used == 0) {
+    secmem_free(buf, CLI_PASSPHRASE_MAX);
+    return cli_fail("passphrase in %s is empty", what);
+  }
+  *out = buf;
+  *len = used;
+  return CLI_OK;
+}
+
+int cli_read_passphrase_file(const char *path, uint8_t **out, size_t *len)
+{
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return cli_fail("cannot open %s: %s", path, strerror(errno));
+  int r = cli_read_passphrase_fd(fd, path, out, len);
+  close(fd);
+  return r;
 }
 
 int cli_fail(const char *fmt, ...)

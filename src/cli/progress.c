@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include "cli/progress.h"
+#include "nbdcrypt/crypto.h"
+#include "nbdcrypt/luks2.h"
 
 static double now(void)
 {
@@ -108,6 +110,8 @@ void progress_catch_signals(volatile sig_atomic_t *flag)
   sigaction(SIGTERM, &sa, NULL);
 }
 
+static int run_reenc(const char *cmd, const char *target, struct reenc_opts *ro, bool json);
+
 int cli_reenc_command(struct cli *cli, int argc, char **argv, enum reenc_mode mode,
                       const char *help)
 {
@@ -120,11 +124,15 @@ int cli_reenc_command(struct cli *cli, int argc, char **argv, enum reenc_mode mo
       {"resume", no_argument, NULL, 'r'},
       {"json", no_argument, NULL, 'j'},
       {"drop-passphrase-keyslots", no_argument, NULL, 'D'},
+      {"passphrase-file", required_argument, NULL, 'f'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
   const char *cmd = argv[0];
   struct reenc_opts ro = {.mode = mode};
+  struct reenc_passphrase pass[LUKS2_MAX_KEYSLOTS];
+  const char *pass_files[LUKS2_MAX_KEYSLOTS];
+  size_t n_pass = 0;
   bool json = false;
   int c;
   while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -161,6 +169,13 @@ int cli_reenc_command(struct cli *cli, int argc, char **argv, enum reenc_mode mo
         return cli_usage(cmd, "only recrypt takes --drop-passphrase-keyslots");
       ro.drop_unbound = true;
       break;
+    case 'f':
+      if (mode != REENC_RECRYPT)
+        return cli_usage(cmd, "only recrypt takes --passphrase-file");
+      if (n_pass == LUKS2_MAX_KEYSLOTS)
+        return cli_usage(cmd, "at most %d --passphrase-file options", LUKS2_MAX_KEYSLOTS);
+      pass_files[n_pass++] = optarg;
+      break;
     case 'h':
       fputs(help, stdout);
       return CLI_OK;
@@ -174,17 +189,36 @@ int cli_reenc_command(struct cli *cli, int argc, char **argv, enum reenc_mode mo
   ro.cfg = cli_config(cli);
   if (!ro.cfg)
     return CLI_FAIL;
+  int r = CLI_OK;
+  size_t n_read = 0;
+  for (; n_read < n_pass && r == CLI_OK; n_read++) {
+    uint8_t *data = NULL;
+    size_t len = 0;
+    r = cli_read_passphrase_file(pass_files[n_read], &data, &len);
+    pass[n_read] = (struct reenc_passphrase){.data = data, .len = len, .name = pass_files[n_read]};
+  }
+  if (r == CLI_OK) {
+    ro.passphrases = pass;
+    ro.n_passphrases = n_pass;
+    r = run_reenc(cmd, target, &ro, json);
+  }
+  for (size_t i = 0; i < n_read; i++)
+    secmem_free((void *)pass[i].data, CLI_PASSPHRASE_MAX);
+  return r;
+}
 
+static int run_reenc(const char *cmd, const char *target, struct reenc_opts *ro, bool json)
+{
   static volatile sig_atomic_t stop;
   struct progress pr;
   progress_init(&pr, cmd, json);
   progress_catch_signals(&stop);
-  ro.stop = &stop;
-  ro.progress = progress_update;
-  ro.progress_opaque = &pr;
+  ro->stop = &stop;
+  ro->progress = progress_update;
+  ro->progress_opaque = &pr;
 
   struct nbdc_error err = {0};
-  int r = reenc_run(target, &ro, &err);
+  int r = reenc_run(target, ro, &err);
   if (r == -EINTR) {
     progress_end(&pr, "interrupted", err.msg);
     return cli_fail("%s: %s stopped at a resumable point; run it again (or with --resume) to "

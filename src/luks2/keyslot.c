@@ -211,6 +211,7 @@ int luks2_keyslot_info(const struct luks2_hdr *hdr, int id, struct luks2_keyslot
   snprintf(info->kdf, sizeof info->kdf, "%s",
            json_str(luks2_json_get(ks, "kdf", json_type_object), "type"));
   luks2_keyslot_area(ks, &info->area_offset, &info->area_size);
+  info->digest = luks2_digest_by_keyslot(hdr->jobj, id);
   return 0;
 }
 
@@ -244,6 +245,17 @@ static int keyslot_kdf_params(struct json_object *ks, struct kdf_params *p, cons
     p->cpus = (uint32_t)json_int(kdf, "cpus");
   }
   return luks2_json_get_b64(kdf, "salt", what, p->salt, 1, sizeof p->salt, &p->salt_len, err);
+}
+
+int luks2_keyslot_kdf(const struct luks2_hdr *hdr, int id, struct kdf_params *out,
+                      struct nbdc_error *err)
+{
+  struct json_object *ks = keyslot_get(hdr, id);
+  if (!ks)
+    return nbdc_error_set(err, ENOENT, "no keyslot %d", id);
+  char what[32];
+  snprintf(what, sizeof what, "keyslot %d", id);
+  return keyslot_kdf_params(ks, out, what, err);
 }
 
 /* Decrypt keyslot ks's area with secret and AF-merge it into vk (key_size

@@ -221,12 +221,14 @@ static int commit_final(struct reenc *re, struct nbdc_error *err)
   if (r == 0)
     r = remove_progress_token(re, err);
   if (r == 0 && re->st.mode == REENC_RECRYPT) {
+    /* Every keyslot of the old key goes: it would open a key that decrypts
+     * nothing any more.  Keyslots of the new key and keyslots assigned to
+     * no digest (cryptsetup's --unbound ones) stay. */
     int ids[LUKS2_MAX_KEYSLOTS];
     size_t count = luks2_keyslot_list(re->hdr, ids, LUKS2_MAX_KEYSLOTS);
     for (size_t i = 0; i < count && r == 0; i++) {
       struct luks2_keyslot_info ki;
-      if (ids[i] != re->st.new_keyslot && luks2_keyslot_info(re->hdr, ids[i], &ki) == 0 &&
-          strcmp(ki.type, "luks2") == 0)
+      if (luks2_keyslot_info(re->hdr, ids[i], &ki) == 0 && ki.digest == re->old_digest)
         r = luks2_keyslot_remove(re->hdr, ids[i], err);
     }
   }
@@ -247,9 +249,9 @@ static int unlock_slot(struct reenc *re, int slot, uint8_t **key, size_t *key_le
 }
 
 /* Add a keyslot for the new key bound to a KEK (a new one when kek_id is
- * NULL), and its token. */
+ * NULL), and its token; *keyslot (may be NULL) receives its id. */
 static int bind_new_key(struct reenc *re, const char *provider_name, const char *kek_id,
-                        bool kms_wrapped, struct nbdc_error *err)
+                        bool kms_wrapped, int *keyslot, struct nbdc_error *err)
 {
   struct keys_provider *p = NULL;
   char created[KEYS_ID_MAX];
@@ -266,8 +268,8 @@ static int bind_new_key(struct reenc *re, const char *provider_name, const char 
   }
   r = volume_bind_key(re->hdr, re->hdev, re->new_key, re->new_len, p, kek_id, kms_wrapped, &slot,
                       err);
-  if (r == 0)
-    re->st.new_keyslot = slot;
+  if (r == 0 && keyslot)
+    *keyslot = slot;
 out:
   keys_provider_close(p);
   return r;
@@ -669,38 +671,114 @@ static int finish(struct reenc *re, struct nbdc_error *err)
 
 /* ---- starting ---- */
 
-/* Keyslots of hdr that no nbdcrypt token binds (a passphrase or key file of
- * the operator's): a recrypt cannot carry them over to the new key without
- * their secret, so it removes them; only when the operator agreed. */
-static int check_unbound_keyslots(struct reenc *re, const struct luks2_hdr *hdr,
-                                  struct nbdc_error *err)
+/* What a recrypt does with each keyslot of the old key.  A keyslot bound to a
+ * KEK by an nbdcrypt token gets a keyslot of the new key bound to the same
+ * KEK (unless --kek/--provider move the key to one KEK, as rekey does); a
+ * keyslot no token binds (an operator's passphrase or key file) gets a
+ * keyslot of the new key with the same secret, KDF and costs when one of the
+ * given passphrases opens it, else it is dropped, only when the operator
+ * agreed.  Everything here is decided before anything is written. */
+struct slot_plan {
+  int id;
+  bool bound;              /* by an nbdcrypt token: tok */
+  struct volume_token tok;
+  int pass;                /* unbound: index of the passphrase that opens it, or -1 */
+};
+
+static int plan_keyslots(struct reenc *re, int old_slot, struct slot_plan plan[], size_t *n_plan,
+                         struct nbdc_error *err)
 {
+  const struct reenc_opts *o = re->opts;
   int ids[LUKS2_MAX_KEYSLOTS];
-  size_t n = luks2_keyslot_list(hdr, ids, LUKS2_MAX_KEYSLOTS);
+  size_t n = luks2_keyslot_list(re->hdr, ids, LUKS2_MAX_KEYSLOTS);
+  *n_plan = 0;
+  for (size_t i = 0; i < n; i++) {
+    struct luks2_keyslot_info ki;
+    if (luks2_keyslot_info(re->hdr, ids[i], &ki) < 0 || ki.digest != re->old_digest ||
+        ids[i] == old_slot)
+      continue;
+    struct slot_plan *p = &plan[(*n_plan)++];
+    *p = (struct slot_plan){.id = ids[i], .pass = -1};
+    for (int id = luks2_token_next(re->hdr, -1, VOLUME_TOKEN_TYPE); id >= 0 && !p->bound;
+         id = luks2_token_next(re->hdr, id, VOLUME_TOKEN_TYPE))
+      p->bound = volume_token_parse(re->hdr, id, &p->tok, NULL) == 0 && p->tok.keyslot == ids[i];
+  }
+
+  /* Each passphrase must open a keyslot of the old key that no token binds. */
+  for (size_t k = 0; k < o->n_passphrases; k++) {
+    bool opened = false;
+    for (size_t i = 0; i < *n_plan && !opened; i++) {
+      struct slot_plan *p = &plan[i];
+      if (p->bound || p->pass >= 0)
+        continue;
+      uint8_t *vk = NULL;
+      size_t vk_len = 0;
+      struct nbdc_error e = {0};
+      int r = luks2_keyslot_open(re->hdr, re->hdev, p->id, o->passphrases[k].data,
+                                 o->passphrases[k].len, &vk, &vk_len, NULL, &e);
+      if (r == 0) {
+        opened = vk_len == re->old_len && crypto_memeq(vk, re->old_key, vk_len);
+        secmem_free(vk, vk_len);
+        if (opened)
+          p->pass = (int)k;
+      } else if (r != -EPERM) {
+        return nbdc_error_set(err, -r, "keyslot %d: %s", p->id, e.msg);
+      }
+    }
+    if (!opened)
+      return nbdc_error_set(err, EPERM,
+                            "the passphrase in %s opens no keyslot of disk %s that is bound to "
+                            "no KEK",
+                            o->passphrases[k].name, luks2_uuid(re->hdr));
+  }
+
   char list[LUKS2_MAX_KEYSLOTS * 4] = "";
   size_t used = 0, count = 0;
-  for (size_t i = 0; i < n; i++) {
-    bool bound = false;
-    for (int id = luks2_token_next(hdr, -1, VOLUME_TOKEN_TYPE); id >= 0 && !bound;
-         id = luks2_token_next(hdr, id, VOLUME_TOKEN_TYPE)) {
-      struct volume_token tok;
-      bound = volume_token_parse(hdr, id, &tok, NULL) == 0 && tok.keyslot == ids[i];
-    }
-    if (bound)
+  for (size_t i = 0; i < *n_plan; i++) {
+    if (plan[i].bound || plan[i].pass >= 0)
       continue;
-    int w = snprintf(list + used, sizeof list - used, "%s%d", count ? ", " : "", ids[i]);
+    int w = snprintf(list + used, sizeof list - used, "%s%d", count ? ", " : "", plan[i].id);
     if (w > 0 && (size_t)w < sizeof list - used)
       used += (size_t)w;
     count++;
   }
-  if (count == 0 || re->opts->drop_unbound)
+  if (count == 0 || o->drop_unbound)
     return 0;
   return nbdc_error_set(err, EPERM,
                         "disk %s has %s %s bound to no KEK (a passphrase or key file); a recrypt "
-                        "would remove %s with the old key: pass --drop-passphrase-keyslots to "
-                        "accept that, or keep the disk as it is",
-                        luks2_uuid(hdr), count > 1 ? "keyslots" : "keyslot", list,
+                        "would remove %s with the old key: give %s with --passphrase-file to keep "
+                        "%s for the new key, pass --drop-passphrase-keyslots to accept the "
+                        "removal, or keep the disk as it is",
+                        luks2_uuid(re->hdr), count > 1 ? "keyslots" : "keyslot", list,
+                        count > 1 ? "them" : "it", count > 1 ? "their secrets" : "its secret",
                         count > 1 ? "them" : "it");
+}
+
+/* Carry the plan out for the new key (in memory and keyslot areas; the
+ * caller's commit makes it durable). */
+static int bind_planned(struct reenc *re, const struct slot_plan plan[], size_t n_plan,
+                        struct nbdc_error *err)
+{
+  const struct reenc_opts *o = re->opts;
+  for (size_t i = 0; i < n_plan; i++) {
+    const struct slot_plan *p = &plan[i];
+    int r = 0;
+    if (p->bound && !o->kek_id && !o->provider) {
+      r = bind_new_key(re, p->tok.provider, p->tok.kek_id, p->tok.kms_wrapped, NULL, err);
+    } else if (!p->bound && p->pass >= 0) {
+      struct kdf_params kdf;
+      r = luks2_keyslot_kdf(re->hdr, p->id, &kdf, err);
+      if (r == 0)
+        r = luks2_keyslot_add(re->hdr, re->hdev, -1, re->new_key, re->new_len,
+                              o->passphrases[p->pass].data, o->passphrases[p->pass].len, &kdf,
+                              NULL, err);
+      if (r < 0)
+        nbdc_error_prefix(err, "passphrase of keyslot %d", p->id);
+    }
+    if (r < 0)
+      return r;
+  }
+  return 0;
 }
 
 static int start_recrypt(struct reenc *re, struct nbdc_error *err)
@@ -717,8 +795,6 @@ static int start_recrypt(struct reenc *re, struct nbdc_error *err)
   const uint8_t *key = volume_key(vol, &len);
   if ((r = bdev_get_size(re->dev, &dev_size, err)) == 0)
     r = volume_data_size(vol, dev_size, &st->data_size, err);
-  if (r == 0)
-    r = check_unbound_keyslots(re, volume_hdr(vol), err);
   /* The old key's keyslot and the KEK binding to keep */
   int old_slot = volume_keyslot(vol);
   char provider[KEYS_NAME_MAX], kek_id[KEYS_ID_MAX];
@@ -769,8 +845,16 @@ static int start_recrypt(struct reenc *re, struct nbdc_error *err)
   const char *use_kek = re->opts->kek_id ? re->opts->kek_id : (re->opts->provider ? NULL : kek_id);
   if (!use_kek && !re->opts->provider)
     use_kek = kek_id;
+  struct slot_plan plan[LUKS2_MAX_KEYSLOTS];
+  size_t n_plan = 0;
+  if ((r = plan_keyslots(re, old_slot, plan, &n_plan, err)) < 0)
+    return r;
   if ((r = bind_new_key(re, use_provider[0] ? use_provider : NULL, use_kek,
-                        kms_wrapped || re->opts->kms_wrapped, err)) < 0)
+                        kms_wrapped || re->opts->kms_wrapped, &st->new_keyslot, err)) < 0 ||
+      (r = bind_planned(re, plan, n_plan, err)) < 0)
+    return r;
+  /* the new keyslots must leave the checksum table's place free */
+  if ((r = place_checksums(re, err)) < 0)
     return r;
   if ((r = make_ciphers(re, err)) < 0)
     return r;
@@ -812,7 +896,8 @@ static int create_header(struct reenc *re, struct nbdc_error *err)
   if ((r = place_checksums(re, err)) < 0)
     return r;
   st->checksum_offset = re->csum_base;
-  if ((r = bind_new_key(re, re->opts->provider, re->opts->kek_id, re->opts->kms_wrapped, err)) < 0)
+  if ((r = bind_new_key(re, re->opts->provider, re->opts->kek_id, re->opts->kms_wrapped,
+                        &re->st.new_keyslot, err)) < 0)
     return r;
   if ((r = make_ciphers(re, err)) < 0)
     return r;
