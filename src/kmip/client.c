@@ -9,6 +9,7 @@
 
 #include <openssl/ssl.h>
 
+#include "nbdcrypt/crypto.h"
 #include "nbdcrypt/kmip.h"
 #include "kmip/client.h"
 #include "kmip/internal.h"
@@ -107,10 +108,7 @@ size_t kmip_client_max_message(const struct kmip_client *c)
 void kmip_call_free(struct kmip_call *call)
 {
   kmip_tree_free(call->tree);
-  if (call->buf) {
-    nbdc_wipe(call->buf, call->len);
-    free(call->buf);
-  }
+  secmem_free(call->buf, call->len);
   memset(call, 0, sizeof *call);
 }
 

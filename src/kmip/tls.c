@@ -18,6 +18,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "nbdcrypt/crypto.h"
 #include "nbdcrypt/kmip.h"
 #include "kmip/internal.h"
 
@@ -65,6 +66,9 @@ int kmip_tls_ctx_new(const char *ca, const char *cert, const char *key, SSL_CTX 
   }
   SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
   SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  /* Responses carry keys: OpenSSL wipes its copy of each decrypted record
+   * once we have read it. */
+  SSL_CTX_set_options(ctx, SSL_OP_CLEANSE_PLAINTEXT);
   if (SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1) {
     SSL_CTX_free(ctx);
     return nbdc_error_set(err, EINVAL, "kmip: cannot load CA file %s: %s", ca,
@@ -375,14 +379,17 @@ int kmip_conn_roundtrip(struct kmip_conn *conn, const uint8_t *req, size_t req_l
   r = kmip_frame_length(header, max, &total, err);
   if (r < 0)
     return r;
-  uint8_t *buf = malloc(total);
+  /* A response may carry a key (Get) or an unwrapped secret (Decrypt):
+   * locked memory, wiped on free. */
+  uint8_t *buf = secmem_alloc(total);
   if (!buf)
-    return nbdc_error_set(err, ENOMEM, "out of memory for a %zu byte response", total);
+    return nbdc_error_set(err, errno ? errno : ENOMEM,
+                          "cannot allocate %zu bytes of locked memory for the response: %s", total,
+                          strerror(errno ? errno : ENOMEM));
   memcpy(buf, header, sizeof header);
   r = conn_read(conn, buf + 8, total - 8, deadline, timeout_ms, got_bytes, err);
   if (r < 0) {
-    nbdc_wipe(buf, total);
-    free(buf);
+    secmem_free(buf, total);
     return r;
   }
   *resp = buf;

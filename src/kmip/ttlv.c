@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nbdcrypt/crypto.h"
 #include "nbdcrypt/kmip.h"
 #include "kmip/internal.h"
 
@@ -22,17 +23,15 @@ void kmip_enc_init(struct kmip_enc *enc, size_t max)
 
 void kmip_enc_free(struct kmip_enc *enc)
 {
-  if (enc->data) {
-    nbdc_wipe(enc->data, enc->cap);
-    free(enc->data);
-  }
+  secmem_free(enc->data, enc->cap);
   enc->data = NULL;
   enc->len = enc->cap = 0;
   enc->depth = 0;
 }
 
-/* Make room for n more bytes.  Grows by doubling; wipes the old buffer since
- * requests may carry plaintext to encrypt. */
+/* Make room for n more bytes.  Grows by doubling.  Requests may carry a
+ * secret to encrypt (kms-wrapped keyslots): the buffer is locked memory,
+ * wiped when it grows or is freed. */
 static uint8_t *enc_reserve(struct kmip_enc *enc, size_t n)
 {
   if (enc->error)
@@ -45,15 +44,14 @@ static uint8_t *enc_reserve(struct kmip_enc *enc, size_t n)
     size_t cap = enc->cap ? enc->cap : 256;
     while (cap < enc->len + n)
       cap *= 2;
-    uint8_t *data = malloc(cap);
+    uint8_t *data = secmem_alloc(cap);
     if (!data) {
       enc->error = -ENOMEM;
       return NULL;
     }
     if (enc->data) {
       memcpy(data, enc->data, enc->len);
-      nbdc_wipe(enc->data, enc->cap);
-      free(enc->data);
+      secmem_free(enc->data, enc->cap);
     }
     enc->data = data;
     enc->cap = cap;

@@ -1,6 +1,7 @@
 /* TTLV codec: round trips of every type, the reference Get request byte for
  * byte, and malformed input that must be refused without reading outside it. */
 #include <errno.h>
+#include <stdbool.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -43,6 +44,47 @@ static void test_get_request_matches_reference(void **state)
   assert_int_equal(enc.len, sizeof get_request_ref);
   assert_memory_equal(enc.data, get_request_ref, sizeof get_request_ref);
   kmip_enc_free(&enc);
+}
+
+/* kB of the mapping holding addr that are locked in memory (/proc/self/smaps). */
+static long locked_kib(const void *addr)
+{
+  FILE *f = fopen("/proc/self/smaps", "r");
+  assert_non_null(f);
+  char line[512];
+  bool inside = false;
+  long locked = -1;
+  while (fgets(line, sizeof line, f)) {
+    unsigned long lo, hi;
+    char perms[8];
+    /* a mapping's first line: "lo-hi perms offset dev inode [path]" */
+    if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) == 3) {
+      inside = (uintptr_t)addr >= lo && (uintptr_t)addr < hi;
+      continue;
+    }
+    if (inside && sscanf(line, "Locked: %ld kB", &locked) == 1)
+      break;
+  }
+  fclose(f);
+  return locked;
+}
+
+/* Requests may carry a secret to encrypt (kms-wrapped keyslots): the
+ * encoder's buffer is locked memory, also after it grew. */
+static void test_encoder_buffer_is_locked(void **state)
+{
+  (void)state;
+  static const uint8_t secret[32] = {0x5e};
+  struct kmip_enc enc;
+  kmip_enc_init(&enc, 0);
+  kmip_enc_bytes(&enc, KMIP_TAG_DATA, secret, sizeof secret);
+  assert_true(locked_kib(enc.data) >= 4);
+  uint8_t big[5000] = {0};
+  kmip_enc_bytes(&enc, KMIP_TAG_DATA, big, sizeof big); /* grows past the first 256 bytes */
+  assert_true(enc.cap >= 5000);
+  assert_true(locked_kib(enc.data) >= 8);
+  kmip_enc_free(&enc);
+  assert_null(enc.data);
 }
 
 static void test_round_trip_every_type(void **state)
@@ -551,6 +593,7 @@ int main(void)
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_get_request_matches_reference),
       cmocka_unit_test(test_round_trip_every_type),
+      cmocka_unit_test(test_encoder_buffer_is_locked),
       cmocka_unit_test(test_encoder_errors),
       cmocka_unit_test(test_get_response_parses),
       cmocka_unit_test(test_every_truncation_refused),
