@@ -116,15 +116,7 @@ for n in $(seq 1 "$DKILLS"); do
   if [ "$n" = 1 ]; then
     # the first run is held after its first step and killed there, so at
     # least one is certainly caught half way; the others at random instants
-    NBDCRYPT_TEST_HOTZONE_DELAY_MS=3000 "$NBDCRYPT" encrypt "$work" --header "$T/hdr.img" --hotzone 16M \
-      --json >"$T/ev" 2>/dev/null &
-    pid=$!
-    for ((i = 0; i < 200; i++)); do
-      grep -q '"done":[1-9]' "$T/ev" && break
-      sleep 0.05
-    done
-    kill -KILL "$pid"
-    wait "$pid" 2>/dev/null || true
+    kill_after_first_step encrypt "$work" --header "$T/hdr.img"
   else
     interrupt kill encrypt "$work" --header "$T/hdr.img"
   fi

@@ -38,14 +38,7 @@ kek_bytes "$kek0" "$T/kek0.bin"
 # --kek ID, killed once after its first hotzone and run again
 kek1=$(nbdcrypt kek create)
 kek_bytes "$kek1" "$T/kek1.bin"
-NBDCRYPT_TEST_HOTZONE_DELAY_MS=3000 "$NBDCRYPT" recrypt "$img" --kek "$kek1" --hotzone 16M --json >"$T/ev" 2>/dev/null &
-pid=$!
-for ((i = 0; i < 200; i++)); do
-  grep -q '"done":[1-9]' "$T/ev" && break
-  sleep 0.05
-done
-kill -KILL "$pid"
-wait "$pid" 2>/dev/null || true
+kill_after_first_step recrypt "$img" --kek "$kek1"
 [ "$(requirements "$img")" = nbdcrypt-reencrypt-v1 ] || fail "recrypt --kek not caught half way"
 nbdcrypt recrypt "$img" --kek "$kek1" 2>"$T/err" || { cat "$T/err"; fail "recrypt --kek rerun"; }
 [ "$(token_field "$img" kek_id)" = "$kek1" ] || fail "token names $(token_field "$img" kek_id), want $kek1"
@@ -134,15 +127,7 @@ kek_bytes "$kekA" "$T/kekA.bin"
 KEYSTORE=$OTHER_KEYSTORE kek_bytes "$kekB" "$T/kekB.bin"
 msha=$(plain_sha_of "$mimg")
 mvk=$(nbdcrypt_volume_key "$mimg")
-NBDCRYPT_TEST_HOTZONE_DELAY_MS=3000 "$NBDCRYPT" recrypt "$mimg" --passphrase-file "$T/pass3" --hotzone 16M \
-  --json >"$T/ev" 2>/dev/null &
-pid=$!
-for ((i = 0; i < 200; i++)); do
-  grep -q '"done":[1-9]' "$T/ev" && break
-  sleep 0.05
-done
-kill -KILL "$pid"
-wait "$pid" 2>/dev/null || true
+kill_after_first_step recrypt "$mimg" --passphrase-file "$T/pass3"
 [ "$(requirements "$mimg")" = nbdcrypt-reencrypt-v1 ] || fail "multi-KEK recrypt not caught half way"
 # the rerun needs no passphrase: the new keyslots were made before the first commit
 nbdcrypt recrypt "$mimg" 2>"$T/err" || { cat "$T/err"; fail "multi-KEK recrypt rerun"; }

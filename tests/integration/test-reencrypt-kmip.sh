@@ -27,14 +27,7 @@ kek=$(kek_of "$img")
 [ "$(tokens "$img")" = "kms/kms-wrapped/$kek" ] || fail "after encrypt: $(tokens "$img")"
 vk0=$(nbdcrypt_volume_key "$img")
 
-NBDCRYPT_TEST_HOTZONE_DELAY_MS=3000 "$NBDCRYPT" recrypt "$img" --hotzone 16M --json >"$T/ev" 2>/dev/null &
-pid=$!
-for ((i = 0; i < 300; i++)); do
-  grep -q '"done":[1-9]' "$T/ev" && break
-  sleep 0.05
-done
-kill -KILL "$pid"
-wait "$pid" 2>/dev/null || true
+kill_after_first_step recrypt "$img"
 [ "$(requirements "$img")" = nbdcrypt-reencrypt-v1 ] || fail "recrypt not caught half way"
 nbdcrypt recrypt "$img" --resume 2>"$T/err" || { cat "$T/err"; fail "resume of the kms-wrapped recrypt"; }
 [ -z "$(requirements "$img")" ] || fail "requirement flag left"
