@@ -86,6 +86,35 @@ int volume_unlock_keyslot(const struct luks2_hdr *hdr, struct bdev *dev,
                           const struct keys_config *cfg, int keyslot, uint8_t **key,
                           size_t *key_len, struct nbdc_error *err);
 
+/* ---- one nbdcrypt token on its own (src/volume/token.c) ----------------------
+ * For code that is handed a token's JSON text without the header around it:
+ * cryptsetup's token plugin (plugins/cryptsetup-token). */
+struct volume_token_info {
+  int keyslot;                  /* the keyslot the token opens */
+  char provider[KEYS_NAME_MAX]; /* provider name in the host's configuration */
+  char kek_id[KEYS_ID_MAX];
+  bool kms_wrapped; /* mode "kms-wrapped" (else "kek") */
+};
+
+/* Check the JSON text of one nbdcrypt token as strictly as nbdcrypt reads its
+ * own: type "nbdcrypt", exactly one keyslot, provider and kek_id, mode "kek"
+ * or "kms-wrapped" with wrapped/iv/tag (base64, iv 12 and tag 16 bytes) present
+ * exactly in the latter; unknown fields are accepted.  info may be NULL.
+ * -EINVAL with a message naming the field. */
+int volume_token_check(const char *json_text, struct volume_token_info *info,
+                       struct nbdc_error *err);
+
+/* The keyslot secret the token json_text stands for, from the provider of cfg
+ * it names: the KEK (mode kek) or the secret the provider unwraps (mode
+ * kms-wrapped).  *secret is secure memory of *secret_len bytes, freed with
+ * secmem_free.  info (may be NULL) is filled once the token has been parsed,
+ * even if the provider then fails.  Errors: -EINVAL a bad token, else the
+ * provider's: -ENOENT unknown provider or KEK, a network errno (ECONNREFUSED,
+ * ETIMEDOUT, EHOSTUNREACH, ...) when no KMS server answers. */
+int volume_token_secret(const char *json_text, const struct keys_config *cfg,
+                        struct volume_token_info *info, uint8_t **secret, size_t *secret_len,
+                        struct nbdc_error *err);
+
 struct volume_rekey_opts {
   const struct keys_config *cfg;
   const char *provider; /* NULL: the configuration's default */

@@ -23,9 +23,21 @@ struct volume_token {
   uint8_t tag[16];
 };
 
-/* Read token id of hdr (type nbdcrypt) into out. */
+/* Read token object token (named what in errors, id recorded in out) into
+ * out, checked as volume_token_check does (src/volume/token.c). */
+int volume_token_from_json(struct json_object *token, const char *what, int id,
+                           struct volume_token *out, struct nbdc_error *err);
+
+/* Read token id of hdr (type nbdcrypt) into out, checked the same way
+ * (src/volume/volume.c). */
 int volume_token_parse(const struct luks2_hdr *hdr, int id, struct volume_token *out,
                        struct nbdc_error *err);
+
+/* The keyslot secret tok stands for: the KEK itself (mode kek) or the secret
+ * the provider unwraps with the KEK (mode kms-wrapped).  *secret is secure
+ * memory of *secret_len bytes, freed with secmem_free. */
+int volume_token_secret_of(const struct keys_config *cfg, const struct volume_token *tok,
+                           uint8_t **secret, size_t *secret_len, struct nbdc_error *err);
 
 /* Build the JSON of tok (new reference in *out). */
 int volume_token_build(const struct volume_token *tok, struct json_object **out,

@@ -97,24 +97,19 @@ int volume_xts_new(const struct volume *vol, struct xts_ctx **out, struct nbdc_e
   return xts_new(out, vol->key, vol->key_len, vol->segment.sector_size, err);
 }
 
-/* The keyslot secret a token stands for: the KEK itself (mode kek) or the
- * secret the KMS unwraps with the KEK (mode kms-wrapped). */
-static int token_secret(const struct keys_config *cfg, const struct volume_token *tok,
-                        uint8_t **secret, size_t *secret_len, struct nbdc_error *err)
+int volume_token_parse(const struct luks2_hdr *hdr, int id, struct volume_token *out,
+                       struct nbdc_error *err)
 {
-  struct keys_provider *provider = NULL;
-  int r = keys_provider_open(cfg, tok->provider, &provider, err);
-  if (r < 0)
-    return r;
-  if (tok->kms_wrapped) {
-    r = keys_kek_unwrap(provider, tok->kek_id, tok->wrapped, tok->wrapped_len, tok->iv, tok->tag,
-                        secret, secret_len, err);
-  } else {
-    r = keys_kek_get(provider, tok->kek_id, secret, err);
-    *secret_len = KEYS_KEK_SIZE;
+  char what[32];
+  snprintf(what, sizeof what, "token %d", id);
+  struct json_object *token = luks2_token_get(hdr, id);
+  if (!token) {
+    memset(out, 0, sizeof *out);
+    out->id = id;
+    out->keyslot = -1;
+    return nbdc_error_set(err, ENOENT, "%s does not exist", what);
   }
-  keys_provider_close(provider);
-  return r;
+  return volume_token_from_json(token, what, id, out, err);
 }
 
 int volume_unlock_keyslot(const struct luks2_hdr *hdr, struct bdev *dev,
@@ -128,7 +123,7 @@ int volume_unlock_keyslot(const struct luks2_hdr *hdr, struct bdev *dev,
       continue;
     uint8_t *secret = NULL;
     size_t secret_len = 0;
-    int r = token_secret(cfg, &tok, &secret, &secret_len, err);
+    int r = volume_token_secret_of(cfg, &tok, &secret, &secret_len, err);
     if (r < 0)
       return nbdc_error_prefix(err, "keyslot %d (provider %s, kek %s)", keyslot, tok.provider,
                                tok.kek_id);
@@ -160,7 +155,7 @@ static int unlock_with_tokens(struct volume *vol, struct bdev *dev,
     if (r == 0 && !opts->cfg)
       r = nbdc_error_set(&e, EINVAL, "no key provider configuration");
     if (r == 0)
-      r = token_secret(opts->cfg, &tok, &secret, &secret_len, &e);
+      r = volume_token_secret_of(opts->cfg, &tok, &secret, &secret_len, &e);
     if (r == 0) {
       r = luks2_keyslot_open(vol->hdr, dev, tok.keyslot, secret, secret_len, &vol->key,
                              &vol->key_len, &vol->keyslot, &e);
