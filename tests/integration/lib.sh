@@ -12,14 +12,21 @@ PY=/usr/bin/python3
 T=$(mktemp -d "${TMPDIR:-/tmp}/nbdcrypt-test.XXXXXX")
 chmod 700 "$T"
 _cleanup_hooks=()
+_cleanup_failed=
 _cleanup() {
   local rc=$? h
   for h in "${_cleanup_hooks[@]}"; do eval "$h" || true; done
+  if [ -n "$_cleanup_failed" ] && { [ $rc = 0 ] || [ $rc = 77 ]; }; then rc=1; fi
   rm -rf "$T"
   exit $rc
 }
 trap _cleanup EXIT
 on_exit() { _cleanup_hooks+=("$1"); }
+# cleanup_fail MESSAGE: from an on_exit hook, report MESSAGE and fail the test.
+cleanup_fail() {
+  echo "FAIL: $*" >&2
+  _cleanup_failed=1
+}
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
 pass() { echo "ok: $*"; }
