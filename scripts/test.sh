@@ -2,8 +2,9 @@
 # The whole nbdcrypt test suite, from a fresh Debian 12 machine (as root):
 # installs the packages, configures, builds with -Werror, runs every test with
 # ctest.  Options:
-#   --sanitize   also build with -fsanitize=address,undefined and run the unit tests and
-#                the integration tests that use only our own binaries there
+#   --sanitize   also build with -fsanitize=address,undefined and run the tests labelled
+#                sanitize there: unit tests, the filter's tests (in nbdkit with the ASan
+#                runtime preloaded, see docs/decisions.md) and the CLI tests marked so
 #   --build DIR  build directory (default: build)
 set -euo pipefail
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
