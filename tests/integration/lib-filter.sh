@@ -95,16 +95,6 @@ new_disk() {
   nbdcrypt format "$img" --size "$size" "$@"
 }
 
-# cs_disk IMAGE SIZE PASSFILE [luksFormat args...]: a disk made by cryptsetup
-# with a fast pbkdf2 passphrase keyslot.
-cs_disk() {
-  local img=$1 size=$2 pass=$3
-  shift 3
-  truncate -s "$size" "$img"
-  cryptsetup luksFormat --type luks2 -q --pbkdf pbkdf2 --pbkdf-force-iterations 1000 \
-    --key-file "$pass" "$@" "$img"
-}
-
 # data_offset IMAGE: the data segment's offset in bytes (nbdcrypt info --json).
 data_offset() {
   nbdcrypt info "$1" --json | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["data_offset"])'

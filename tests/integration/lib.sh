@@ -59,6 +59,16 @@ PYEOF
   )
 }
 
+# cs_disk IMAGE SIZE PASSFILE [luksFormat args...]: a disk made by cryptsetup
+# with a fast pbkdf2 passphrase keyslot.
+cs_disk() {
+  local img=$1 size=$2 pass=$3
+  shift 3
+  truncate -s "$size" "$img"
+  cryptsetup luksFormat --type luks2 -q --pbkdf pbkdf2 --pbkdf-force-iterations 1000 \
+    --key-file "$pass" "$@" "$img"
+}
+
 # cryptsetup_volume_key IMG KEYFILE [cryptsetup args...]: the volume key as hex.
 cryptsetup_volume_key() {
   local img=$1 key=$2

@@ -93,10 +93,8 @@ pass "luksAddKey --token-only: the token yields nbdcrypt's volume key"
 
 # ---- a disk made by cryptsetup luksFormat, then nbdcrypt enroll -----------
 cs_img=$T/cs.img
-truncate -s 32M "$cs_img"
 printf 'correct horse battery staple' >"$T/cs-pass"
-cryptsetup luksFormat --type luks2 -q --pbkdf pbkdf2 --pbkdf-force-iterations 1000 \
-  --key-file "$T/cs-pass" "$cs_img"
+cs_disk "$cs_img" 32M "$T/cs-pass"
 cs_kek=$(nbdcrypt enroll "$cs_img" --passphrase-file "$T/cs-pass" 2>/dev/null)
 token_opens "$cs_img" "luksFormat + enroll"
 grep -q "Key slot 1 unlocked" "$T/out" || fail "enrolled keyslot: $(cat "$T/out")"

@@ -7,10 +7,8 @@
 need cryptsetup od
 
 img=$T/cs.img
-truncate -s 32M "$img"
 printf 'correct horse battery staple' >"$T/pass"
-cryptsetup luksFormat --type luks2 -q --pbkdf pbkdf2 --pbkdf-force-iterations 1000 \
-  --key-file "$T/pass" "$img"
+cs_disk "$img" 32M "$T/pass"
 vk=$(cryptsetup_volume_key "$img" "$T/pass")
 
 printf 'wrong' >"$T/wrong"

@@ -62,10 +62,8 @@ pass "recrypt --provider other: new KEK $kek2 of provider other, data intact"
 
 # A passphrase keyslot (cryptsetup disk enrolled to a KEK) is not dropped silently.
 pimg=$T/pass.img
-truncate -s 48M "$pimg"
 printf 'operator passphrase' >"$T/pass"
-cryptsetup luksFormat --type luks2 -q --pbkdf pbkdf2 --pbkdf-force-iterations 1000 \
-  --key-file "$T/pass" "$pimg"
+cs_disk "$pimg" 48M "$T/pass"
 nbdcrypt enroll "$pimg" --passphrase-file "$T/pass" >/dev/null || fail "enroll"
 [ "$(slot_count "$pimg")" = 2 ] || fail "enrolled disk: $(slot_count "$pimg") keyslots"
 psha=$(plain_sha_of "$pimg")
