@@ -20,19 +20,6 @@ export NBDCRYPT_TEST_SANITIZER_LOG=$T/sanitizer
 _servers=()
 on_exit 'for _s in "${_servers[@]}"; do server_stop "$_s"; done; sanitizer_check'
 
-# sanitizer_check: once the servers have exited, any sanitizer report of
-# theirs (an error, a leak found at exit) fails the test.  ASan and LSan write
-# to $NBDCRYPT_TEST_SANITIZER_LOG.PID; UBSan, beside ASan, only to stderr, so
-# to the server's log.
-sanitizer_check() {
-  local f re='^==[0-9]+==ERROR: |: runtime error: '
-  for f in "$NBDCRYPT_TEST_SANITIZER_LOG".* "$T"/*.log; do
-    [ -e "$f" ] && grep -Eq -- "$re" "$f" || continue
-    sed -En "/$re/,\$p" "$f" | grep -v '^nbdkit: debug: ' | sed 's/^/  | /' >&2
-    cleanup_fail "sanitizer report in $(basename "$f")"
-  done
-}
-
 # server_start NAME NBDKIT-ARGS...: run "nbdkit -f -U $T/NAME.sock ARGS" in
 # the background, log in $T/NAME.log, pid in $T/NAME.pid; returns once it
 # listens (at most 30 s).  The filter is not added: pass --filter="$NBDCRYPT_FILTER".

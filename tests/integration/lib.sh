@@ -28,6 +28,21 @@ cleanup_fail() {
   _cleanup_failed=1
 }
 
+# sanitizer_check (an on_exit hook, after the test's servers have exited): in
+# the ASan build, any sanitizer report of a process the test ran with the
+# runtime preloaded (nbdkit with our filter, cryptsetup with our token plugin)
+# fails the test: an error, or a leak found at exit.  ASan and LSan write to
+# $NBDCRYPT_TEST_SANITIZER_LOG.PID; UBSan, beside ASan, there too or, without
+# a log path, to stderr, i.e. a server's log.
+sanitizer_check() {
+  local f re='^==[0-9]+==ERROR: |: runtime error: '
+  for f in "$NBDCRYPT_TEST_SANITIZER_LOG".* "$T"/*.log; do
+    [ -e "$f" ] && grep -Eq -- "$re" "$f" || continue
+    sed -En "/$re/,\$p" "$f" | grep -v '^nbdkit: debug: ' | sed 's/^/  | /' >&2
+    cleanup_fail "sanitizer report in $(basename "$f")"
+  done
+}
+
 fail() { echo "FAIL: $*" >&2; exit 1; }
 pass() { echo "ok: $*"; }
 need() {

@@ -11,7 +11,10 @@
 # cryptsetup 2.6 loads token plugins only from its compiled-in directory, so
 # every cryptsetup call that should see the plugin runs in a private mount
 # namespace where a directory holding only our plugin is bind-mounted over
-# that directory; the system's directory is never touched.
+# that directory; the system's directory is never touched.  In the ASan build
+# cryptsetup runs with the sanitizer runtime preloaded, so the ASan/UBSan-built
+# plugin is checked inside it.
+# nbdcrypt-test: sanitize
 . "$(dirname "$0")/lib.sh"
 need cryptsetup unshare mount od cmp
 
@@ -24,12 +27,23 @@ TOKENDIR=$(readlink -f "$tokendir")
 mkdir "$T/plugins"
 cp "$PLUGIN" "$T/plugins/"
 
+export NBDCRYPT_TEST_SANITIZER_LOG=$T/sanitizer
+on_exit sanitizer_check
+
 # cs ARGS...: cryptsetup ARGS with our plugin (and only it) in its token
-# directory.  Exit 99 if the bind mount fails.
+# directory; in the ASan build with the runtime preloaded
+# (NBDCRYPT_TEST_PRELOAD, set by ctest).  Exit 99 if the bind mount fails.
 cs() {
-  unshare -m --propagation private -- sh -c \
-    'mount --bind "$1" "$2" || exit 99; shift 2; exec cryptsetup "$@"' \
-    sh "$T/plugins" "$TOKENDIR" "$@"
+  unshare -m --propagation private -- sh -c '
+    mount --bind "$1" "$2" || exit 99
+    shift 2
+    if [ -n "${NBDCRYPT_TEST_PRELOAD:-}" ]; then
+      LD_PRELOAD=$NBDCRYPT_TEST_PRELOAD
+      ASAN_OPTIONS=log_path=$NBDCRYPT_TEST_SANITIZER_LOG
+      UBSAN_OPTIONS=log_path=$NBDCRYPT_TEST_SANITIZER_LOG
+      export LD_PRELOAD ASAN_OPTIONS UBSAN_OPTIONS
+    fi
+    exec cryptsetup "$@"' sh "$T/plugins" "$TOKENDIR" "$@"
 }
 # A private mount namespace is the whole point of this test: no skipping.
 if ! seen=$(unshare -m --propagation private -- sh -c 'mount --bind "$1" "$2" && ls "$2"' \
