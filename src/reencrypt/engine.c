@@ -680,9 +680,9 @@ static int finish(struct reenc *re, struct nbdc_error *err)
  * agreed.  Everything here is decided before anything is written. */
 struct slot_plan {
   int id;
-  bool bound;              /* by an nbdcrypt token: tok */
+  bool bound; /* by an nbdcrypt token: tok */
   struct volume_token tok;
-  int pass;                /* unbound: index of the passphrase that opens it, or -1 */
+  int pass; /* unbound: index of the passphrase that opens it, or -1 */
 };
 
 static int plan_keyslots(struct reenc *re, int old_slot, struct slot_plan plan[], size_t *n_plan,
@@ -770,8 +770,8 @@ static int bind_planned(struct reenc *re, const struct slot_plan plan[], size_t 
       r = luks2_keyslot_kdf(re->hdr, p->id, &kdf, err);
       if (r == 0)
         r = luks2_keyslot_add(re->hdr, re->hdev, -1, re->new_key, re->new_len,
-                              o->passphrases[p->pass].data, o->passphrases[p->pass].len, &kdf,
-                              NULL, err);
+                              o->passphrases[p->pass].data, o->passphrases[p->pass].len, &kdf, NULL,
+                              err);
       if (r < 0)
         nbdc_error_prefix(err, "passphrase of keyslot %d", p->id);
     }
