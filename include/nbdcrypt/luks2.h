@@ -199,7 +199,8 @@ struct luks2_segment_spec {
 int luks2_digest_add(struct luks2_hdr *hdr, const uint8_t *vk, size_t vk_len, int *id,
                      struct nbdc_error *err);
 
-/* Id of the digest vk matches, or -EPERM. */
+/* Id of the digest vk matches, or -EPERM (another -errno, err filled, when a
+ * digest cannot be checked). */
 int luks2_digest_find(const struct luks2_hdr *hdr, const uint8_t *vk, size_t vk_len,
                       struct nbdc_error *err);
 

@@ -226,3 +226,26 @@ out:
   free(value_b64);
   return r;
 }
+
+int luks2_digest_find(const struct luks2_hdr *hdr, const uint8_t *vk, size_t vk_len,
+                      struct nbdc_error *err)
+{
+  struct json_object *digests = luks2_json_get(hdr->jobj, "digests", json_type_object);
+  json_object_object_foreach(digests, key, digest)
+  {
+    (void)digest;
+    int id = luks2_parse_id(key, LUKS2_MAX_DIGESTS);
+    if (id < 0)
+      continue;
+    struct nbdc_error check_err = {0};
+    int r = luks2_digest_check(hdr->jobj, id, vk, vk_len, &check_err);
+    if (r == 0)
+      return id;
+    if (r != -EPERM) {
+      if (err)
+        *err = check_err;
+      return r;
+    }
+  }
+  return nbdc_error_set(err, EPERM, "volume key does not match any digest");
+}

@@ -514,28 +514,6 @@ static struct json_object *keyslot_json(size_t key_size, uint64_t area_offset, u
   return ks;
 }
 
-/* Id of the digest vk matches, or -EPERM. */
-static int digest_of_key(const struct luks2_hdr *hdr, const uint8_t *vk, size_t vk_len,
-                         struct nbdc_error *err)
-{
-  struct json_object *digests = luks2_json_get(hdr->jobj, "digests", json_type_object);
-  json_object_object_foreach(digests, key, digest)
-  {
-    (void)digest;
-    int id = luks2_parse_id(key, LUKS2_MAX_DIGESTS);
-    struct nbdc_error check_err = {0};
-    int r = luks2_digest_check(hdr->jobj, id, vk, vk_len, &check_err);
-    if (r == 0)
-      return id;
-    if (r != -EPERM) {
-      if (err)
-        *err = check_err;
-      return r;
-    }
-  }
-  return nbdc_error_set(err, EPERM, "volume key does not match any digest");
-}
-
 int luks2_keyslot_add(struct luks2_hdr *hdr, struct bdev *dev, int keyslot, const uint8_t *vk,
                       size_t vk_len, const uint8_t *secret, size_t secret_len,
                       const struct kdf_params *kdf, int *added, struct nbdc_error *err)
@@ -559,7 +537,7 @@ int luks2_keyslot_add(struct luks2_hdr *hdr, struct bdev *dev, int keyslot, cons
   if (keyslot < 0)
     return nbdc_error_set(err, ENOSPC, "all %d keyslots are in use", LUKS2_MAX_KEYSLOTS);
 
-  int digest = digest_of_key(hdr, vk, vk_len, err);
+  int digest = luks2_digest_find(hdr, vk, vk_len, err);
   if (digest < 0)
     return digest;
 

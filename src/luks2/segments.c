@@ -7,21 +7,6 @@
 
 #include "luks2/luks2_internal.h"
 
-int luks2_digest_find(const struct luks2_hdr *hdr, const uint8_t *vk, size_t vk_len,
-                      struct nbdc_error *err)
-{
-  struct json_object *digests = luks2_json_get(hdr->jobj, "digests", json_type_object);
-  json_object_object_foreach(digests, key, digest)
-  {
-    (void)digest;
-    int id = luks2_parse_id(key, LUKS2_MAX_DIGESTS);
-    struct nbdc_error check_err = {0};
-    if (id >= 0 && luks2_digest_check(hdr->jobj, id, vk, vk_len, &check_err) == 0)
-      return id;
-  }
-  return nbdc_error_set(err, EPERM, "volume key does not match any digest");
-}
-
 int luks2_digest_add(struct luks2_hdr *hdr, const uint8_t *vk, size_t vk_len, int *id,
                      struct nbdc_error *err)
 {
