@@ -699,9 +699,7 @@ static int plan_keyslots(struct reenc *re, int old_slot, struct slot_plan plan[]
       continue;
     struct slot_plan *p = &plan[(*n_plan)++];
     *p = (struct slot_plan){.id = ids[i], .pass = -1};
-    for (int id = luks2_token_next(re->hdr, -1, VOLUME_TOKEN_TYPE); id >= 0 && !p->bound;
-         id = luks2_token_next(re->hdr, id, VOLUME_TOKEN_TYPE))
-      p->bound = volume_token_parse(re->hdr, id, &p->tok, NULL) == 0 && p->tok.keyslot == ids[i];
+    p->bound = volume_token_of_keyslot(re->hdr, ids[i], &p->tok);
   }
 
   /* Each passphrase must open a keyslot of the old key that no token binds. */
@@ -800,13 +798,9 @@ static int start_recrypt(struct reenc *re, struct nbdc_error *err)
   char provider[KEYS_NAME_MAX], kek_id[KEYS_ID_MAX];
   snprintf(provider, sizeof provider, "%s", volume_provider(vol));
   snprintf(kek_id, sizeof kek_id, "%s", volume_kek_id(vol));
-  bool kms_wrapped = false;
-  for (int id = luks2_token_next(volume_hdr(vol), -1, VOLUME_TOKEN_TYPE); id >= 0;
-       id = luks2_token_next(volume_hdr(vol), id, VOLUME_TOKEN_TYPE)) {
-    struct volume_token tok;
-    if (volume_token_parse(volume_hdr(vol), id, &tok, NULL) == 0 && tok.keyslot == old_slot)
-      kms_wrapped = tok.kms_wrapped;
-  }
+  struct volume_token old_tok;
+  bool kms_wrapped =
+      volume_token_of_keyslot(volume_hdr(vol), old_slot, &old_tok) && old_tok.kms_wrapped;
   if (r == 0) {
     re->old_len = len;
     if (!(re->old_key = secmem_alloc(len)))

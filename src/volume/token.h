@@ -33,6 +33,10 @@ int volume_token_from_json(struct json_object *token, const char *what, int id,
 int volume_token_parse(const struct luks2_hdr *hdr, int id, struct volume_token *out,
                        struct nbdc_error *err);
 
+/* The nbdcrypt token of hdr that binds keyslot (one that reads and checks
+ * cleanly) into out: true, or false when there is none. */
+bool volume_token_of_keyslot(const struct luks2_hdr *hdr, int keyslot, struct volume_token *out);
+
 /* The keyslot secret tok stands for: the KEK itself (mode kek) or the secret
  * the provider unwraps with the KEK (mode kms-wrapped).  *secret is secure
  * memory of *secret_len bytes, freed with secmem_free. */

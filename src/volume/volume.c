@@ -112,27 +112,32 @@ int volume_token_parse(const struct luks2_hdr *hdr, int id, struct volume_token 
   return volume_token_from_json(token, what, id, out, err);
 }
 
+bool volume_token_of_keyslot(const struct luks2_hdr *hdr, int keyslot, struct volume_token *out)
+{
+  for (int id = luks2_token_next(hdr, -1, VOLUME_TOKEN_TYPE); id >= 0;
+       id = luks2_token_next(hdr, id, VOLUME_TOKEN_TYPE))
+    if (volume_token_parse(hdr, id, out, NULL) == 0 && out->keyslot == keyslot)
+      return true;
+  return false;
+}
+
 int volume_unlock_keyslot(const struct luks2_hdr *hdr, struct bdev *dev,
                           const struct keys_config *cfg, int keyslot, uint8_t **key,
                           size_t *key_len, struct nbdc_error *err)
 {
-  for (int id = luks2_token_next(hdr, -1, VOLUME_TOKEN_TYPE); id >= 0;
-       id = luks2_token_next(hdr, id, VOLUME_TOKEN_TYPE)) {
-    struct volume_token tok;
-    if (volume_token_parse(hdr, id, &tok, NULL) < 0 || tok.keyslot != keyslot)
-      continue;
-    uint8_t *secret = NULL;
-    size_t secret_len = 0;
-    int r = volume_token_secret_of(cfg, &tok, &secret, &secret_len, err);
-    if (r < 0)
-      return nbdc_error_prefix(err, "keyslot %d (provider %s, kek %s)", keyslot, tok.provider,
-                               tok.kek_id);
-    r = luks2_keyslot_open(hdr, dev, keyslot, secret, secret_len, key, key_len, NULL, err);
-    secmem_free(secret, secret_len);
-    return r;
-  }
-  return nbdc_error_set(err, ENOKEY, "disk %s: no nbdcrypt token for keyslot %d", luks2_uuid(hdr),
-                        keyslot);
+  struct volume_token tok;
+  if (!volume_token_of_keyslot(hdr, keyslot, &tok))
+    return nbdc_error_set(err, ENOKEY, "disk %s: no nbdcrypt token for keyslot %d", luks2_uuid(hdr),
+                          keyslot);
+  uint8_t *secret = NULL;
+  size_t secret_len = 0;
+  int r = volume_token_secret_of(cfg, &tok, &secret, &secret_len, err);
+  if (r < 0)
+    return nbdc_error_prefix(err, "keyslot %d (provider %s, kek %s)", keyslot, tok.provider,
+                             tok.kek_id);
+  r = luks2_keyslot_open(hdr, dev, keyslot, secret, secret_len, key, key_len, NULL, err);
+  secmem_free(secret, secret_len);
+  return r;
 }
 
 static int unlock_with_tokens(struct volume *vol, struct bdev *dev,
