@@ -382,10 +382,11 @@ int kmip_conn_roundtrip(struct kmip_conn *conn, const uint8_t *req, size_t req_l
   /* A response may carry a key (Get) or an unwrapped secret (Decrypt):
    * locked memory, wiped on free. */
   uint8_t *buf = secmem_alloc(total);
-  if (!buf)
-    return nbdc_error_set(err, errno ? errno : ENOMEM,
-                          "cannot allocate %zu bytes of locked memory for the response: %s", total,
-                          strerror(errno ? errno : ENOMEM));
+  if (!buf) {
+    int e = errno ? errno : ENOMEM;
+    return nbdc_error_set(err, e, "cannot allocate %zu bytes of locked memory for the response: %s",
+                          total, strerror(e));
+  }
   memcpy(buf, header, sizeof header);
   r = conn_read(conn, buf + 8, total - 8, deadline, timeout_ms, got_bytes, err);
   if (r < 0) {
