@@ -15,6 +15,8 @@
 
 #include <cmocka.h>
 
+#include "unit_tmpdir.h"
+
 #include "nbdcrypt/blockdev.h"
 
 static char tmpdir[4096];
@@ -22,17 +24,13 @@ static char tmpdir[4096];
 static int setup(void **state)
 {
   (void)state;
-  const char *base = getenv("NBDCRYPT_TEST_TMPDIR");
-  snprintf(tmpdir, sizeof tmpdir, "%s/bdev-file-XXXXXX", base && *base ? base : "/tmp");
-  return mkdtemp(tmpdir) ? 0 : -1;
+  return unit_tmpdir_make(tmpdir, sizeof tmpdir, "bdev-file");
 }
 
 static int teardown(void **state)
 {
   (void)state;
-  char cmd[4200];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-  return system(cmd) == 0 ? 0 : -1;
+  return unit_tmpdir_remove(tmpdir);
 }
 
 static void path_in_tmp(char *out, size_t n, const char *name)

@@ -14,6 +14,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "unit_tmpdir.h"
 #include <json-c/json.h>
 
 #include "nbdcrypt/keys.h"
@@ -24,9 +26,7 @@ static char tmpdir[PATH_MAX];
 static int make_tmpdir(void **state)
 {
   (void)state;
-  const char *base = getenv("NBDCRYPT_TEST_TMPDIR");
-  snprintf(tmpdir, sizeof tmpdir, "%s/keys-config-XXXXXX", base && *base ? base : "/tmp");
-  if (!mkdtemp(tmpdir))
+  if (unit_tmpdir_make(tmpdir, sizeof tmpdir, "keys-config") < 0)
     return -1;
   unsetenv("NBDCRYPT_CONFIG");
   return 0;
@@ -35,9 +35,7 @@ static int make_tmpdir(void **state)
 static int remove_tmpdir(void **state)
 {
   (void)state;
-  char cmd[PATH_MAX + 16];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-  return system(cmd) == 0 ? 0 : -1;
+  return unit_tmpdir_remove(tmpdir);
 }
 
 static void write_file(const char *path, const char *text)

@@ -18,6 +18,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "unit_tmpdir.h"
 #include <json-c/json.h>
 
 #include "nbdcrypt/crypto.h"
@@ -36,9 +38,7 @@ static unsigned case_counter;
 static int make_tmpdir(void **state)
 {
   (void)state;
-  const char *base = getenv("NBDCRYPT_TEST_TMPDIR");
-  snprintf(tmpdir, sizeof tmpdir, "%s/keys-native-XXXXXX", base && *base ? base : "/tmp");
-  if (!mkdtemp(tmpdir))
+  if (unit_tmpdir_make(tmpdir, sizeof tmpdir, "keys-native") < 0)
     return -1;
   umask(022); /* the keystore must be 0600 whatever the umask */
   return 0;
@@ -47,9 +47,7 @@ static int make_tmpdir(void **state)
 static int remove_tmpdir(void **state)
 {
   (void)state;
-  char cmd[PATH_MAX + 16];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-  return system(cmd) == 0 ? 0 : -1;
+  return unit_tmpdir_remove(tmpdir);
 }
 
 /* A fresh directory for one test: tmpdir/caseN. */

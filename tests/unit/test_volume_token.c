@@ -14,6 +14,8 @@
 
 #include <cmocka.h>
 
+#include "unit_tmpdir.h"
+
 #include "nbdcrypt/crypto.h"
 #include "nbdcrypt/volume.h"
 
@@ -118,10 +120,8 @@ static void test_secret_from_native_provider(void **state)
 {
   (void)state;
   struct nbdc_error err = {0};
-  const char *base = getenv("NBDCRYPT_TEST_TMPDIR");
   char dir[256], json[512], token[512];
-  snprintf(dir, sizeof dir, "%s/volume-token-XXXXXX", base && *base ? base : "/tmp");
-  assert_non_null(mkdtemp(dir));
+  assert_int_equal(unit_tmpdir_make(dir, sizeof dir, "volume-token"), 0);
   snprintf(json, sizeof json,
            "{\"providers\": {\"local\": {\"type\": \"native\", \"keystore\": "
            "\"%s/keystore.json\"}}}",
@@ -167,9 +167,7 @@ static void test_secret_from_native_provider(void **state)
   assert_string_equal(info.provider, "corp");
 
   keys_config_free(cfg);
-  char cmd[300];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  assert_int_equal(system(cmd), 0);
+  assert_int_equal(unit_tmpdir_remove(dir), 0);
 }
 
 int main(void)

@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "unit_tmpdir.h"
 #include <json-c/json.h>
 
 #include "nbdcrypt/volume.h"
@@ -26,8 +28,7 @@ static int setup(void **state)
   struct fixture *f = calloc(1, sizeof *f);
   struct nbdc_error err = {0};
   char json[1024];
-  snprintf(f->dir, sizeof f->dir, "/tmp/nbdcrypt-volume-XXXXXX");
-  assert_non_null(mkdtemp(f->dir));
+  assert_int_equal(unit_tmpdir_make(f->dir, sizeof f->dir, "volume-unlock"), 0);
   snprintf(json, sizeof json,
            "{\"providers\": {\"local\": {\"type\": \"native\", \"keystore\": "
            "\"%s/keystore.json\"}, \"other\": {\"type\": \"native\", \"keystore\": "
@@ -42,11 +43,9 @@ static int setup(void **state)
 static int teardown(void **state)
 {
   struct fixture *f = *state;
-  char cmd[300];
   bdev_close(f->dev);
   keys_config_free(f->cfg);
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-  assert_int_equal(system(cmd), 0);
+  assert_int_equal(unit_tmpdir_remove(f->dir), 0);
   free(f);
   return 0;
 }
