@@ -16,7 +16,6 @@
 #include <cmocka.h>
 
 #include "unit_tmpdir.h"
-
 #include "nbdcrypt/blockdev.h"
 
 static char tmpdir[4096];

@@ -14,10 +14,9 @@
 #include <unistd.h>
 
 #include <cmocka.h>
-
-#include "unit_tmpdir.h"
 #include <json-c/json.h>
 
+#include "unit_tmpdir.h"
 #include "nbdcrypt/keys.h"
 #include "keys/config.h"
 

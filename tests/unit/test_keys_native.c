@@ -18,10 +18,9 @@
 #include <unistd.h>
 
 #include <cmocka.h>
-
-#include "unit_tmpdir.h"
 #include <json-c/json.h>
 
+#include "unit_tmpdir.h"
 #include "nbdcrypt/crypto.h"
 #include "nbdcrypt/keys.h"
 

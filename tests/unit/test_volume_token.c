@@ -15,7 +15,6 @@
 #include <cmocka.h>
 
 #include "unit_tmpdir.h"
-
 #include "nbdcrypt/crypto.h"
 #include "nbdcrypt/volume.h"
 

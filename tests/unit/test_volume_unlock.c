@@ -11,10 +11,9 @@
 #include <unistd.h>
 
 #include <cmocka.h>
-
-#include "unit_tmpdir.h"
 #include <json-c/json.h>
 
+#include "unit_tmpdir.h"
 #include "nbdcrypt/volume.h"
 
 struct fixture {
