@@ -27,6 +27,7 @@ server_start() {
   local name=$1 i
   shift
   rm -f "$T/$name.sock" "$T/$name.pid"
+  [ -f "$T/$name.log" ] && wc -l <"$T/$name.log" >"$T/$name.logstart" || echo 0 >"$T/$name.logstart"
   "${_nbdkit[@]}" -f -v -U "$T/$name.sock" -P "$T/$name.pid" "$@" 2>>"$T/$name.log" &
   _servers+=("$name")
   for ((i = 0; i < 300; i++)); do
@@ -49,11 +50,31 @@ serve() {
   server_start "$name" --filter="$NBDCRYPT_FILTER" file file="$img" "$@"
 }
 
+# server_open_handles NAME: how many plugin and filter handles the server has
+# open, from what its -v log says since it started (nbdkit logs "LAYER: open
+# returned handle" and "LAYER: close" for every layer of every connection).
+server_open_handles() {
+  local log opened closed
+  log=$(tail -n "+$(($(cat "$T/$1.logstart") + 1))" "$T/$1.log")
+  opened=$(grep -Ec ': debug: [A-Za-z0-9_.-]+: open returned handle ' <<<"$log" || true)
+  closed=$(grep -Ec ': debug: [A-Za-z0-9_.-]+: close$' <<<"$log" || true)
+  echo $((opened - closed))
+}
+
 # server_stop NAME: SIGTERM the server by its pid, wait up to 10 s, then SIGKILL.
+# Before the signal it waits (at most 10 s) until the server has closed the
+# handles of clients that have gone: once nbdkit is told to quit it no longer
+# closes a connection's handles (free_connection skips the close when quit is
+# set), so a SIGTERM that lands while a client's disconnect is still being
+# handled leaves them unfreed, and LeakSanitizer reports that in the ASan build.
 server_stop() {
   local name=$1 pid i
   [ -s "$T/$name.pid" ] || return 0
   pid=$(cat "$T/$name.pid")
+  for ((i = 0; i < 100; i++)); do
+    kill -0 "$pid" 2>/dev/null && [ "$(server_open_handles "$name")" -gt 0 ] || break
+    sleep 0.1
+  done
   rm -f "$T/$name.pid"
   kill "$pid" 2>/dev/null || return 0
   for ((i = 0; i < 100; i++)); do
