@@ -78,18 +78,38 @@ server_stop() {
     sleep 0.1
   done
   rm -f "$T/$name.pid"
-  kill "$pid" 2>/dev/null || return 0
-  for ((i = 0; i < 100; i++)); do
-    kill -0 "$pid" 2>/dev/null || return 0
-    sleep 0.1
-  done
-  kill -9 "$pid" 2>/dev/null || true
+  stop_pid "$pid"
 }
 
 # server_alive NAME: true while its process runs.
 server_alive() {
   [ -s "$T/$1.pid" ] && kill -0 "$(cat "$T/$1.pid")" 2>/dev/null
 }
+
+# qnbd_start NAME FORMAT IMAGE [QEMU-NBD-ARGS...]: a persistent qemu-nbd for
+# IMAGE on $T/NAME.qsock (4 clients at once), pid in $T/NAME.qpid, stopped by
+# pid on exit.
+qnbd_start() {
+  local name=$1 format=$2 img=$3
+  shift 3
+  rm -f "$T/$name.qsock" "$T/$name.qpid"
+  qemu-nbd --fork --persistent --shared=4 -f "$format" -k "$T/$name.qsock" \
+    --pid-file="$T/$name.qpid" "$@" "$img"
+  [ -s "$T/$name.qpid" ] || fail "qemu-nbd $name did not start"
+  on_exit "qnbd_stop $name"
+}
+
+# qnbd_stop NAME: stop the qemu-nbd of qnbd_start by its pid.
+qnbd_stop() {
+  local pid
+  [ -s "$T/$1.qpid" ] || return 0
+  pid=$(cat "$T/$1.qpid")
+  rm -f "$T/$1.qpid"
+  stop_pid "$pid"
+}
+
+# qsock_uri NAME: the NBD URI of qemu-nbd NAME.
+qsock_uri() { echo "nbd+unix:///?socket=$T/$1.qsock"; }
 
 # uri NAME: the NBD URI of server NAME.
 uri() { echo "nbd+unix:///?socket=$T/$1.sock"; }

@@ -44,6 +44,18 @@ sanitizer_check() {
 }
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# stop_pid PID: SIGTERM a process this test started, wait up to 10 s for it to
+# exit, then SIGKILL it.
+stop_pid() {
+  local i
+  kill "$1" 2>/dev/null || return 0
+  for ((i = 0; i < 100; i++)); do
+    kill -0 "$1" 2>/dev/null || return 0
+    sleep 0.1
+  done
+  kill -9 "$1" 2>/dev/null || true
+}
 pass() { echo "ok: $*"; }
 need() {
   local t

@@ -11,26 +11,10 @@ MiB=$((1024 * 1024))
 vmdk=$T/disk.vmdk
 qemu-img create -q -f vmdk "$vmdk" 128M
 
-qnbd_start() {
-  rm -f "$T/qnbd.sock" "$T/qnbd.pid"
-  qemu-nbd --fork --persistent --shared=4 --cache=writeback -f vmdk -k "$T/qnbd.sock" \
-    --pid-file="$T/qnbd.pid" "$vmdk"
-  [ -s "$T/qnbd.pid" ] || fail "qemu-nbd did not start"
-}
-qnbd_stop() {
-  local pid i
-  [ -s "$T/qnbd.pid" ] || return 0
-  pid=$(cat "$T/qnbd.pid")
-  rm -f "$T/qnbd.pid"
-  kill "$pid" 2>/dev/null || return 0
-  for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-  kill -9 "$pid" 2>/dev/null || true
-}
-on_exit qnbd_stop
-qnbd_start
+qnbd_start vmdk vmdk "$vmdk" --cache=writeback
 
-nbdcrypt format "nbd+unix:///?socket=$T/qnbd.sock" >/dev/null
-server_start crypt --filter="$NBDCRYPT_FILTER" nbd socket="$T/qnbd.sock"
+nbdcrypt format "$(qsock_uri vmdk)" >/dev/null
+server_start crypt --filter="$NBDCRYPT_FILTER" nbd socket="$T/vmdk.qsock"
 u=$(uri crypt)
 size=$(qemu-img info --output=json "$u" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["virtual-size"])')
 [ "$size" = $((112 * MiB)) ] || fail "export size $size, expected 112 MiB"
@@ -75,16 +59,16 @@ pass "qemu-io 1- and 513-byte writes at odd offsets and FUA writes read back; th
 
 # Restart both servers: everything is still there.
 server_stop crypt
-qnbd_stop
-qnbd_start
-server_start crypt2 --filter="$NBDCRYPT_FILTER" nbd socket="$T/qnbd.sock"
+qnbd_stop vmdk
+qnbd_start vmdk vmdk "$vmdk" --cache=writeback
+server_start crypt2 --filter="$NBDCRYPT_FILTER" nbd socket="$T/vmdk.qsock"
 u=$(uri crypt2)
 verify "after restart"
 qemu-img convert -f raw -O raw "$u" "$T/back"
 cmp "$T/back" "$T/expect" || fail "image differs after restarting qemu-nbd and nbdkit"
 pass "after restarting qemu-nbd and nbdkit the data reads back"
 server_stop crypt2
-qnbd_stop
+qnbd_stop vmdk
 # The VMDK holds ciphertext.
 qemu-img convert -f vmdk -O raw "$vmdk" "$T/vmdk.raw"
 no_plaintext_blocks <(head -c $((32 * MiB)) "$T/plain") "$T/vmdk.raw"

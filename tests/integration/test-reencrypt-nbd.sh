@@ -11,26 +11,6 @@ need qemu-img qemu-nbd nbdcopy
 
 MiB=$((1024 * 1024))
 
-# qnbd_start NAME IMAGE: a persistent qemu-nbd for the qcow2 IMAGE on
-# $T/NAME.qsock, pid in $T/NAME.qpid, stopped by pid on exit.
-qnbd_start() {
-  local name=$1 img=$2
-  rm -f "$T/$name.qsock" "$T/$name.qpid"
-  qemu-nbd --fork --persistent --shared=4 -f qcow2 -k "$T/$name.qsock" \
-    --pid-file="$T/$name.qpid" "$img"
-  [ -s "$T/$name.qpid" ] || fail "qemu-nbd $name did not start"
-  on_exit "qnbd_stop $name"
-}
-qnbd_stop() {
-  local pid i
-  [ -s "$T/$1.qpid" ] || return 0
-  pid=$(cat "$T/$1.qpid")
-  rm -f "$T/$1.qpid"
-  kill "$pid" 2>/dev/null || return 0
-  for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-  kill -9 "$pid" 2>/dev/null || true
-}
-qsock_uri() { echo "nbd+unix:///?socket=$T/$1.qsock"; }
 
 # kill_midway SECONDS CMD...: run nbdcrypt CMD (16 MiB hotzones), SIGKILL it
 # after SECONDS, or once it reported its first step when SECONDS is "first"
@@ -59,7 +39,7 @@ kill_midway() {
 
 # ---- recrypt of a disk formatted over NBD, filled through the filter ----
 qemu-img create -q -f qcow2 "$T/a.qcow2" 96M
-qnbd_start a "$T/a.qcow2"
+qnbd_start a qcow2 "$T/a.qcow2"
 A=$(qsock_uri a)
 nbdcrypt format "$A" >/dev/null || fail "format over NBD"
 head -c $((80 * MiB)) /dev/urandom >"$T/plain-a"
@@ -107,7 +87,7 @@ pass "recrypt over NBD killed $caught times half way, resumed: data equal throug
 
 # ---- detached header: encrypt and decrypt of a plaintext export in place ----
 qemu-img create -q -f qcow2 "$T/b.qcow2" 64M
-qnbd_start b "$T/b.qcow2"
+qnbd_start b qcow2 "$T/b.qcow2"
 B=$(qsock_uri b)
 head -c $((64 * MiB)) /dev/urandom >"$T/plain-b"
 sha_b=$(sha_of "$T/plain-b")
