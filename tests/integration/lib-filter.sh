@@ -52,12 +52,14 @@ serve() {
 
 # server_open_handles NAME: how many plugin and filter handles the server has
 # open, from what its -v log says since it started (nbdkit logs "LAYER: open
-# returned handle" and "LAYER: close" for every layer of every connection);
-# 0 for a server started otherwise ("nbdcrypt serve").
+# returned handle" and "LAYER: close" for every layer of every connection).
+# A server not started by server_start ("nbdcrypt serve") counts when it runs
+# with -v and logs to $T/NAME.log.
 server_open_handles() {
-  local log opened closed
-  [ -f "$T/$1.logstart" ] && [ -f "$T/$1.log" ] || { echo 0; return; }
-  log=$(tail -n "+$(($(cat "$T/$1.logstart") + 1))" "$T/$1.log")
+  local log opened closed start=0
+  [ -f "$T/$1.log" ] || { echo 0; return; }
+  [ -f "$T/$1.logstart" ] && start=$(cat "$T/$1.logstart")
+  log=$(tail -n "+$((start + 1))" "$T/$1.log")
   opened=$(grep -Ec ': debug: [A-Za-z0-9_.-]+: open returned handle ' <<<"$log" || true)
   closed=$(grep -Ec ': debug: [A-Za-z0-9_.-]+: close$' <<<"$log" || true)
   echo $((opened - closed))

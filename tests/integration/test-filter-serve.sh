@@ -33,8 +33,10 @@ set -e
 [ "$rc1$rc2$rc3" = 222 ] || fail "bad usage exit statuses: $rc1 $rc2 $rc3"
 pass "bad usage exits 2"
 
-# In the background: prints the URI once nbdkit listens.
-u=$(nbdcrypt serve "$img" --socket "$T/bg.sock" --pidfile "$T/bg.pid" -- --log=null)
+# In the background: prints the URI once nbdkit listens.  nbdkit's own
+# options after "--"; -v logs each handle's open and close, which server_stop
+# waits for.
+u=$(nbdcrypt serve "$img" --socket "$T/bg.sock" --pidfile "$T/bg.pid" -- -v --log=stderr 2>>"$T/bg.log")
 _servers+=(bg)
 [ "$u" = "nbd+unix:///?socket=$T/bg.sock" ] || fail "printed URI: $u"
 nbdsh -u "$u" -c 'h.pwrite(b"\x42" * 4096, 0); assert h.pread(4096, 0) == b"\x42" * 4096'
@@ -43,7 +45,7 @@ pass "serve in the background: $u works"
 
 # In the foreground (exec), read-only.
 "$NBDCRYPT" serve "$img" --socket "$T/fg.sock" --pidfile "$T/fg.pid" --readonly --foreground \
-  >"$T/fg.out" 2>"$T/fg.log" &
+  -- -v >"$T/fg.out" 2>"$T/fg.log" &
 _servers+=(fg)
 for ((i = 0; i < 100; i++)); do [ -S "$T/fg.sock" ] && [ -s "$T/fg.pid" ] && break; sleep 0.1; done
 [ -S "$T/fg.sock" ] || fail "foreground server did not start: $(cat "$T/fg.log")"
