@@ -4,7 +4,7 @@
 NBDCRYPT_BUILD_PACKAGES=(
   build-essential cmake pkg-config clang
   libssl-dev libjson-c-dev libargon2-dev libnbd-dev nbdkit nbdkit-plugin-dev libcmocka-dev
-  libcryptsetup-dev
+  libcryptsetup-dev libblkid-dev
 )
 NBDCRYPT_TEST_PACKAGES=(
   openssl libnbd-bin python3-libnbd cryptsetup-bin qemu-utils nbd-client fio

@@ -1,6 +1,7 @@
 /* nbdkit-nbdcrypt-filter: state shared between the filter's files.
  * nbdcrypt.c holds the callbacks and the data path, unlock.c the key
- * options, the once-per-server unlock and the per-thread cipher state. */
+ * options, the per-export unlock and the per-thread cipher state, lock.c the
+ * image locks. */
 #ifndef NBDCRYPT_FILTER_H
 #define NBDCRYPT_FILTER_H
 
@@ -61,5 +62,23 @@ struct nbdcrypt_thread *nbdcrypt_thread_get(size_t len, int *err);
 int nbdcrypt_state_init(void);  /* .load */
 void nbdcrypt_state_free(void); /* .unload: wipes the DEK and every context */
 void nbdcrypt_after_fork_relock(void);
+
+/* ---- lock.c: one writer per disk (docs/decisions.md) --------------------
+ * The filter takes, on the image files under the plugin, the same locks as
+ * the nbdcrypt CLI (and qemu): a CLI operation that rewrites the disk and
+ * the server exclude each other. */
+
+/* Watch the plugin's keys (file=, dir=) and take nbdcrypt-lock=; never
+ * consumes a plugin key.  1 if the key was ours, 0 if not, -1 on error. */
+int nbdcrypt_lock_config_key(const char *key, const char *value);
+/* .get_ready: lock every image named by file=.  -1 after nbdkit_error
+ * (naming the image and who holds it). */
+int nbdcrypt_lock_ready(void);
+/* Before the first unlock of an export: with dir=, lock DIR/EXPORTNAME
+ * (kept until .unload).  0 (also when there is nothing to lock), or -1 after
+ * nbdkit_error. */
+int nbdcrypt_lock_export(const char *exportname, bool readonly);
+/* .unload: release every lock. */
+void nbdcrypt_lock_free(void);
 
 #endif

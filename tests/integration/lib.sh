@@ -110,3 +110,40 @@ nbdcrypt_volume_key() {
   nbdcrypt info "$1" --dump-volume-key "$T/vk.bin" >/dev/null
   od -An -v -tx1 "$T/vk.bin" | tr -d ' \n'
 }
+
+# sha_file FILE: the SHA-256 of FILE, hex.
+sha_file() { sha256sum <"$1" | cut -d' ' -f1; }
+
+# must_refuse RC REGEX IMAGE -- CMD...: CMD must exit with status RC, say
+# something matching the extended REGEX on stderr, and leave IMAGE (a file;
+# "-" for none) byte for byte as it was.
+must_refuse() {
+  local want=$1 re=$2 img=$3 before= rc=0
+  shift 3
+  [ "$1" = -- ] || fail "must_refuse: usage: RC REGEX IMAGE -- CMD..."
+  shift
+  [ "$img" = - ] || before=$(sha_file "$img")
+  "$@" >"$T/must_refuse.out" 2>"$T/must_refuse.err" || rc=$?
+  if [ "$rc" != "$want" ]; then
+    sed 's/^/  | /' "$T/must_refuse.err" >&2
+    fail "'$*' exited $rc, expected $want"
+  fi
+  if ! grep -Eq -- "$re" "$T/must_refuse.err"; then
+    sed 's/^/  | /' "$T/must_refuse.err" >&2
+    fail "'$*': no message matching /$re/ on stderr"
+  fi
+  if [ "$img" != - ] && [ "$(sha_file "$img")" != "$before" ]; then
+    fail "'$*' was refused but changed $img"
+  fi
+}
+
+# cmp_range A OFF_A B OFF_B LEN: LEN bytes of file A at OFF_A equal LEN bytes
+# of file B at OFF_B; both files must hold the whole range (no compare of a
+# shorter stream can pass).
+cmp_range() {
+  local a=$1 oa=$2 b=$3 ob=$4 len=$5 sa sb
+  sa=$(stat -c %s "$a") sb=$(stat -c %s "$b")
+  [ $((oa + len)) -le "$sa" ] || fail "cmp_range: $a has $sa bytes, range ends at $((oa + len))"
+  [ $((ob + len)) -le "$sb" ] || fail "cmp_range: $b has $sb bytes, range ends at $((ob + len))"
+  cmp -s <(tail -c +$((oa + 1)) "$a" | head -c "$len") <(tail -c +$((ob + 1)) "$b" | head -c "$len")
+}
