@@ -29,13 +29,19 @@ struct bdev_ops {
 enum {
   BDEV_RDONLY = 1 << 0, /* open read-only */
   BDEV_CREATE = 1 << 1, /* file: create it (size create_size) if it does not exist */
+  /* file: take the image lock of a data writer (BDEV_LOCK_WRITER) right after
+   * the open, before anything is read; held until bdev_close.  Ignored for an
+   * NBD URI: its server owns the locking. */
+  BDEV_LOCK_WRITE = 1 << 2,
 };
 
 /* True when target is an NBD URI (nbd://, nbds://, nbd+unix://, nbds+unix://). */
 bool bdev_is_uri(const char *target);
 
 /* Open a file path or NBD URI.  With BDEV_CREATE and a missing file, the file
- * is created sparse with create_size bytes (mode 0600).  *out owned by caller. */
+ * is created sparse with create_size bytes (mode 0600).  *out owned by caller.
+ * With BDEV_LOCK_WRITE, -EBUSY "IMAGE is in use by another process (pid N,
+ * COMM), which ..." when a server, qemu or another writer holds the image. */
 int bdev_open(const char *target, unsigned flags, uint64_t create_size, struct bdev **out,
               struct nbdc_error *err);
 
@@ -54,10 +60,50 @@ int bdev_pwrite(struct bdev *dev, const void *buf, size_t count, uint64_t offset
                 struct nbdc_error *err);
 int bdev_flush(struct bdev *dev, struct nbdc_error *err);
 int bdev_get_size(struct bdev *dev, uint64_t *size, struct nbdc_error *err);
+/* The metadata lock (flock on files, as cryptsetup takes on image files),
+ * held from a header's load to its last write.  Holds nest: each bdev_lock
+ * is matched by one bdev_unlock and only the outermost releases it (an inner
+ * exclusive request upgrades an outer shared hold for the rest of it).
+ * -EBUSY "... is locked by another process" after about 2 s; -ENOTSUP where
+ * the backend has no lock (NBD, memory). */
 int bdev_lock(struct bdev *dev, bool exclusive, struct nbdc_error *err);
 int bdev_unlock(struct bdev *dev, struct nbdc_error *err);
 bool bdev_readonly(const struct bdev *dev);
 const char *bdev_name(const struct bdev *dev);
+
+/* ---- image locks (src/blockdev/imagelock.c, docs/decisions.md) ----------
+ * "One writer per disk", with qemu's image locking layout: open file
+ * description locks on bytes 100+i (permission i used) and 200+i
+ * (permission i not shared), i = qemu's BLK_PERM bits CONSISTENT_READ 0,
+ * WRITE 1, WRITE_UNCHANGED 2, RESIZE 3.  qemu-img, qemu-io and qemu-nbd see
+ * these locks and nbdcrypt sees theirs. */
+enum bdev_lock_role {
+  /* rewrites the data or its key (format, encrypt, decrypt, recrypt,
+   * enroll): uses consistent read, write and resize; shares neither write
+   * nor resize */
+  BDEV_LOCK_WRITER,
+  /* serves the disk read-write (the filter): uses consistent read and
+   * write; shares neither write nor resize */
+  BDEV_LOCK_SERVER,
+  /* serves it read-only: uses consistent read; shares neither write nor
+   * resize (read-only servers coexist) */
+  BDEV_LOCK_SERVER_RO,
+};
+
+/* Take the image lock of role on dev, held until bdev_close.  0 without
+ * taking anything when dev has no local file (an NBD URI: its server owns
+ * the locking; memory and caller-supplied devices).  -EBUSY "IMAGE is in use
+ * by another process (pid N, COMM), which uses \"write\"" (or "does not
+ * share"; without the pid when it cannot be found). */
+int bdev_image_lock(struct bdev *dev, enum bdev_lock_role role, struct nbdc_error *err);
+
+/* The same without a bdev: opens path O_RDONLY (read locks need only read
+ * access) and locks it; *out holds the lock until bdev_image_unlock.
+ * -EINVAL when path is not a regular file or block device, else as above. */
+struct bdev_image_lock;
+int bdev_image_lock_path(const char *path, enum bdev_lock_role role, struct bdev_image_lock **out,
+                         struct nbdc_error *err);
+void bdev_image_unlock(struct bdev_image_lock *lock); /* NULL is ignored */
 
 /* An in-memory device of size bytes (tests, fuzzers). */
 int bdev_open_memory(uint64_t size, struct bdev **out, struct nbdc_error *err);

@@ -19,6 +19,9 @@ struct bdev {
   void *opaque;
   char *name;
   bool readonly;
+  int fd;               /* file backends: for the image locks; else -1 */
+  unsigned lock_depth;  /* nested bdev_lock holds */
+  bool lock_exclusive;  /* the held lock is exclusive */
 };
 
 bool bdev_is_uri(const char *target)
@@ -38,7 +41,7 @@ int bdev_open(const char *target, unsigned flags, uint64_t create_size, struct b
   *out = NULL;
   if (!target || !*target)
     return nbdc_error_set(err, EINVAL, "no device given (expected a file path or an NBD URI)");
-  if (flags & ~(unsigned)(BDEV_RDONLY | BDEV_CREATE))
+  if (flags & ~(unsigned)(BDEV_RDONLY | BDEV_CREATE | BDEV_LOCK_WRITE))
     return nbdc_error_set(err, EINVAL, "bad bdev_open flags 0x%x for %s", flags, target);
   /* An NBD export already exists: BDEV_CREATE has nothing to do there. */
   if (bdev_is_uri(target))
@@ -64,6 +67,7 @@ int bdev_from_ops(const struct bdev_ops *ops, void *opaque, const char *name, bo
   dev->ops = *ops;
   dev->opaque = opaque;
   dev->readonly = readonly || !ops->pwrite;
+  dev->fd = -1;
   *out = dev;
   return 0;
 }
@@ -76,6 +80,16 @@ void bdev_close(struct bdev *dev)
     dev->ops.close(dev->opaque);
   free(dev->name);
   free(dev);
+}
+
+int bdev_fd(const struct bdev *dev)
+{
+  return dev ? dev->fd : -1;
+}
+
+void bdev_set_fd(struct bdev *dev, int fd)
+{
+  dev->fd = fd;
 }
 
 bool bdev_readonly(const struct bdev *dev)
@@ -188,10 +202,16 @@ int bdev_lock(struct bdev *dev, bool exclusive, struct nbdc_error *err)
     return nbdc_error_set(err, EINVAL, "lock of a missing block device");
   if (!dev->ops.lock)
     return nbdc_error_set(err, ENOTSUP, "%s does not support locking", dev->name);
+  if (dev->lock_depth > 0 && (dev->lock_exclusive || !exclusive)) {
+    dev->lock_depth++;
+    return 0;
+  }
   nbdc_error_clear(err);
   int r = dev->ops.lock(dev->opaque, exclusive, err);
   if (r < 0)
     return bdev_failed(err, r, "lock of %s", dev->name);
+  dev->lock_exclusive = exclusive;
+  dev->lock_depth++;
   return 0;
 }
 
@@ -201,8 +221,14 @@ int bdev_unlock(struct bdev *dev, struct nbdc_error *err)
     return nbdc_error_set(err, EINVAL, "unlock of a missing block device");
   if (!dev->ops.unlock)
     return nbdc_error_set(err, ENOTSUP, "%s does not support locking", dev->name);
+  if (dev->lock_depth > 1) {
+    dev->lock_depth--;
+    return 0;
+  }
   nbdc_error_clear(err);
   int r = dev->ops.unlock(dev->opaque, err);
+  dev->lock_depth = 0;
+  dev->lock_exclusive = false;
   if (r < 0)
     return bdev_failed(err, r, "unlock of %s", dev->name);
   return 0;

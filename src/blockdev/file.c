@@ -2,8 +2,9 @@
  *
  * pread/pwrite loop until the whole request is done (EINTR, short I/O);
  * end of file inside a read is an error, never a silent short buffer.
- * Locking is flock(2) on the open file description, so it excludes another
- * process and also another open of the same file in this process.
+ * The metadata lock is flock(2) on the open file description, so it excludes
+ * another process and also another open of the same file in this process;
+ * the image locks of BDEV_LOCK_WRITE (qemu's layout) are in imagelock.c.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -241,6 +242,17 @@ int bdev_open_file(const char *path, unsigned flags, uint64_t create_size, struc
     if (created)
       unlink(path);
     file_close(f);
+    return r;
+  }
+  bdev_set_fd(*out, f->fd);
+  /* Before the caller reads anything: what it reads stays what it writes. */
+  if (flags & BDEV_LOCK_WRITE)
+    r = bdev_image_lock(*out, BDEV_LOCK_WRITER, err);
+  if (r < 0) {
+    bdev_close(*out);
+    *out = NULL;
+    if (created)
+      unlink(path);
   }
   return r;
 }

@@ -13,4 +13,11 @@ int bdev_open_nbd(const char *uri, unsigned flags, struct bdev **out, struct nbd
 /* The one wording of a read past the end, shared by every backend. */
 int bdev_error_beyond_end(struct nbdc_error *err, const char *name, uint64_t offset, uint64_t size);
 
+/* The file descriptor of a file backend (image locks), else -1. */
+int bdev_fd(const struct bdev *dev);
+void bdev_set_fd(struct bdev *dev, int fd);
+/* Image locks on an open descriptor (imagelock.c); name for messages. */
+int bdev_image_lock_fd(int fd, const char *name, enum bdev_lock_role role,
+                       struct nbdc_error *err);
+
 #endif
