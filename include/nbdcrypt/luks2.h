@@ -47,8 +47,15 @@ void luks2_free(struct luks2_hdr *hdr);
 
 /* Commit: seqid+1, then primary and secondary copies (csum 0, JSON area,
  * checksum, header), each followed by a flush; the device is locked
- * exclusively (flock for files) for the duration.  Keyslot areas of removed
- * keyslots are wiped after the new header is durable. */
+ * exclusively (bdev_lock: flock for files) for the duration; the lock nests,
+ * so a caller that holds it from luks2_load on keeps it.  Keyslot areas of
+ * removed keyslots are wiped after the new header is durable.
+ * Compare-and-swap: a header loaded from the device (not one fresh from
+ * luks2_format) is written only if the device still holds the seqid and
+ * uuid it was loaded with; else -EBUSY "concurrent LUKS2 metadata update:
+ * seqid of IMAGE moved from X to Y since it was loaded; nothing written"
+ * and the device is untouched.  A change is thus: bdev_lock, luks2_load,
+ * change, luks2_write, bdev_unlock. */
 int luks2_write(struct bdev *dev, struct luks2_hdr *hdr, struct nbdc_error *err);
 
 /* ---- new containers (src/luks2/format.c) --------------------------------- */

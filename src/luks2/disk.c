@@ -297,6 +297,8 @@ int luks2_load(struct bdev *dev, struct luks2_hdr **out, struct nbdc_error *err)
   use->jobj = NULL;
   hdr->hdr_size = use->hdr_size;
   hdr->seqid = use->seqid;
+  hdr->on_disk = true;
+  hdr->disk_seqid = use->seqid;
   memcpy(hdr->label, use->label, sizeof hdr->label);
   memcpy(hdr->subsystem, use->subsystem, sizeof hdr->subsystem);
   memcpy(hdr->uuid, use->uuid, sizeof hdr->uuid);
@@ -379,6 +381,42 @@ static int wipe_pending(struct bdev *dev, struct luks2_hdr *hdr, struct nbdc_err
   return r;
 }
 
+/* Compare-and-swap, as cryptsetup's LUKS2_disk_hdr_write ("Detected attempt
+ * for concurrent LUKS2 metadata update"): under the held lock, the device
+ * must still carry the header this one was loaded from.  Both copies are
+ * read again and checked in full, so a copy torn by a crash (its checksum
+ * fails) does not count as a newer header. */
+static int check_unchanged(struct bdev *dev, const struct luks2_hdr *hdr, struct nbdc_error *err)
+{
+  if (!hdr->on_disk)
+    return 0;
+  struct luks2_hdr *now = NULL;
+  struct nbdc_error load_err = {0};
+  int r = luks2_load(dev, &now, &load_err);
+  if (r == -EIO || r == -ENOMEM) {
+    *err = load_err;
+    return nbdc_error_prefix(err, "re-reading the LUKS2 header of %s before writing",
+                             bdev_name(dev));
+  }
+  if (r < 0)
+    return nbdc_error_set(err, EBUSY,
+                          "concurrent LUKS2 metadata update: %s no longer holds the header "
+                          "loaded at seqid %" PRIu64 " (%s); nothing written",
+                          bdev_name(dev), hdr->disk_seqid, load_err.msg);
+  if (strcmp(now->uuid, hdr->uuid) != 0)
+    r = nbdc_error_set(err, EBUSY,
+                       "concurrent LUKS2 metadata update: %s was formatted again (uuid %s, now "
+                       "%s) since it was loaded; nothing written",
+                       bdev_name(dev), hdr->uuid, now->uuid);
+  else if (now->seqid != hdr->disk_seqid && now->seqid != hdr->seqid)
+    r = nbdc_error_set(err, EBUSY,
+                       "concurrent LUKS2 metadata update: seqid of %s moved from %" PRIu64
+                       " to %" PRIu64 " since it was loaded; nothing written",
+                       bdev_name(dev), hdr->disk_seqid, now->seqid);
+  luks2_free(now);
+  return r;
+}
+
 int luks2_write(struct bdev *dev, struct luks2_hdr *hdr, struct nbdc_error *err)
 {
   /* Never write what we would refuse to load. */
@@ -408,6 +446,14 @@ int luks2_write(struct bdev *dev, struct luks2_hdr *hdr, struct nbdc_error *err)
     return nbdc_error_prefix(err, "locking %s", bdev_name(dev));
   }
 
+  r = check_unchanged(dev, hdr, err);
+  if (r < 0) {
+    if (locked)
+      bdev_unlock(dev, NULL);
+    free(area);
+    return r;
+  }
+
   uint64_t seqid = hdr->seqid + 1;
   /* Whatever happens next, the disk may already hold this seqid. */
   hdr->seqid = seqid;
@@ -416,8 +462,11 @@ int luks2_write(struct bdev *dev, struct luks2_hdr *hdr, struct nbdc_error *err)
     r = write_copy(dev, hdr, seqid, true, area, area_len, err);
   if (r == 0)
     r = wipe_pending(dev, hdr, err);
-  if (r == 0)
+  if (r == 0) {
     hdr->has_warning = false;
+    hdr->on_disk = true;
+    hdr->disk_seqid = seqid;
+  }
   if (locked) {
     struct nbdc_error unlock_err = {0};
     bdev_unlock(dev, &unlock_err);

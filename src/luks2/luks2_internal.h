@@ -34,6 +34,11 @@ struct luks2_hdr {
   struct json_object *jobj; /* validated metadata */
   uint64_t hdr_size;        /* one copy: binary header + JSON area */
   uint64_t seqid;
+  /* Loaded from (or written to) a device: luks2_write then requires the
+   * device to still hold disk_seqid (or seqid, after a write of ours that
+   * failed half way); false for a header fresh from luks2_format. */
+  bool on_disk;
+  uint64_t disk_seqid;
   char label[LUKS2_LABEL_LEN];
   char subsystem[LUKS2_LABEL_LEN];
   char uuid[LUKS2_UUID_LEN];
