@@ -19,9 +19,9 @@ struct bdev {
   void *opaque;
   char *name;
   bool readonly;
-  int fd;               /* file backends: for the image locks; else -1 */
-  unsigned lock_depth;  /* nested bdev_lock holds */
-  bool lock_exclusive;  /* the held lock is exclusive */
+  int fd;              /* file backends: for the image locks; else -1 */
+  unsigned lock_depth; /* nested bdev_lock holds */
+  bool lock_exclusive; /* the held lock is exclusive */
 };
 
 bool bdev_is_uri(const char *target)

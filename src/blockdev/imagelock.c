@@ -177,8 +177,8 @@ static int in_use(struct nbdc_error *err, const char *name, int fd, off_t byte, 
   const char *how = perm_byte ? "uses" : "does not share";
   const char *perm = perm_names[perm_bit];
   if (pid == 0)
-    return nbdc_error_set(err, EBUSY, "%s is in use by another process, which %s \"%s\"", name,
-                          how, perm);
+    return nbdc_error_set(err, EBUSY, "%s is in use by another process, which %s \"%s\"", name, how,
+                          perm);
   char comm[64] = "";
   char path[64];
   snprintf(path, sizeof path, "/proc/%d/comm", (int)pid);
@@ -200,8 +200,7 @@ static void release_bytes(int fd)
   }
 }
 
-int bdev_image_lock_fd(int fd, const char *name, enum bdev_lock_role role,
-                       struct nbdc_error *err)
+int bdev_image_lock_fd(int fd, const char *name, enum bdev_lock_role role, struct nbdc_error *err)
 {
   if ((unsigned)role >= sizeof roles / sizeof roles[0] || !roles[role].what)
     return nbdc_error_set(err, EINVAL, "bad image lock role %d for %s", (int)role, name);
@@ -217,8 +216,8 @@ int bdev_image_lock_fd(int fd, const char *name, enum bdev_lock_role role,
   }
   if (r < 0) {
     release_bytes(fd);
-    return nbdc_error_set(err, -r, "cannot lock byte %d of %s (image lock to %s it): %s",
-                          (int)byte, name, rp->what, strerror(-r));
+    return nbdc_error_set(err, -r, "cannot lock byte %d of %s (image lock to %s it): %s", (int)byte,
+                          name, rp->what, strerror(-r));
   }
   for (unsigned i = 0; i < PERM_COUNT; i++) {
     pid_t pid = 0;
