@@ -92,7 +92,7 @@ int cmd_format(struct cli *cli, int argc, char **argv)
     return CLI_FAIL;
 
   struct bdev *dev = NULL;
-  if (cli_open_target(target, size ? BDEV_CREATE : 0, size, &dev) != CLI_OK)
+  if (cli_open_target(target, (size ? BDEV_CREATE : 0) | BDEV_LOCK_WRITE, size, &dev) != CLI_OK)
     return CLI_FAIL;
 
   struct nbdc_error err = {0};

@@ -597,8 +597,10 @@ static void reenc_free(struct reenc *re)
   }
 }
 
-/* The whole operation holds the lock; an NBD export has none to take (as
- * luks2_write, go on without). */
+/* The whole operation holds the metadata lock, from the first header load to
+ * the last commit (each luks2_write also compares the on-disk seqid); an NBD
+ * export has none to take (as luks2_write, go on without).  The image lock
+ * of a data writer was taken by bdev_open (BDEV_LOCK_WRITE). */
 static int lock_device(struct bdev *dev, struct nbdc_error *err)
 {
   int r = bdev_lock(dev, true, err);
@@ -613,7 +615,7 @@ static int open_devices(struct reenc *re, struct nbdc_error *err)
 {
   const struct reenc_opts *o = re->opts;
   reenc_faults_init(&re->faults);
-  int r = bdev_open(re->target, 0, 0, &re->raw_dev, err);
+  int r = bdev_open(re->target, BDEV_LOCK_WRITE, 0, &re->raw_dev, err);
   if (r == 0)
     r = lock_device(re->raw_dev, err);
   if (r == 0)
@@ -632,8 +634,8 @@ static int open_devices(struct reenc *re, struct nbdc_error *err)
   bool exists = stat(o->header_path, &sb) == 0;
   if (!exists && o->mode != REENC_ENCRYPT)
     return nbdc_error_set(err, ENOENT, "header file %s does not exist", o->header_path);
-  r = bdev_open(o->header_path, exists ? 0 : BDEV_CREATE, LUKS2_DEFAULT_DATA_OFFSET, &re->raw_hdev,
-                err);
+  r = bdev_open(o->header_path, (exists ? 0 : BDEV_CREATE) | BDEV_LOCK_WRITE,
+                LUKS2_DEFAULT_DATA_OFFSET, &re->raw_hdev, err);
   re->header_created = r == 0 && !exists;
   if (r == 0)
     r = bdev_lock(re->raw_hdev, true, err);
