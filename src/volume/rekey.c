@@ -34,6 +34,36 @@ static int verify_binding(struct bdev *dev, const struct keys_config *cfg, int k
   return r;
 }
 
+/* A KEK this rekey created goes again when the rekey fails before any
+ * header on the device depends on it, so a failed rekey leaves no orphaned
+ * key in the KMS.  A keyslot step 1 already committed for it is removed
+ * first (the old keyslots are all still there).  KMIP refuses to destroy an
+ * active key: revoke it first (a provider without revoke answers -ENOTSUP). */
+static void undo_created_kek(struct bdev *dev, struct luks2_hdr *hdr, int new_slot,
+                             struct keys_provider *provider, const char *kek_id,
+                             struct nbdc_error *err)
+{
+  struct nbdc_error e = {0};
+  char what[NBDC_ERROR_MAX];
+  if (hdr && new_slot >= 0 &&
+      (luks2_keyslot_remove(hdr, new_slot, &e) < 0 || luks2_write(dev, hdr, &e) < 0)) {
+    snprintf(what, sizeof what,
+             "kek %s created for this rekey is kept: its keyslot %d could not be removed (%.200s)",
+             kek_id, new_slot, e.msg);
+  } else {
+    (void)keys_kek_revoke(provider, kek_id, &e);
+    nbdc_error_clear(&e);
+    if (keys_kek_destroy(provider, kek_id, &e) == 0)
+      snprintf(what, sizeof what, "kek %s created for this rekey was destroyed", kek_id);
+    else
+      snprintf(what, sizeof what, "kek %s created for this rekey could not be destroyed: %.200s",
+               kek_id, e.msg);
+  }
+  char msg[NBDC_ERROR_MAX];
+  snprintf(msg, sizeof msg, "%s", err->msg);
+  nbdc_error_set(err, err->code ? err->code : EIO, "%.*s; %s", NBDC_ERROR_MAX / 2, msg, what);
+}
+
 int volume_rekey(struct bdev *dev, const struct volume_rekey_opts *opts,
                  char kek_id_out[KEYS_ID_MAX], int *removed, struct nbdc_error *err)
 {
@@ -41,10 +71,22 @@ int volume_rekey(struct bdev *dev, const struct volume_rekey_opts *opts,
   struct volume *vol = NULL;
   struct volume_unlock_opts uo = {.cfg = opts->cfg, .keyslot = -1};
   int r, new_slot;
+  bool created = false, committed_removal = false;
+  int written_slot = -1; /* keyslot step 1 committed in this run */
 
   *removed = 0;
-  if ((r = volume_open(dev, &uo, &vol, err)) < 0)
+  /* One held metadata lock from the load to the last write (luks2_write's
+   * own nests inside it); an NBD export has none: the CAS still guards. */
+  r = bdev_lock(dev, true, err);
+  bool locked = r == 0;
+  if (r == -ENOTSUP || r == -EOPNOTSUPP) {
+    nbdc_error_clear(err);
+    r = 0;
+  }
+  if (r < 0)
     return r;
+  if ((r = volume_open(dev, &uo, &vol, err)) < 0)
+    goto out;
   struct luks2_hdr *hdr = volume_hdr_mut(vol);
   if ((r = keys_provider_open(opts->cfg, opts->provider, &provider, err)) < 0)
     goto out;
@@ -56,9 +98,12 @@ int volume_rekey(struct bdev *dev, const struct volume_rekey_opts *opts,
     snprintf(name, sizeof name, "nbdcrypt %s", luks2_uuid(hdr));
     if ((r = keys_kek_create(provider, name, kek_id_out, err)) < 0)
       goto out;
+    created = true;
   }
 
-  /* Step 1: the new binding, unless an interrupted run already made it. */
+  /* Step 1: the new binding, unless an interrupted run already made it.
+   * Until step 2 every old keyslot stays, so the disk never needs the new
+   * KEK before then. */
   new_slot = bound_keyslot(hdr, keys_provider_name(provider), kek_id_out, opts->kms_wrapped);
   if (new_slot < 0) {
     if ((r = volume_bind_kek(vol, dev, provider, kek_id_out, opts->kms_wrapped, &new_slot, err)) <
@@ -66,6 +111,7 @@ int volume_rekey(struct bdev *dev, const struct volume_rekey_opts *opts,
       goto out;
     if ((r = luks2_write(dev, hdr, err)) < 0)
       goto out;
+    written_slot = new_slot;
   }
   if ((r = verify_binding(dev, opts->cfg, new_slot, err)) < 0)
     goto out;
@@ -86,12 +132,25 @@ int volume_rekey(struct bdev *dev, const struct volume_rekey_opts *opts,
   for (int i = 0; i < nstale; i++)
     if ((r = luks2_keyslot_remove(hdr, stale[i], err)) < 0)
       goto out;
+  /* From here on the disk may hold only the new binding: the KEK stays. */
+  committed_removal = nstale > 0;
   if (nstale > 0 && (r = luks2_write(dev, hdr, err)) < 0)
     goto out;
   *removed = nstale;
   r = 0;
 out:
+  if (r < 0 && created && !committed_removal) {
+    undo_created_kek(dev, vol ? volume_hdr_mut(vol) : NULL, written_slot, provider, kek_id_out,
+                     err);
+  } else if (r < 0 && created) {
+    char msg[NBDC_ERROR_MAX];
+    snprintf(msg, sizeof msg, "%s", err->msg);
+    nbdc_error_set(err, err->code, "%.*s; rerun with --kek %s to finish", NBDC_ERROR_MAX / 2, msg,
+                   kek_id_out);
+  }
   keys_provider_close(provider);
   volume_close(vol);
+  if (locked)
+    bdev_unlock(dev, NULL);
   return r;
 }
