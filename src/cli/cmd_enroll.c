@@ -93,12 +93,22 @@ int cmd_enroll(struct cli *cli, int argc, char **argv)
   struct nbdc_error err = {0};
   char kek_id[KEYS_ID_MAX];
   int slot = -1;
+  bool locked = false, created = false;
   struct volume_unlock_opts uo = {
       .passphrase = pass, .passphrase_len = pass_len, .keyslot = keyslot};
 
-  r = cli_open_target(target, 0, 0, &dev);
+  /* A data writer's image lock (a server or qemu using the disk refuses the
+   * enrollment), then the metadata lock from the load to the write. */
+  r = cli_open_target(target, BDEV_LOCK_WRITE, 0, &dev);
   if (r != CLI_OK)
     goto out;
+  int lr = bdev_lock(dev, true, &err);
+  locked = lr == 0;
+  if (lr < 0 && lr != -ENOTSUP && lr != -EOPNOTSUPP) {
+    r = cli_fail("cannot enroll %s: %s", target, err.msg);
+    goto out;
+  }
+  nbdc_error_clear(&err);
   if (volume_open(dev, &uo, &vol, &err) < 0 ||
       keys_provider_open(cfg, provider_name, &provider, &err) < 0) {
     r = cli_fail("cannot enroll %s: %s", target, err.msg);
@@ -113,10 +123,21 @@ int cmd_enroll(struct cli *cli, int argc, char **argv)
       r = cli_fail("cannot enroll %s: %s", target, err.msg);
       goto out;
     }
+    created = true;
   }
   if (volume_bind_kek(vol, dev, provider, kek_id, kms_wrapped, &slot, &err) < 0 ||
       luks2_write(dev, volume_hdr_mut(vol), &err) < 0) {
     r = cli_fail("cannot enroll %s: %s", target, err.msg);
+    /* The disk never needed the new KEK: its passphrase keyslot stays. */
+    if (created) {
+      struct nbdc_error e = {0};
+      (void)keys_kek_revoke(provider, kek_id, &e);
+      nbdc_error_clear(&e);
+      if (keys_kek_destroy(provider, kek_id, &e) == 0)
+        cli_fail("kek %s created for this enrollment was destroyed", kek_id);
+      else
+        cli_fail("kek %s created for this enrollment could not be destroyed: %s", kek_id, e.msg);
+    }
     goto out;
   }
   printf("%s\n", kek_id);
@@ -125,6 +146,8 @@ int cmd_enroll(struct cli *cli, int argc, char **argv)
 out:
   keys_provider_close(provider);
   volume_close(vol);
+  if (locked)
+    bdev_unlock(dev, NULL);
   bdev_close(dev);
   secmem_free(pass, CLI_PASSPHRASE_MAX);
   return r;
