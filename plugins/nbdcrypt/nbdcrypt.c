@@ -65,12 +65,15 @@ static void nbdcrypt_load(void)
 static void nbdcrypt_unload(void)
 {
   nbdcrypt_state_free();
+  nbdcrypt_lock_free();
 }
 
 static int nbdcrypt_config(nbdkit_next_config *next, nbdkit_backend *nxdata, const char *key,
                            const char *value)
 {
-  int r = nbdcrypt_config_key(key, value);
+  int r = nbdcrypt_lock_config_key(key, value);
+  if (r == 0)
+    r = nbdcrypt_config_key(key, value);
   if (r == -1)
     return -1;
   if (r == 1)
@@ -90,7 +93,14 @@ static int nbdcrypt_config_complete(nbdkit_next_config_complete *next, nbdkit_ba
   "nbdcrypt-passphrase=<SECRET> Unlock a passphrase keyslot: SECRET, +FILE, -FD or - (prompt).\n"  \
   "nbdcrypt-keyfile=<FILE>      Unlock a keyslot with the exact bytes of FILE.\n"                  \
   "nbdcrypt-keyslot=<N>         Only try keyslot N (default: any).\n"                              \
-  "nbdcrypt-discard=<BOOL>      Pass trim to the plugin (default false: reveals unused blocks)."
+  "nbdcrypt-discard=<BOOL>      Pass trim to the plugin (default false: reveals unused blocks).\n" \
+  "nbdcrypt-lock=<BOOL>         Lock the file= and dir= images as qemu does (default true)."
+
+static int nbdcrypt_get_ready(int thread_model)
+{
+  (void)thread_model;
+  return nbdcrypt_lock_ready();
+}
 
 static int nbdcrypt_after_fork(nbdkit_backend *backend)
 {
@@ -102,6 +112,8 @@ static void *nbdcrypt_open(nbdkit_next_open *next, nbdkit_context *ctx, int read
                            const char *exportname, int is_tls)
 {
   (void)is_tls;
+  if (nbdcrypt_lock_export(exportname, readonly) == -1)
+    return NULL;
   if (next(ctx, readonly, exportname) == -1)
     return NULL;
   return NBDKIT_HANDLE_NOT_NEEDED;
@@ -393,6 +405,7 @@ static struct nbdkit_filter filter = {
     .config = nbdcrypt_config,
     .config_complete = nbdcrypt_config_complete,
     .config_help = nbdcrypt_config_help,
+    .get_ready = nbdcrypt_get_ready,
     .after_fork = nbdcrypt_after_fork,
     .open = nbdcrypt_open,
     .prepare = nbdcrypt_prepare,
