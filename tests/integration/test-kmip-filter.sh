@@ -64,6 +64,7 @@ done
 $ok || fail "server did not unlock after the KMS came back: $(tail -5 "$T/late.log")"
 head -c $((64 * 1024 * 1024)) "$T/back3" | cmp - "$T/plain" || fail "data after KMS restart"
 pass "KMS down: new server refuses, no crash; after the KMS is back it unlocks"
+server_stop late # one server per image: the next one would be refused
 
 # -D nbdcrypt.kmip=1 traces the KMIP exchange in nbdkit's log, secrets masked.
 server_start traced -D nbdcrypt.kmip=1 --filter="$NBDCRYPT_FILTER" \
