@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Image locks are qemu's: qemu-io refuses to write an image the filter serves
-# ('Failed to get "write" lock'), nbdcrypt recrypt and encrypt refuse an image
+# Image locks are qemu's: qemu-io and qemu-img refuse to write an image the filter
+# serves ('Failed to get "write" lock'), nbdcrypt recrypt and encrypt refuse an image
 # qemu-nbd serves, and nbdkit with the filter refuses to start (exit 1) on an
 # image qemu-nbd serves or a paused nbdcrypt recrypt holds.  The bytes held
 # are qemu's layout, read from /proc/locks.
 . "$(dirname "$0")/lib-filter.sh"
-need qemu-io qemu-nbd
+need qemu-io qemu-img qemu-nbd
 
 img=$T/disk.img
 new_disk "$img" 48M >/dev/null
@@ -23,7 +23,8 @@ got=$(locks_of "$ino")
 pass "the filter holds qemu's bytes: $got"
 
 must_refuse 1 'Failed to get "write" lock' "$img" -- qemu-io -f raw -c 'write -P 0x55 0 4096' "$img"
-pass "qemu-io refuses to write the served image"
+must_refuse 1 'Failed to get "write" lock' "$img" -- qemu-img resize -f raw "$img" 64M
+pass "qemu-io and qemu-img refuse to write or resize the served image"
 server_stop s1
 
 # qemu-nbd serving a plaintext image and the LUKS2 disk
