@@ -37,7 +37,7 @@ must_refuse 1 "in use by another process \\(pid $qpid1, qemu-nbd\\)" "$T/plain.i
   nbdcrypt encrypt "$T/plain.img"
 pass "nbdcrypt recrypt and encrypt refuse images qemu-nbd serves"
 must_refuse 1 "cannot serve $img: .*in use by another process \\(pid $qpid2, qemu-nbd\\)" "$img" -- \
-  nbdkit -f -U "$T/no.sock" --filter="$NBDCRYPT_FILTER" file file="$img"
+  "${_nbdkit[@]}" -f -U "$T/no.sock" --filter="$NBDCRYPT_FILTER" file file="$img"
 pass "nbdkit with the filter does not start on an image qemu-nbd serves"
 qnbd_stop q2
 qnbd_stop q1
@@ -53,7 +53,7 @@ for ((i = 0; i < 300; i++)); do
 done
 grep -q '"done":[1-9]' "$T/ev" || fail "recrypt made no step within 15 s"
 must_refuse 1 "cannot serve $img: .*in use by another process \\(pid $re_pid, nbdcrypt\\)" "$img" -- \
-  nbdkit -f -U "$T/no.sock" --filter="$NBDCRYPT_FILTER" file file="$img"
+  "${_nbdkit[@]}" -f -U "$T/no.sock" --filter="$NBDCRYPT_FILTER" file file="$img"
 must_refuse 1 'Failed to get "write" lock' "$img" -- qemu-io -f raw -c 'write 0 4096' "$img"
 pass "nbdkit and qemu-io refuse an image a paused recrypt holds"
 kill -KILL "$re_pid"
