@@ -101,9 +101,11 @@ static bool lock_line_matches(const char *line, unsigned maj, unsigned min, uint
     p = strstr(line, "POSIX");
   if (!p)
     return false;
-  /* skip the class, the kind and the type to the pid */
-  if (sscanf(p, "%*s %*s %*s %*d %x:%x:%" SCNu64 " %31s %31s", &lmaj, &lmin, &lino, start_s,
-             end_s) != 5)
+  /* skip the class, the kind and the type to the pid; a line that does not
+   * parse does not match */
+  int n = sscanf(p, "%*s %*s %*s %*d %x:%x:%" SCNu64 " %31s %31s", // NOLINT(cert-err34-c)
+                 &lmaj, &lmin, &lino, start_s, end_s);
+  if (n != 5)
     return false;
   if (lmaj != maj || lmin != min || lino != ino)
     return false;

@@ -398,7 +398,7 @@ static int check_unchanged(struct bdev *dev, const struct luks2_hdr *hdr, struct
     return nbdc_error_prefix(err, "re-reading the LUKS2 header of %s before writing",
                              bdev_name(dev));
   }
-  if (r < 0)
+  if (r < 0 || !now)
     return nbdc_error_set(err, EBUSY,
                           "concurrent LUKS2 metadata update: %s no longer holds the header "
                           "loaded at seqid %" PRIu64 " (%s); nothing written",
