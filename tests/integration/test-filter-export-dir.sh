@@ -59,6 +59,10 @@ done
 server_alive vms || fail "server died on the plain export"
 log_has vms "error: nbdcrypt: export 'plain.img': cannot unlock: .*no LUKS2 header" ||
   fail "the log does not name the refused export and the cause"
+attempts=$(grep -c "nbdcrypt: export 'plain.img': cannot unlock: no LUKS2 header\$" "$T/vms.log" || true)
+log_has vms "nbdcrypt: export 'plain.img': cannot unlock: no LUKS2 header \(retrying at most every 5 s\)" ||
+  fail "a connection inside the retry window did not repeat the last error"
+[ "$attempts" -ge 1 ] && [ "$attempts" -le 2 ] || fail "plain.img: $attempts unlock attempts in a few seconds"
 pass "plain.img refused (client: $(grep -m1 -o "server has no export[^:]*" "$T/must_refuse.err")); log: $(
   grep -m1 -o "nbdcrypt: export 'plain.img'.*" "$T/vms.log")"
 
