@@ -17,9 +17,10 @@
  * slow KMS is not hammered by a client that reconnects at once; connections
  * in between fail with the last attempt's error.
  *
- * The table is only walked at .open (control path).  The data path reads
- * the segment and master context through the handle, without a lock: they
- * are written once before `unlocked` is release-stored. */
+ * The table is only walked at .open and at an unlock (control path).  The
+ * data path reads the segment, master context and read-modify-write lock
+ * through the handle, without a lock: they are written once before
+ * `unlocked` is release-stored. */
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -65,6 +66,7 @@ struct nbdcrypt_export *nbdcrypt_export_get(const char *name)
     goto out;
   }
   pthread_mutex_init(&x->lock, NULL);
+  pthread_rwlock_init(&x->own_rmw_lock, NULL);
   x->next_export = exports;
   exports = x;
   exports_count++;
@@ -78,6 +80,25 @@ static double seconds_since(const struct timespec *then)
   struct timespec now;
   clock_gettime(CLOCK_MONOTONIC, &now);
   return (double)(now.tv_sec - then->tv_sec) + (double)(now.tv_nsec - then->tv_nsec) / 1e9;
+}
+
+/* Give x (just unlocked) the read-modify-write lock of an export of the
+ * same disk, or its own.  Another export's rmw_lock is only set, after its
+ * vol, under exports_lock. */
+static void share_rmw_lock(struct nbdcrypt_export *x)
+{
+  const char *uuid = luks2_uuid(volume_hdr(x->vol));
+  pthread_mutex_lock(&exports_lock);
+  x->rmw_lock = &x->own_rmw_lock;
+  for (const struct nbdcrypt_export *y = exports; y; y = y->next_export) {
+    if (y != x && y->rmw_lock && strcmp(luks2_uuid(volume_hdr(y->vol)), uuid) == 0) {
+      x->rmw_lock = y->rmw_lock;
+      nbdkit_debug("nbdcrypt: export '%s' is disk %s, as export '%s': one lock for both", x->name,
+                   uuid, y->name);
+      break;
+    }
+  }
+  pthread_mutex_unlock(&exports_lock);
 }
 
 /* One unlock attempt of x, under x->lock. */
@@ -98,6 +119,7 @@ static int export_attempt(struct nbdcrypt_export *x, nbdkit_next *next)
   x->segment = segment;
   x->master_xts = xts;
   x->vol = vol;
+  share_rmw_lock(x);
   nbdkit_debug("nbdcrypt: unlocked disk %s for export '%s': provider %s, kek %s, keyslot %d, "
                "data offset %" PRIu64 ", sector size %" PRIu32,
                luks2_uuid(volume_hdr(vol)), x->name,
@@ -128,7 +150,7 @@ int nbdcrypt_export_unlock(struct nbdcrypt_export *x, nbdkit_next *next, bool re
    * is asked again on every connection until granted. */
   if (!x->image_locked) {
     if (nbdcrypt_lock_export(x->name, readonly) == -1) {
-      nbdkit_error("nbdcrypt: export '%s': refused: its image is in use", x->name);
+      nbdkit_error("nbdcrypt: export '%s': refused: cannot lock its image", x->name);
       r = -1;
       goto out;
     }
@@ -299,6 +321,7 @@ void nbdcrypt_state_free(void)
     xts_free(x->master_xts);
     volume_close(x->vol); /* wipes the DEK */
     pthread_mutex_destroy(&x->lock);
+    pthread_rwlock_destroy(&x->own_rmw_lock);
     free(x->name);
     free(x);
   }

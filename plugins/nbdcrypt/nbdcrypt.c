@@ -15,10 +15,10 @@
  * Aligned writes and all reads take it shared: an aligned write can never
  * land inside a read-modify-write, and a read never sees a sector half way
  * through one (a torn ciphertext sector would decrypt to garbage even in the
- * bytes the writer did not touch).  The lock is one for all exports: a
+ * bytes the writer did not touch).  The lock is one per disk (export.c): a
  * plugin that ignores the export name (file file=) serves one image under
  * every name a client picks, and a read-modify-write under one name must
- * still exclude writes under another. */
+ * still exclude writes under another; other disks never wait for it. */
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -37,9 +37,6 @@
 
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 #define MAX(a, b) ((a) > (b) ? (a) : (b))
-
-/* Shared: aligned writes, reads, trims.  Exclusive: read-modify-write. */
-static pthread_rwlock_t rmw_lock = PTHREAD_RWLOCK_INITIALIZER;
 
 static void rwlock_release(pthread_rwlock_t **lock)
 {
@@ -270,7 +267,7 @@ static int nbdcrypt_pread(nbdkit_next *next, void *handle, void *buf, uint32_t c
     struct nbdcrypt_thread *t = nbdcrypt_thread_get(x, 0, err);
     if (!t)
       return -1;
-    CLEANUP_RWLOCK pthread_rwlock_t *lock = rwlock_take(&rmw_lock, false);
+    CLEANUP_RWLOCK pthread_rwlock_t *lock = rwlock_take(x->rmw_lock, false);
     return read_sectors(next, seg, t, out, count, offset, err);
   }
 
@@ -281,7 +278,7 @@ static int nbdcrypt_pread(nbdkit_next *next, void *handle, void *buf, uint32_t c
   struct nbdcrypt_thread *t = nbdcrypt_thread_get(x, MIN(end - start, NBDCRYPT_CHUNK), err);
   if (!t)
     return -1;
-  CLEANUP_RWLOCK pthread_rwlock_t *lock = rwlock_take(&rmw_lock, false);
+  CLEANUP_RWLOCK pthread_rwlock_t *lock = rwlock_take(x->rmw_lock, false);
   for (uint64_t pos = start; pos < end;) {
     const uint32_t n = (uint32_t)MIN(end - pos, NBDCRYPT_CHUNK);
     if (read_sectors(next, seg, t, t->buf, n, pos, err) == -1)
@@ -330,7 +327,7 @@ static int write_data(nbdkit_next *next, const struct nbdcrypt_export *x, const 
   struct nbdcrypt_thread *t = nbdcrypt_thread_get(x, MIN(end - start, NBDCRYPT_CHUNK), err);
   if (!t)
     return -1;
-  CLEANUP_RWLOCK pthread_rwlock_t *lock = rwlock_take(&rmw_lock, rmw);
+  CLEANUP_RWLOCK pthread_rwlock_t *lock = rwlock_take(x->rmw_lock, rmw);
 
   for (uint64_t pos = start; pos < end;) {
     const uint32_t n = (uint32_t)MIN(end - pos, NBDCRYPT_CHUNK);
@@ -396,12 +393,13 @@ static int nbdcrypt_zero(nbdkit_next *next, void *handle, uint32_t count, uint64
 static int nbdcrypt_trim(nbdkit_next *next, void *handle, uint32_t count, uint64_t offset,
                          uint32_t flags, int *err)
 {
-  const struct nbdcrypt_segment *seg = &((const struct nbdcrypt_export *)handle)->segment;
+  const struct nbdcrypt_export *x = handle;
+  const struct nbdcrypt_segment *seg = &x->segment;
   const uint64_t start = round_up(offset, seg->sector_size);
   const uint64_t end = round_down(offset + count, seg->sector_size);
   if (start >= end)
     return 0;
-  CLEANUP_RWLOCK pthread_rwlock_t *lock = rwlock_take(&rmw_lock, false);
+  CLEANUP_RWLOCK pthread_rwlock_t *lock = rwlock_take(x->rmw_lock, false);
   return next->trim(next, (uint32_t)(end - start), seg->offset + start, flags & NBDKIT_FLAG_FUA,
                     err);
 }

@@ -69,13 +69,19 @@ struct nbdcrypt_export {
   struct nbdcrypt_segment segment;
   struct xts_ctx *master_xts; /* cloned per thread with xts_dup */
   struct volume *vol;
+  /* Shared by aligned requests, exclusive for a read-modify-write: one per
+   * disk (by LUKS2 uuid), so that two export names of one image (a plugin
+   * that ignores the name) exclude each other, while other disks never
+   * wait for it.  Points at own_rmw_lock or at another export's. */
+  pthread_rwlock_t *rmw_lock;
   atomic_bool unlocked;
   char *name;
-  pthread_mutex_t lock;                /* the unlock and the fields below */
-  bool image_locked;                   /* nbdcrypt_lock_export succeeded */
-  bool attempted;                      /* an unlock was tried and failed */
-  struct timespec last_end;            /* when that attempt ended */
-  char last_error[NBDC_ERROR_MAX];     /* and what it said */
+  pthread_mutex_t lock;            /* the unlock and the fields below */
+  bool image_locked;               /* nbdcrypt_lock_export succeeded */
+  bool attempted;                  /* an unlock was tried and failed */
+  struct timespec last_end;        /* when that attempt ended */
+  char last_error[NBDC_ERROR_MAX]; /* and what it said */
+  pthread_rwlock_t own_rmw_lock;
   struct nbdcrypt_export *next_export; /* the table, under its own lock */
 };
 
