@@ -54,7 +54,7 @@ pass "list: a.img b.img plain.img; nbdinfo --list details a.img and b.img, names
 # The plain image is refused on its own, twice (the second time from the
 # retry window), the client's failure and the server's log naming it.
 for i in 1 2; do
-  must_refuse 1 "plain.img" "$dir/plain.img" -- nbdinfo --size "$(euri plain.img)"
+  must_refuse 1 "server has no export named 'plain.img'" "$dir/plain.img" -- nbdinfo --size "$(euri plain.img)"
 done
 server_alive vms || fail "server died on the plain export"
 log_has vms "error: nbdcrypt: export 'plain.img': cannot unlock: .*no LUKS2 header" ||

@@ -36,7 +36,7 @@ cmp_range "$T/back" 0 "$T/plain" 0 $((16 * MiB)) || fail "export vm1 does not re
 server_alive dyn || fail "server died"
 pass "nbd dynamic-export=true: 16 MiB plus unaligned writes read back through export vm1"
 
-must_refuse 1 "nosuch" - -- nbdinfo --size "$(euri nosuch)"
+must_refuse 1 "server has no export named 'nosuch'" - -- nbdinfo --size "$(euri nosuch)"
 server_alive dyn || fail "server died on an export the remote server lacks"
 nbdsh -u "$(euri vm1)" -c 'assert h.pread(100, 4000) == b"\x5a" * 100' || fail "vm1 after the refusal"
 n=$(grep -c "nbdcrypt: unlocked disk [^ ]* for export 'vm1'" "$T/dyn.log" || true)

@@ -54,7 +54,7 @@ euri() { echo "nbd+unix:///$1?socket=$T/pick.sock"; }
 
 nbdcopy "$T/pa" "$(euri a)"
 nbdcopy "$T/pb" "$(euri b)"
-must_refuse 1 "plain" "$dir/plain.img" -- nbdinfo --size "$(euri plain)"
+must_refuse 1 "server has no export named 'plain'" "$dir/plain.img" -- nbdinfo --size "$(euri plain)"
 log_has pick "nbdcrypt: export 'plain': cannot unlock: .*no LUKS2 header" ||
   fail "the log does not name the refused export 'plain'"
 nbdcopy "$(euri a)" "$T/ba"
