@@ -6,12 +6,19 @@
  * Reads decrypt in place in the client's buffer; writes encrypt into a
  * per-thread buffer with a per-thread cipher context.
  *
+ * Exports: the handle of a connection is its export (export.c), whose
+ * volume was unlocked in .prepare; every callback below reads the segment
+ * and cipher key through it.
+ *
  * Locking: requests not aligned to the encryption sector are served by
  * read-modify-write of the partial sectors under an exclusive rwlock.
  * Aligned writes and all reads take it shared: an aligned write can never
  * land inside a read-modify-write, and a read never sees a sector half way
  * through one (a torn ciphertext sector would decrypt to garbage even in the
- * bytes the writer did not touch). */
+ * bytes the writer did not touch).  The lock is one per disk (export.c): a
+ * plugin that ignores the export name (file file=) serves one image under
+ * every name a client picks, and a read-modify-write under one name must
+ * still exclude writes under another; other disks never wait for it. */
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -28,13 +35,8 @@
 
 #include "nbdcrypt.h"
 
-#define NBDCRYPT_MIN_BLOCK 512
-
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 #define MAX(a, b) ((a) > (b) ? (a) : (b))
-
-/* Shared: aligned writes, reads, trims.  Exclusive: read-modify-write. */
-static pthread_rwlock_t rmw_lock = PTHREAD_RWLOCK_INITIALIZER;
 
 static void rwlock_release(pthread_rwlock_t **lock)
 {
@@ -65,6 +67,7 @@ static void nbdcrypt_load(void)
 static void nbdcrypt_unload(void)
 {
   nbdcrypt_state_free();
+  nbdcrypt_options_free();
   nbdcrypt_lock_free();
 }
 
@@ -72,8 +75,11 @@ static int nbdcrypt_config(nbdkit_next_config *next, nbdkit_backend *nxdata, con
                            const char *value)
 {
   int r = nbdcrypt_lock_config_key(key, value);
-  if (r == 0)
-    r = nbdcrypt_config_key(key, value);
+  if (r == -1)
+    return -1;
+  if (r == 1)
+    return 0;
+  r = nbdcrypt_config_key(key, value);
   if (r == -1)
     return -1;
   if (r == 1)
@@ -102,54 +108,65 @@ static int nbdcrypt_get_ready(int thread_model)
   return nbdcrypt_lock_ready();
 }
 
+/* No unlock here: there is no connection, hence no export name, and no
+ * plugin is opened outside a connection (export.c). */
 static int nbdcrypt_after_fork(nbdkit_backend *backend)
 {
+  (void)backend;
   nbdcrypt_after_fork_relock();
-  return nbdcrypt_unlock_at_start(backend);
+  return 0;
 }
 
+/* No I/O is allowed here: find the export (exportname is canonical, the
+ * default export already resolved by nbdkit) and make it the handle. */
 static void *nbdcrypt_open(nbdkit_next_open *next, nbdkit_context *ctx, int readonly,
                            const char *exportname, int is_tls)
 {
   (void)is_tls;
-  if (nbdcrypt_lock_export(exportname, readonly) == -1)
-    return NULL;
   if (next(ctx, readonly, exportname) == -1)
     return NULL;
-  return NBDKIT_HANDLE_NOT_NEEDED;
+  return nbdcrypt_export_get(exportname);
 }
 
-/* The first place a connection may read the disk: unlock it if the start-up
- * attempt failed (rate-limited). */
+/* The first place a connection may read the disk: unlock its export on the
+ * export's first connection (rate-limited retries after a failure).  A
+ * failure here is answered NBD_REP_ERR_UNKNOWN without a message by nbdkit
+ * (docs/decisions.md): the cause is in the server's log. */
 static int nbdcrypt_prepare(nbdkit_next *next, void *handle, int readonly)
 {
-  (void)handle;
-  (void)readonly;
-  return nbdcrypt_unlock(next, true);
+  return nbdcrypt_export_unlock(handle, next, readonly);
 }
 
 static int64_t nbdcrypt_get_size(nbdkit_next *next, void *handle)
 {
-  (void)handle;
-  return nbdcrypt_export_size(next->get_size(next));
+  return nbdcrypt_export_size(handle, next->get_size(next));
 }
 
+/* Minimum 1: the filter serves any alignment by its own read-modify-write,
+ * which fails a write whose read fails.  Advertising the sector instead
+ * makes clients pad on their own: nbdfuse then refuses byte-granular
+ * writes, and qemu 7.2 ignores an error of its padding read and writes
+ * zeroes over the bytes it could not read.  Preferred: the encryption
+ * sector (aligned requests skip the read-modify-write), or the plugin's
+ * when larger.  The filter's plugin requests are whole sectors at sector
+ * offsets, so a plugin minimum up to the sector size is met; a larger one
+ * is passed on. */
 static int nbdcrypt_block_size(nbdkit_next *next, void *handle, uint32_t *minimum,
                                uint32_t *preferred, uint32_t *maximum)
 {
-  (void)handle;
+  const struct nbdcrypt_export *x = handle;
   if (next->block_size(next, minimum, preferred, maximum) == -1)
     return -1;
-  uint32_t sector_size = nbdcrypt_segment_get()->sector_size;
+  const uint32_t sector_size = x->segment.sector_size;
   if (*minimum == 0) { /* the plugin has no constraints */
-    *minimum = NBDCRYPT_MIN_BLOCK;
+    *minimum = 1;
     *preferred = sector_size;
     *maximum = 0xffffffff;
   } else {
-    *minimum = MAX(*minimum, NBDCRYPT_MIN_BLOCK);
+    *minimum = *minimum <= sector_size ? 1 : *minimum;
     *preferred = MAX(*minimum, MAX(*preferred, sector_size));
     if (*maximum != 0xffffffff && *maximum < *preferred)
-      *preferred = *maximum;
+      *preferred = MAX(*minimum, *maximum);
   }
   return 0;
 }
@@ -222,10 +239,10 @@ static int crypt_error(const char *what, uint64_t pos, const struct nbdc_error *
 }
 
 /* Read and decrypt len bytes (whole sectors) at export offset pos into buf. */
-static int read_sectors(nbdkit_next *next, struct nbdcrypt_thread *t, uint8_t *buf, uint32_t len,
-                        uint64_t pos, int *err)
+static int read_sectors(nbdkit_next *next, const struct nbdcrypt_segment *seg,
+                        struct nbdcrypt_thread *t, uint8_t *buf, uint32_t len, uint64_t pos,
+                        int *err)
 {
-  const struct nbdcrypt_segment *seg = nbdcrypt_segment_get();
   if (next->pread(next, buf, len, seg->offset + pos, 0, err) == -1) {
     nbdkit_error("nbdcrypt: plugin read of %" PRIu32 " bytes at export offset %" PRIu64
                  " failed: %s",
@@ -241,30 +258,31 @@ static int read_sectors(nbdkit_next *next, struct nbdcrypt_thread *t, uint8_t *b
 static int nbdcrypt_pread(nbdkit_next *next, void *handle, void *buf, uint32_t count,
                           uint64_t offset, uint32_t flags, int *err)
 {
-  (void)handle;
   (void)flags;
-  const uint32_t sector_size = nbdcrypt_segment_get()->sector_size;
+  const struct nbdcrypt_export *x = handle;
+  const struct nbdcrypt_segment *seg = &x->segment;
+  const uint32_t sector_size = seg->sector_size;
   uint8_t *out = buf;
 
   if (is_aligned(offset | count, sector_size)) {
-    struct nbdcrypt_thread *t = nbdcrypt_thread_get(0, err);
+    struct nbdcrypt_thread *t = nbdcrypt_thread_get(x, 0, err);
     if (!t)
       return -1;
-    CLEANUP_RWLOCK pthread_rwlock_t *lock = rwlock_take(&rmw_lock, false);
-    return read_sectors(next, t, out, count, offset, err);
+    CLEANUP_RWLOCK pthread_rwlock_t *lock = rwlock_take(x->rmw_lock, false);
+    return read_sectors(next, seg, t, out, count, offset, err);
   }
 
   /* Unaligned: read the covering sectors into the bounce buffer, a chunk
    * at a time, and copy the requested bytes out. */
   const uint64_t start = round_down(offset, sector_size);
   const uint64_t end = round_up(offset + count, sector_size);
-  struct nbdcrypt_thread *t = nbdcrypt_thread_get(MIN(end - start, NBDCRYPT_CHUNK), err);
+  struct nbdcrypt_thread *t = nbdcrypt_thread_get(x, MIN(end - start, NBDCRYPT_CHUNK), err);
   if (!t)
     return -1;
-  CLEANUP_RWLOCK pthread_rwlock_t *lock = rwlock_take(&rmw_lock, false);
+  CLEANUP_RWLOCK pthread_rwlock_t *lock = rwlock_take(x->rmw_lock, false);
   for (uint64_t pos = start; pos < end;) {
     const uint32_t n = (uint32_t)MIN(end - pos, NBDCRYPT_CHUNK);
-    if (read_sectors(next, t, t->buf, n, pos, err) == -1)
+    if (read_sectors(next, seg, t, t->buf, n, pos, err) == -1)
       return -1;
     const uint64_t lo = MAX(pos, offset);
     const uint64_t hi = MIN(pos + n, offset + count);
@@ -282,10 +300,10 @@ static int nbdcrypt_pread(nbdkit_next *next, void *handle, void *buf, uint32_t c
  * FUA goes on the single plugin write; when a request needs several, on
  * every one of them if the plugin has native FUA, else on the last only
  * (emulated FUA is a flush, which covers the earlier ones too). */
-static int write_data(nbdkit_next *next, const uint8_t *data, uint32_t count, uint64_t offset,
-                      uint32_t flags, int *err)
+static int write_data(nbdkit_next *next, const struct nbdcrypt_export *x, const uint8_t *data,
+                      uint32_t count, uint64_t offset, uint32_t flags, int *err)
 {
-  const struct nbdcrypt_segment *seg = nbdcrypt_segment_get();
+  const struct nbdcrypt_segment *seg = &x->segment;
   const uint32_t sector_size = seg->sector_size;
   const uint64_t end_byte = offset + count;
   const uint64_t start = round_down(offset, sector_size);
@@ -307,10 +325,10 @@ static int write_data(nbdkit_next *next, const uint8_t *data, uint32_t count, ui
       fua_last = true;
   }
 
-  struct nbdcrypt_thread *t = nbdcrypt_thread_get(MIN(end - start, NBDCRYPT_CHUNK), err);
+  struct nbdcrypt_thread *t = nbdcrypt_thread_get(x, MIN(end - start, NBDCRYPT_CHUNK), err);
   if (!t)
     return -1;
-  CLEANUP_RWLOCK pthread_rwlock_t *lock = rwlock_take(&rmw_lock, rmw);
+  CLEANUP_RWLOCK pthread_rwlock_t *lock = rwlock_take(x->rmw_lock, rmw);
 
   for (uint64_t pos = start; pos < end;) {
     const uint32_t n = (uint32_t)MIN(end - pos, NBDCRYPT_CHUNK);
@@ -322,13 +340,13 @@ static int write_data(nbdkit_next *next, const uint8_t *data, uint32_t count, ui
         return crypt_error("encryption", pos, &e, err);
     } else {
       if (pos == start && head_partial) {
-        if (read_sectors(next, t, t->buf, sector_size, start, err) == -1)
+        if (read_sectors(next, seg, t, t->buf, sector_size, start, err) == -1)
           return -1;
       }
       /* The tail sector, unless it is the head sector already read. */
       if (last && tail_partial && !(head_partial && end - sector_size == start)) {
-        if (read_sectors(next, t, t->buf + n - sector_size, sector_size, end - sector_size, err) ==
-            -1)
+        if (read_sectors(next, seg, t, t->buf + n - sector_size, sector_size, end - sector_size,
+                         err) == -1)
           return -1;
       }
       const uint64_t lo = MAX(pos, offset);
@@ -356,8 +374,7 @@ static int write_data(nbdkit_next *next, const uint8_t *data, uint32_t count, ui
 static int nbdcrypt_pwrite(nbdkit_next *next, void *handle, const void *buf, uint32_t count,
                            uint64_t offset, uint32_t flags, int *err)
 {
-  (void)handle;
-  return write_data(next, buf, count, offset, flags & NBDKIT_FLAG_FUA, err);
+  return write_data(next, handle, buf, count, offset, flags & NBDKIT_FLAG_FUA, err);
 }
 
 /* Zeroes are written as encrypted zero sectors; MAY_TRIM is ignored (a
@@ -365,12 +382,11 @@ static int nbdcrypt_pwrite(nbdkit_next *next, void *handle, const void *buf, uin
 static int nbdcrypt_zero(nbdkit_next *next, void *handle, uint32_t count, uint64_t offset,
                          uint32_t flags, int *err)
 {
-  (void)handle;
   if (flags & NBDKIT_FLAG_FAST_ZERO) {
     *err = ENOTSUP;
     return -1;
   }
-  return write_data(next, NULL, count, offset, flags & NBDKIT_FLAG_FUA, err);
+  return write_data(next, handle, NULL, count, offset, flags & NBDKIT_FLAG_FUA, err);
 }
 
 /* Only with nbdcrypt-discard=true.  Only whole sectors inside the range are
@@ -378,13 +394,13 @@ static int nbdcrypt_zero(nbdkit_next *next, void *handle, uint32_t count, uint64
 static int nbdcrypt_trim(nbdkit_next *next, void *handle, uint32_t count, uint64_t offset,
                          uint32_t flags, int *err)
 {
-  (void)handle;
-  const struct nbdcrypt_segment *seg = nbdcrypt_segment_get();
+  const struct nbdcrypt_export *x = handle;
+  const struct nbdcrypt_segment *seg = &x->segment;
   const uint64_t start = round_up(offset, seg->sector_size);
   const uint64_t end = round_down(offset + count, seg->sector_size);
   if (start >= end)
     return 0;
-  CLEANUP_RWLOCK pthread_rwlock_t *lock = rwlock_take(&rmw_lock, false);
+  CLEANUP_RWLOCK pthread_rwlock_t *lock = rwlock_take(x->rmw_lock, false);
   return next->trim(next, (uint32_t)(end - start), seg->offset + start, flags & NBDKIT_FLAG_FUA,
                     err);
 }

@@ -1,22 +1,37 @@
 /* nbdkit-nbdcrypt-filter: state shared between the filter's files.
  * nbdcrypt.c holds the callbacks and the data path, unlock.c the key
- * options, the per-export unlock and the per-thread cipher state, lock.c the
- * image locks. */
+ * options and the opening of a volume through the plugin, export.c the
+ * table of exports (one volume each) and the per-thread cipher state,
+ * lock.c the image locks. */
 #ifndef NBDCRYPT_FILTER_H
 #define NBDCRYPT_FILTER_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include <nbdkit-filter.h>
 
 #include "nbdcrypt/crypto.h"
+#include "nbdcrypt/error.h"
+
+struct volume;
 
 /* Largest plugin request the filter issues for one client write: a write
  * bigger than this is encrypted and written in chunks of this size (a
  * multiple of every sector size), which caps the per-thread buffer. */
 #define NBDCRYPT_CHUNK (256u * 1024)
+
+/* A failed unlock of an export is tried again at most once per this many
+ * seconds, counted from the end of the last attempt (DESIGN.md section 6). */
+#define NBDCRYPT_RETRY_SECONDS 5
+
+/* The most exports one server keeps a volume for (a plugin that takes any
+ * export name must not let clients grow the table without bound). */
+#define NBDCRYPT_MAX_EXPORTS 1024
 
 /* The unlocked data segment, fixed once the volume is open. */
 struct nbdcrypt_segment {
@@ -32,36 +47,70 @@ int nbdcrypt_config_key(const char *key, const char *value);
 /* Load the key configuration (called from .config_complete); -1 on error. */
 int nbdcrypt_config_finish(void);
 bool nbdcrypt_discard(void);
+/* .after_fork: move the secret into pages locked by this process. */
+void nbdcrypt_after_fork_relock(void);
+/* .unload: wipe the secret, free the key configuration. */
+void nbdcrypt_options_free(void);
 
-/* Unlock the volume through next (prepared, not yet used for I/O); once
- * unlocked this is a no-op.  rate_limited: refuse to retry within a few
- * seconds of a failed attempt and repeat its error.  0, or -1 after
- * nbdkit_error. */
-int nbdcrypt_unlock(nbdkit_next *next, bool rate_limited);
-/* Unlock once per server through a manual context (.after_fork).  A failure
- * is logged and remembered; connections retry.  Always 0. */
-int nbdcrypt_unlock_at_start(nbdkit_backend *backend);
+/* Open the volume on the plugin behind next (prepared, get_size not yet
+ * called) with the configured keys: the volume, a master cipher context for
+ * its data segment and the segment.  0, or a negative errno with e set. */
+int nbdcrypt_volume_unlock(nbdkit_next *next, struct volume **vol, struct xts_ctx **master_xts,
+                           struct nbdcrypt_segment *segment, struct nbdc_error *e);
 
-/* The segment; only valid after a successful nbdcrypt_unlock. */
-const struct nbdcrypt_segment *nbdcrypt_segment_get(void);
-/* Bytes the export has on a plugin disk of plugin_size bytes; -1 after
- * nbdkit_error. */
-int64_t nbdcrypt_export_size(int64_t plugin_size);
+/* ---- export.c --------------------------------------------------------- */
 
-/* This thread's cipher context and a buffer of at least len bytes (len <=
- * NBDCRYPT_CHUNK), created on first use and freed when the thread exits.
- * NULL with *err set after nbdkit_error. */
+/* One export (by the name nbdkit gives .open, "" for the default export):
+ * its volume, unlocked on the first connection, kept until .unload.  A
+ * connection's handle is its export.  The fields above `unlocked` are
+ * written once, before unlocked is release-stored, and never again: the
+ * data path reads them without a lock. */
+struct nbdcrypt_export {
+  struct nbdcrypt_segment segment;
+  struct xts_ctx *master_xts; /* cloned per thread with xts_dup */
+  struct volume *vol;
+  /* Shared by aligned requests, exclusive for a read-modify-write: one per
+   * disk (by LUKS2 uuid), so that two export names of one image (a plugin
+   * that ignores the name) exclude each other, while other disks never
+   * wait for it.  Points at own_rmw_lock or at another export's. */
+  pthread_rwlock_t *rmw_lock;
+  atomic_bool unlocked;
+  char *name;
+  pthread_mutex_t lock;            /* the unlock and the fields below */
+  bool image_locked;               /* nbdcrypt_lock_export succeeded */
+  bool attempted;                  /* an unlock was tried and failed */
+  struct timespec last_end;        /* when that attempt ended */
+  char last_error[NBDC_ERROR_MAX]; /* and what it said */
+  pthread_rwlock_t own_rmw_lock;
+  struct nbdcrypt_export *next_export; /* the table, under its own lock */
+};
+
+/* The export named name, created (not yet unlocked) on first use; never
+ * freed before .unload.  No I/O (.open).  NULL after nbdkit_error. */
+struct nbdcrypt_export *nbdcrypt_export_get(const char *name);
+/* Unlock x through next (.prepare) unless it is unlocked already.  A failed
+ * attempt is repeated at most once per NBDCRYPT_RETRY_SECONDS; in between
+ * its error is repeated.  0, or -1 after nbdkit_error naming the export. */
+int nbdcrypt_export_unlock(struct nbdcrypt_export *x, nbdkit_next *next, bool readonly);
+/* Bytes export x (unlocked) has on a plugin disk of plugin_size bytes; -1
+ * after nbdkit_error. */
+int64_t nbdcrypt_export_size(const struct nbdcrypt_export *x, int64_t plugin_size);
+
+/* This thread's cipher context for export x and a buffer of at least len
+ * bytes (len <= NBDCRYPT_CHUNK), created on first use, made again when the
+ * thread last served another export, freed when the thread exits.  NULL
+ * with *err set after nbdkit_error. */
 struct nbdcrypt_thread {
+  const struct nbdcrypt_export *export; /* whose key xts holds */
   struct xts_ctx *xts;
   uint8_t *buf;
   size_t buf_size;
   struct nbdcrypt_thread *prev, *next; /* all live thread states */
 };
-struct nbdcrypt_thread *nbdcrypt_thread_get(size_t len, int *err);
+struct nbdcrypt_thread *nbdcrypt_thread_get(const struct nbdcrypt_export *x, size_t len, int *err);
 
 int nbdcrypt_state_init(void);  /* .load */
-void nbdcrypt_state_free(void); /* .unload: wipes the DEK and every context */
-void nbdcrypt_after_fork_relock(void);
+void nbdcrypt_state_free(void); /* .unload: every export's DEK and every context */
 
 /* ---- lock.c: one writer per disk (docs/decisions.md) --------------------
  * The filter takes, on the image files under the plugin, the same locks as

@@ -54,13 +54,14 @@ serve() {
 # open, from what its -v log says since it started (nbdkit logs "LAYER: open
 # returned handle" and "LAYER: close" for every layer of every connection).
 # A server not started by server_start ("nbdcrypt serve") counts when it runs
-# with -v and logs to $T/NAME.log.
+# with -v and logs to $T/NAME.log.  A failed open logs "open returned handle
+# (nil)" and is never closed: only handles 0x... count.
 server_open_handles() {
   local log opened closed start=0
   [ -f "$T/$1.log" ] || { echo 0; return; }
   [ -f "$T/$1.logstart" ] && start=$(cat "$T/$1.logstart")
   log=$(tail -n "+$((start + 1))" "$T/$1.log")
-  opened=$(grep -Ec ': debug: [A-Za-z0-9_.-]+: open returned handle ' <<<"$log" || true)
+  opened=$(grep -Ec ': debug: [A-Za-z0-9_.-]+: open returned handle 0x' <<<"$log" || true)
   closed=$(grep -Ec ': debug: [A-Za-z0-9_.-]+: close$' <<<"$log" || true)
   echo $((opened - closed))
 }

@@ -26,7 +26,7 @@ expect_refused() {
 # Not LUKS2 at all.
 head -c $((32 * MiB)) /dev/urandom >"$T/random.img"
 serve notluks "$T/random.img"
-expect_refused notluks "cannot unlock the disk: .*(no LUKS2 header|not a LUKS)"
+expect_refused notluks "export '': cannot unlock: .*(no LUKS2 header|not a LUKS)"
 server_stop notluks
 
 # A good disk, and a truncated copy (header intact, keyslots area cut).
@@ -48,7 +48,7 @@ store["keys"].clear()
 json.dump(store, open(sys.argv[1], "w"))
 PYEOF
 serve nokek "$img"
-expect_refused nokek "cannot unlock the disk: .*$kek"
+expect_refused nokek "export '': cannot unlock: .*$kek"
 log_has nokek "$uuid" || fail "the error does not name the disk uuid $uuid"
 log_has nokek "local" || fail "the error does not name the provider"
 pass "missing KEK: the error names disk $uuid, provider local and KEK $kek"
@@ -71,7 +71,7 @@ store["keys"][sys.argv[2]]["key"] = base64.b64encode(os.urandom(32)).decode()
 json.dump(store, open(sys.argv[1], "w"))
 PYEOF
 serve wrongkek "$img"
-expect_refused wrongkek "cannot unlock the disk: .*(wrong|no keyslot|does not match|mismatch)"
+expect_refused wrongkek "export '': cannot unlock: .*(wrong|no keyslot|does not match|mismatch)"
 server_stop wrongkek
 cp "$T/keystore.saved" "$KEYSTORE"
 

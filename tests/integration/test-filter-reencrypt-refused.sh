@@ -16,6 +16,6 @@ for i in 1 2; do
   if nbdinfo --size "$(uri reenc)" >/dev/null 2>&1; then fail "connection $i succeeded"; fi
   server_alive reenc || fail "server died"
 done
-log_has reenc "cannot unlock the disk: .*re-?encrypt" ||
+log_has reenc "export '': cannot unlock: .*re-?encrypt" ||
   fail "the log does not say the disk is being re-encrypted: $(grep -m1 "error:" "$T/reenc.log")"
 pass "refused: $(grep -m1 "cannot unlock" "$T/reenc.log")"
