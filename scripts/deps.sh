@@ -8,7 +8,7 @@ NBDCRYPT_BUILD_PACKAGES=(
 )
 NBDCRYPT_TEST_PACKAGES=(
   openssl libnbd-bin python3-libnbd cryptsetup-bin qemu-utils nbd-client fio
-  python3-pykmip python3-cryptography e2fsprogs fuse3 procps iproute2
+  python3-pykmip python3-cryptography e2fsprogs fuse3 procps iproute2 fdisk
 )
 
 # Install whatever of the given packages is missing (apt-get update only when needed).

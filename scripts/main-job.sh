@@ -20,6 +20,13 @@
 #   NBDCRYPT_PORT    TCP port on 127.0.0.1 (10809)
 #   NBDCRYPT_BUILD   build directory (build)
 #   NBDCRYPT_NO_INSTALL=1  do not apt-get anything
+#   NBDCRYPT_NO_BUILD=1    use the nbdcrypt and filter already built in NBDCRYPT_BUILD
+#   NBDKIT           the nbdkit command (nbdkit)
+#
+# One main job per state directory: a second run while the first still
+# serves (its lock on $NBDCRYPT_STATE/main-job.lock is held by the job and
+# its servers), or while any server answers on NBDCRYPT_SOCKET, is refused
+# with exit 1; it never removes a live server's socket.
 set -euo pipefail
 
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -30,9 +37,22 @@ config=${NBDCRYPT_CONFIG:-$state/config.json}
 sock=${NBDCRYPT_SOCKET:-/run/nbdcrypt/disk.sock}
 port=${NBDCRYPT_PORT:-10809}
 build=${NBDCRYPT_BUILD:-$top/build}
+read -r -a nbdkit <<<"${NBDKIT:-nbdkit}"
 
 say() { printf 'main-job: %s\n' "$*" >&2; }
 die() { printf 'main-job: error: %s\n' "$*" >&2; exit 1; }
+
+# ---- one main job per state directory -------------------------------------
+# flock on a descriptor the servers inherit: the lock lives as long as the
+# job or any server it started, and the kernel drops it when they are gone.
+umask 077
+mkdir -p "$state" "$(dirname "$sock")"
+exec 9>>"$state/main-job.lock"
+if ! flock -n 9; then
+  other=$(cat "$state/main-job.pid" 2>/dev/null || true)
+  die "another main-job${other:+ (pid $other)} is serving $disk from $state; stop it first (Ctrl-C there${other:+, or kill $other})"
+fi
+echo $$ >"$state/main-job.pid"
 
 # ---- packages -------------------------------------------------------------
 . "$top/scripts/deps.sh"
@@ -43,17 +63,17 @@ if [ "${NBDCRYPT_NO_INSTALL:-0}" != 1 ]; then
 fi
 
 # ---- build ----------------------------------------------------------------
-say "building in $build"
-cmake -S "$top" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$build" -j "$(nproc 2>/dev/null || echo 2)" --target nbdcrypt nbdkit-nbdcrypt-filter \
-  >/dev/null || die "build failed (rerun: cmake --build $build)"
+if [ "${NBDCRYPT_NO_BUILD:-0}" != 1 ]; then
+  say "building in $build"
+  cmake -S "$top" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  cmake --build "$build" -j "$(nproc 2>/dev/null || echo 2)" --target nbdcrypt nbdkit-nbdcrypt-filter \
+    >/dev/null || die "build failed (rerun: cmake --build $build)"
+fi
 nbdcrypt=$build/nbdcrypt
 filter=$build/plugins/nbdkit-nbdcrypt-filter.so
 [ -x "$nbdcrypt" ] && [ -f "$filter" ] || die "build produced no nbdcrypt or filter"
 
 # ---- keystore, KEK, disk --------------------------------------------------
-umask 077
-mkdir -p "$state" "$(dirname "$sock")"
 if [ ! -e "$config" ]; then
   say "creating $config (native keystore $state/keystore.json)"
   printf '{"providers": {"local": {"type": "native", "keystore": "%s"}},\n "default_provider": "local"}\n' \
@@ -68,9 +88,19 @@ fi
 "$nbdcrypt" check "$disk" >/dev/null || die "this host cannot unlock $disk (see above)"
 
 # ---- serve ----------------------------------------------------------------
+# A socket that answers belongs to a live server (of another state
+# directory, or not ours at all): leave it.  One that does not is stale.
+if [ -e "$sock" ]; then
+  if nbdinfo --list "nbd+unix:///?socket=$sock" >/dev/null 2>&1; then
+    die "a server is already listening on $sock; stop it or choose another NBDCRYPT_SOCKET"
+  fi
+  say "removing the stale socket $sock"
+  rm -f "$sock"
+fi
 pids=()
 cleanup() {
   local p
+  [ ${#pids[@]} -gt 0 ] || return 0
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   rm -f "$sock"
@@ -78,8 +108,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-rm -f "$sock"
-nbdkit -f -U "$sock" --filter="$filter" file file="$disk" nbdcrypt-config="$config" &
+"${nbdkit[@]}" -f -U "$sock" --filter="$filter" file file="$disk" nbdcrypt-config="$config" &
 pids+=($!)
 for ((i = 0; i < 300; i++)); do
   [ -S "$sock" ] && break
@@ -90,7 +119,7 @@ done
 # A first connection proves the disk unlocked before we advertise it.
 nbdinfo --size "nbd+unix:///?socket=$sock" >/dev/null || die "the disk does not open (see the nbdkit errors above)"
 
-nbdkit -f -i 127.0.0.1 -p "$port" nbd socket="$sock" &
+"${nbdkit[@]}" -f -i 127.0.0.1 -p "$port" nbd socket="$sock" &
 pids+=($!)
 for ((i = 0; i < 300; i++)); do
   nbdinfo --size "nbd://127.0.0.1:$port" >/dev/null 2>&1 && break

@@ -65,7 +65,10 @@ struct volume_format_opts {
 
 /* Write a new LUKS2 header to dev: fresh random DEK, a keyslot bound to the
  * KEK (pbkdf2-sha256, 1000 iterations, the KEK or wrapped secret as keyslot
- * secret) and our token.  kek_id_out receives the KEK id used. */
+ * secret) and our token.  kek_id_out receives the KEK id used.  A KEK this
+ * call created is destroyed again if a later step fails (the message says
+ * so, or that it could not be and must be destroyed by hand).  The caller
+ * checks first that dev holds nothing to keep (probe_signatures). */
 int volume_format(struct bdev *dev, const struct volume_format_opts *opts,
                   char kek_id_out[KEYS_ID_MAX], struct nbdc_error *err);
 

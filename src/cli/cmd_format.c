@@ -1,13 +1,17 @@
 /* nbdcrypt format: a new LUKS2 header with a fresh DEK bound to a KEK. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "nbdcrypt/luks2.h"
+#include "nbdcrypt/probe.h"
 #include "nbdcrypt/volume.h"
 
 static const char format_help[] =
@@ -15,15 +19,102 @@ static const char format_help[] =
     "                       [--sector-size 512|4096] [--label L] [--kms-wrapped] [--force]\n\n"
     "Write a LUKS2 header with a fresh random volume key (DEK) bound to a KEK.\n"
     "  TARGET              image file (created sparse when --size is given and it\n"
-    "                      does not exist) or NBD URI\n"
-    "  --size SIZE         size of a new image file (K, M, G, T suffixes)\n"
+    "                      does not exist; removed again if the format fails) or NBD URI\n"
+    "  --size SIZE         size of a new image file (K, M, G, T suffixes); an existing\n"
+    "                      file must already have that size\n"
     "  --provider NAME     key provider (default: the configuration's default)\n"
     "  --kek ID            existing KEK to bind; without it a new KEK is created\n"
     "  --sector-size N     encryption sector size, 512 or 4096 (default 4096)\n"
     "  --label L           LUKS2 label\n"
     "  --kms-wrapped       the keyslot secret is random and wrapped by the KMS (kmip)\n"
-    "  --force             overwrite an existing LUKS header\n"
-    "Prints the KEK id on stdout.  Everything in the first 16 MiB is overwritten.\n";
+    "  --force             overwrite a target that holds a filesystem, a LUKS header,\n"
+    "                      a partition table or any other signature libblkid knows\n"
+    "Prints the KEK id on stdout.  Everything in the first 16 MiB is overwritten.\n"
+    "A KEK created by a format that then fails is destroyed again.\n";
+
+/* A file this run created (with --size), so that a failure removes it again
+ * and never a file that was there before: it is removed only if the path
+ * still names the inode we created. */
+struct format_new_file {
+  const char *path; /* NULL: nothing was created */
+  dev_t dev;
+  ino_t ino;
+};
+
+static int format_create(const char *target, uint64_t size, struct format_new_file *created)
+{
+  if (size > INT64_MAX)
+    return cli_fail("cannot create %s with %" PRIu64 " bytes: too large", target, size);
+  int fd = open(target, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0)
+    return errno == EEXIST ? CLI_OK : cli_fail("cannot create %s: %s", target, strerror(errno));
+  struct stat st;
+  if (ftruncate(fd, (off_t)size) != 0 || fstat(fd, &st) != 0) {
+    int e = errno;
+    close(fd);
+    unlink(target);
+    return cli_fail("cannot size new file %s to %" PRIu64 " bytes: %s", target, size, strerror(e));
+  }
+  close(fd);
+  *created = (struct format_new_file){.path = target, .dev = st.st_dev, .ino = st.st_ino};
+  return CLI_OK;
+}
+
+static void format_remove_new(const struct format_new_file *created)
+{
+  struct stat st;
+  if (!created->path || stat(created->path, &st) != 0 || st.st_dev != created->dev ||
+      st.st_ino != created->ino)
+    return;
+  if (unlink(created->path) == 0)
+    fprintf(stderr, "nbdcrypt: removed %s, which this format had created\n", created->path);
+  else
+    cli_fail("cannot remove %s, which this format had created: %s", created->path, strerror(errno));
+}
+
+/* --size on a target that exists must match it: formatting an image of
+ * another size than asked for is never what the caller meant. */
+static int format_check_size(struct bdev *dev, const char *target, uint64_t size)
+{
+  struct nbdc_error err = {0};
+  uint64_t have;
+  if (bdev_get_size(dev, &have, &err) < 0)
+    return cli_fail("%s", err.msg);
+  if (have != size)
+    return cli_fail("%s exists with %" PRIu64 " bytes, but --size asks for %" PRIu64
+                    " bytes; leave --size out to format it at its size, or resize it first",
+                    target, have, size);
+  return CLI_OK;
+}
+
+/* Refuse a target that holds anything known: a filesystem, LUKS1/LUKS2, a
+ * partition table, swap, ... (libblkid), or a damaged LUKS2 header that
+ * blkid may not name. */
+static int format_check_empty(struct bdev *dev, const char *target)
+{
+  struct nbdc_error err = {0};
+  struct probe_result found;
+  if (probe_signatures(dev, &found, &err) < 0)
+    return cli_fail("%s", err.msg);
+  if (found.count > 0) {
+    char what[1024];
+    probe_describe_all(&found, what, sizeof what);
+    return cli_fail("%s holds %s (use --force to overwrite)", target, what);
+  }
+  struct luks2_hdr *old = NULL;
+  int lr = luks2_load(dev, &old, &err);
+  int r = CLI_OK;
+  if (lr == 0)
+    r = cli_fail("%s holds a LUKS2 header (uuid %s) (use --force to overwrite)", target,
+                 luks2_uuid(old));
+  else if (lr == -EINVAL)
+    r = cli_fail("%s holds a damaged LUKS2 header (%s) (use --force to overwrite)", target,
+                 err.msg);
+  else if (lr != -ENODATA)
+    r = cli_fail("cannot read %s: %s", target, err.msg);
+  luks2_free(old);
+  return r;
+}
 
 int cmd_format(struct cli *cli, int argc, char **argv)
 {
@@ -91,36 +182,24 @@ int cmd_format(struct cli *cli, int argc, char **argv)
   if (!fo.cfg)
     return CLI_FAIL;
 
-  struct bdev *dev = NULL;
-  if (cli_open_target(target, (size ? BDEV_CREATE : 0) | BDEV_LOCK_WRITE, size, &dev) != CLI_OK)
+  struct format_new_file created = {0};
+  if (size && format_create(target, size, &created) != CLI_OK)
     return CLI_FAIL;
-
-  struct nbdc_error err = {0};
-  int r = CLI_OK;
-  if (!force) {
-    struct luks2_hdr *old = NULL;
-    int lr = luks2_load(dev, &old, &err);
-    if (lr == 0)
-      r = cli_fail("%s already holds a LUKS2 header (uuid %s); use --force to overwrite it", target,
-                   luks2_uuid(old));
-    else if (lr == -EINVAL)
-      r = cli_fail("%s holds a damaged LUKS2 header (%s); use --force to overwrite it", target,
-                   err.msg);
-    else if (lr != -ENODATA)
-      r = cli_fail("cannot read %s: %s", target, err.msg);
-    luks2_free(old);
-    if (r != CLI_OK) {
-      bdev_close(dev);
-      return r;
-    }
-    nbdc_error_clear(&err);
-  }
+  struct bdev *dev = NULL;
+  int r = cli_open_target(target, BDEV_LOCK_WRITE, 0, &dev);
+  if (r == CLI_OK && size && !created.path)
+    r = format_check_size(dev, target, size);
+  if (r == CLI_OK && !force && !created.path)
+    r = format_check_empty(dev, target);
 
   char kek_id[KEYS_ID_MAX];
-  if (volume_format(dev, &fo, kek_id, &err) < 0)
+  struct nbdc_error err = {0};
+  if (r == CLI_OK && volume_format(dev, &fo, kek_id, &err) < 0)
     r = cli_fail("cannot format %s: %s", target, err.msg);
-  else
-    printf("%s\n", kek_id);
   bdev_close(dev);
+  if (r == CLI_OK)
+    printf("%s\n", kek_id);
+  else
+    format_remove_new(&created);
   return r;
 }

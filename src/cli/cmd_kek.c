@@ -12,12 +12,14 @@ static const char kek_help[] =
     "Usage: nbdcrypt kek create [--provider NAME] [--name LABEL]\n"
     "       nbdcrypt kek list [--provider NAME] [--prefix P] [--json]\n"
     "       nbdcrypt kek revoke ID [--provider NAME]\n"
-    "       nbdcrypt kek destroy ID [--provider NAME]\n\n"
+    "       nbdcrypt kek destroy ID --force [--provider NAME]\n\n"
     "create prints the new KEK id, alone, on stdout.  Key material is never printed.\n"
     "  --provider NAME  key provider from the configuration (default: default_provider)\n"
     "  --name LABEL     label stored with the key\n"
     "  --prefix P       list only keys whose label starts with P\n"
-    "  --json           machine-readable list\n";
+    "  --json           machine-readable list\n"
+    "  --force          destroy: really destroy the key.  Every disk bound to it (and\n"
+    "                   to no other key) becomes unreadable, for good\n";
 
 static int kek_list_print(struct keys_provider *p, const char *prefix, bool json)
 {
@@ -51,7 +53,7 @@ static int kek_list_print(struct keys_provider *p, const char *prefix, bool json
 
 struct kek_opts {
   const char *provider, *label, *prefix;
-  bool json;
+  bool json, force;
 };
 
 /* Parse all options (GNU getopt moves the action and id behind them);
@@ -59,9 +61,13 @@ struct kek_opts {
 static int kek_parse_opts(int argc, char **argv, struct kek_opts *o)
 {
   static const struct option opts[] = {
-      {"provider", required_argument, NULL, 'p'}, {"name", required_argument, NULL, 'n'},
-      {"prefix", required_argument, NULL, 'x'},   {"json", no_argument, NULL, 'j'},
-      {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
+      {"provider", required_argument, NULL, 'p'},
+      {"name", required_argument, NULL, 'n'},
+      {"prefix", required_argument, NULL, 'x'},
+      {"json", no_argument, NULL, 'j'},
+      {"force", no_argument, NULL, 'f'},
+      {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0},
   };
   int c;
   while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -77,6 +83,9 @@ static int kek_parse_opts(int argc, char **argv, struct kek_opts *o)
       break;
     case 'j':
       o->json = true;
+      break;
+    case 'f':
+      o->force = true;
       break;
     case 'h':
       fputs(kek_help, stdout);
@@ -108,6 +117,13 @@ int cmd_kek(struct cli *cli, int argc, char **argv)
   }
   if (optind < argc)
     return cli_usage("kek", "unexpected argument '%s'", argv[optind]);
+  if (o.force && strcmp(action, "destroy") != 0)
+    return cli_usage("kek", "--force applies to destroy only");
+  /* Refused before the provider is even opened: nothing can be undone. */
+  if (strcmp(action, "destroy") == 0 && !o.force)
+    return cli_fail("not destroying kek %s without --force: disks bound to this KEK become "
+                    "unreadable (rebind them first with nbdcrypt rekey)",
+                    id);
 
   struct keys_config *cfg = cli_config(cli);
   if (!cfg)

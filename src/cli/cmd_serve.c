@@ -2,14 +2,17 @@
  * (an image path) or the nbd plugin (an NBD URI), and print the URI clients
  * should use. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <libgen.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
@@ -27,12 +30,15 @@ static void serve_help(void)
          "Serve the decrypted view of the LUKS2 disk TARGET (an image file, or an NBD URI\n"
          "served through nbdkit's nbd plugin) with nbdkit and the nbdcrypt filter, then\n"
          "print the URI clients should use.  Without --socket or --port: TCP port %s on\n"
-         "%s.  Without --foreground nbdkit runs in the background once listening.\n\n"
+         "%s.  serve checks the disk unlocks with one connection once nbdkit listens;\n"
+         "if nbdkit does not start or the disk does not unlock, it stops nbdkit and exits\n"
+         "1 with the reason.  nbdkit's messages go to this command's stderr, also after\n"
+         "it has returned.  Without --foreground nbdkit keeps running in the background.\n\n"
          "  --socket PATH    listen on a Unix domain socket\n"
          "  --port N         listen on TCP port N\n"
          "  --bind ADDR      TCP address to listen on (default %s)\n"
          "  --readonly, -r   read-only export\n"
-         "  --foreground, -f stay in the foreground (nbdkit -f)\n"
+         "  --foreground, -f stay in the foreground as nbdkit's parent until it exits\n"
          "  --pidfile FILE   nbdkit writes its pid to FILE\n"
          "  --dry-run        print the nbdkit command line instead of running it\n"
          "  -- ARGS...       passed to nbdkit, e.g. nbdcrypt-passphrase=+FILE, --threads=8\n\n"
@@ -118,35 +124,238 @@ static void print_arg(FILE *out, const char *s)
   fputc('\'', out);
 }
 
-static int serve_run(char **argv, bool foreground, const char *uri)
+/* How long nbdkit may take to listen, and to exit once told to. */
+#define SERVE_START_TIMEOUT_MS 60000
+#define SERVE_STOP_TIMEOUT_MS  10000
+#define SERVE_POLL_MS          50
+
+struct serve_run {
+  char **argv;
+  bool foreground;
+  bool probe;             /* false: the server only takes TLS clients */
+  const char *uri;        /* what clients use, and what the probe connects to */
+  const char *target;     /* for messages */
+  const char *pidfile;    /* nbdkit -P: written once it listens */
+  const char *socket_abs; /* its Unix socket, removed if we stop it; may be NULL */
+};
+
+static void serve_sleep_ms(long ms)
 {
-  fflush(stdout);
-  if (foreground) {
-    /* Replace ourselves: signals (Ctrl-C, systemd) reach nbdkit directly. */
-    printf("nbdcrypt: serving on %s (foreground; Ctrl-C stops)\n", uri);
-    fflush(stdout);
-    execvp(argv[0], argv);
-    return cli_fail("cannot run %s: %s", argv[0], strerror(errno));
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+    ;
+}
+
+/* The exit status of a child as the shell shows it. */
+static int serve_status(int status)
+{
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* nbdkit writes its pidfile after binding its sockets and before taking
+ * connections, in the background and with -f alike: the file holding our
+ * child's pid means it listens.  A stale file of an earlier server holds
+ * another pid and is not mistaken for ours.  1 listening, 0 exited (status
+ * in *status), -1 timeout. */
+static int serve_wait_listening(const struct serve_run *run, pid_t pid, int *status)
+{
+  for (long waited = 0; waited < SERVE_START_TIMEOUT_MS; waited += SERVE_POLL_MS) {
+    pid_t w = waitpid(pid, status, WNOHANG);
+    if (w == pid)
+      return 0;
+    FILE *f = fopen(run->pidfile, "re");
+    if (f) {
+      long written = 0;
+      char nl = 0;
+      bool whole = fscanf(f, "%ld%c", &written, &nl) == 2 && nl == '\n';
+      fclose(f);
+      if (whole && written == (long)pid)
+        return 1;
+    }
+    serve_sleep_ms(SERVE_POLL_MS);
   }
-  pid_t pid = fork();
-  if (pid == -1)
-    return cli_fail("fork: %s", strerror(errno));
-  if (pid == 0) {
-    execvp(argv[0], argv);
-    fprintf(stderr, "nbdcrypt: cannot run %s: %s\n", argv[0], strerror(errno));
-    _exit(127);
+  return -1;
+}
+
+/* The socket and pidfile a server of ours that has listened leaves behind
+ * (nbdkit removes neither), so a failed serve leaves nothing that a later
+ * one trips over. */
+static void serve_remove_leftovers(const struct serve_run *run)
+{
+  if (run->socket_abs)
+    unlink(run->socket_abs);
+  unlink(run->pidfile);
+}
+
+/* Stop the nbdkit we started: SIGTERM, then SIGKILL if it lingers. */
+static void serve_stop(const struct serve_run *run, pid_t pid, bool listening)
+{
+  int status;
+  kill(pid, SIGTERM);
+  for (long waited = 0; waitpid(pid, &status, WNOHANG) != pid; waited += SERVE_POLL_MS) {
+    if (waited >= SERVE_STOP_TIMEOUT_MS) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      break;
+    }
+    serve_sleep_ms(SERVE_POLL_MS);
   }
+  if (listening)
+    serve_remove_leftovers(run);
+}
+
+/* One connection, as a client makes it: the filter unlocks the disk when a
+ * client first opens the export, so this is where a disk this host cannot
+ * unlock (a KEK missing, the KMS down, not a LUKS2 disk at all) shows. */
+static int serve_probe(const struct serve_run *run, struct nbdc_error *err)
+{
+  struct bdev *dev = NULL;
+  int r = bdev_open(run->uri, BDEV_RDONLY, 0, &dev, err);
+  bdev_close(dev);
+  return r;
+}
+
+static pid_t serve_child;
+
+static void serve_forward_signal(int sig)
+{
+  if (serve_child > 0)
+    kill(serve_child, sig);
+}
+
+/* Stay nbdkit's parent until it exits, passing on the signals that stop it
+ * (Ctrl-C reaches both of us; systemd's SIGTERM may reach only us). */
+static int serve_wait_child(const struct serve_run *run, pid_t pid)
+{
+  struct sigaction sa = {.sa_handler = serve_forward_signal};
+  sigemptyset(&sa.sa_mask);
+  serve_child = pid;
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGHUP, &sa, NULL);
   int status;
   while (waitpid(pid, &status, 0) == -1) {
     if (errno != EINTR)
       return cli_fail("waitpid: %s", strerror(errno));
   }
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-    return cli_fail("nbdkit failed to start (exit status %d)",
-                    WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
-  /* nbdkit's parent exits once the daemon listens. */
-  printf("%s\n", uri);
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+    return CLI_OK;
+  if (WIFSIGNALED(status) &&
+      (WTERMSIG(status) == SIGTERM || WTERMSIG(status) == SIGINT || WTERMSIG(status) == SIGHUP))
+    return CLI_OK;
+  return cli_fail("nbdkit serving %s exited with status %d", run->target, serve_status(status));
+}
+
+/* Start nbdkit -f as our child, wait until it listens, make the probe
+ * connection, then stay its parent until it exits.  report_fd >= 0 (in the
+ * background): one byte 'R' on it once the disk is served, so that the
+ * process the user started can print the URI and return. */
+static int serve_supervise(const struct serve_run *run, int report_fd)
+{
+  pid_t pid = fork();
+  if (pid == -1)
+    return cli_fail("fork: %s", strerror(errno));
+  if (pid == 0) {
+    execvp(run->argv[0], run->argv);
+    fprintf(stderr, "nbdcrypt: cannot run %s: %s\n", run->argv[0], strerror(errno));
+    _exit(127);
+  }
+
+  int status = 0;
+  int listening = serve_wait_listening(run, pid, &status);
+  if (listening == 0)
+    return cli_fail("cannot serve %s: nbdkit exited with status %d before listening (its "
+                    "messages are above)",
+                    run->target, serve_status(status));
+  if (listening < 0) {
+    serve_stop(run, pid, false);
+    return cli_fail("cannot serve %s: nbdkit (pid %ld) did not listen within %d s; stopped it",
+                    run->target, (long)pid, SERVE_START_TIMEOUT_MS / 1000);
+  }
+  struct nbdc_error err = {0};
+  if (run->probe && serve_probe(run, &err) < 0) {
+    serve_stop(run, pid, true);
+    return cli_fail("cannot serve %s: the first connection failed (%s); the reason is in "
+                    "nbdkit's messages above; stopped nbdkit (pid %ld)",
+                    run->target, err.msg, (long)pid);
+  }
+  if (waitpid(pid, &status, WNOHANG) == pid) {
+    serve_remove_leftovers(run);
+    return cli_fail("cannot serve %s: nbdkit exited with status %d after the first connection",
+                    run->target, serve_status(status));
+  }
+  if (report_fd >= 0) {
+    while (write(report_fd, "R", 1) == -1 && errno == EINTR)
+      ;
+    close(report_fd);
+  } else {
+    printf("nbdcrypt: serving %s on %s (foreground; Ctrl-C stops)\n", run->target, run->uri);
+    fflush(stdout);
+  }
+  return serve_wait_child(run, pid);
+}
+
+/* nbdkit runs with -f as a child of ours, so that its messages reach our
+ * stderr: in its own background mode nbdkit sends stderr to /dev/null and
+ * the reason a disk does not unlock would be lost.  nbdkit also asks for
+ * SIGTERM when its parent exits (PR_SET_PDEATHSIG), so in the background its
+ * parent is a small supervising process of ours, in a session of its own,
+ * that lives as long as nbdkit does: stopping either stops both. */
+static int serve_run(const struct serve_run *run)
+{
+  fflush(stdout);
+  fflush(stderr);
+  if (run->foreground)
+    return serve_supervise(run, -1);
+
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0)
+    return cli_fail("pipe: %s", strerror(errno));
+  pid_t pid = fork();
+  if (pid == -1) {
+    close(fds[0]);
+    close(fds[1]);
+    return cli_fail("fork: %s", strerror(errno));
+  }
+  if (pid == 0) {
+    close(fds[0]);
+    setsid();
+    /* Nothing of ours keeps the caller's stdout (a $(...)) open. */
+    int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null_fd >= 0) {
+      dup2(null_fd, STDIN_FILENO);
+      dup2(null_fd, STDOUT_FILENO);
+      close(null_fd);
+    }
+    _exit(serve_supervise(run, fds[1]));
+  }
+  close(fds[1]);
+  char ready = 0;
+  ssize_t n;
+  while ((n = read(fds[0], &ready, 1)) == -1 && errno == EINTR)
+    ;
+  close(fds[0]);
+  if (n != 1 || ready != 'R') {
+    /* The supervisor has said why on stderr and exits; collect it. */
+    while (waitpid(pid, NULL, 0) == -1 && errno == EINTR)
+      ;
+    return CLI_FAIL;
+  }
+  printf("%s\n", run->uri);
   return CLI_OK;
+}
+
+/* True when the nbdkit arguments make the server refuse clients without TLS:
+ * then the probe, a plain connection, cannot be made. */
+static bool serve_tls_only(int argc, char **argv, int extra)
+{
+  for (int i = extra; i < argc; i++) {
+    if (strcmp(argv[i], "--tls=require") == 0)
+      return true;
+    if (strcmp(argv[i], "--tls") == 0 && i + 1 < argc && strcmp(argv[i + 1], "require") == 0)
+      return true;
+  }
+  return false;
 }
 
 int cmd_serve(struct cli *cli, int argc, char **argv)
@@ -233,10 +442,16 @@ int cmd_serve(struct cli *cli, int argc, char **argv)
   struct argv_builder b = {0};
   int ret = CLI_FAIL;
   char *socket_abs = NULL, *target_abs = NULL, *config_abs = NULL, *uri = NULL;
+  char *tmp_dir = NULL, *tmp_pidfile = NULL;
 
   add(&b, nbdkit);
-  if (foreground)
+  /* serve watches nbdkit start (serve_run): it runs as our child, logs to
+   * our stderr and writes a pidfile.  --dry-run shows the command to run by
+   * hand, without those. */
+  if (foreground || !dry_run)
     add(&b, "-f");
+  if (!dry_run)
+    add(&b, "--log=stderr");
   if (readonly)
     add(&b, "-r");
   if (socket_path) {
@@ -272,6 +487,18 @@ int cmd_serve(struct cli *cli, int argc, char **argv)
   if (!uri) {
     cli_fail("out of memory");
     goto out;
+  }
+  if (!pidfile && !dry_run) {
+    const char *tmp = getenv("TMPDIR");
+    if (asprintf(&tmp_dir, "%s/nbdcrypt-serve.XXXXXX", tmp && *tmp ? tmp : "/tmp") < 0)
+      tmp_dir = NULL;
+    if (!tmp_dir || !mkdtemp(tmp_dir) || asprintf(&tmp_pidfile, "%s/nbdkit.pid", tmp_dir) < 0) {
+      cli_fail("cannot make a temporary directory for nbdkit's pidfile: %s", strerror(errno));
+      free(tmp_dir);
+      tmp_dir = NULL;
+      goto out;
+    }
+    pidfile = tmp_pidfile;
   }
   if (pidfile) {
     add(&b, "-P");
@@ -316,7 +543,19 @@ int cmd_serve(struct cli *cli, int argc, char **argv)
     ret = CLI_OK;
     goto out;
   }
-  ret = serve_run(b.argv, foreground, uri);
+  struct serve_run run = {
+      .argv = b.argv,
+      .foreground = foreground,
+      .probe = !serve_tls_only(argc, argv, extra),
+      .uri = uri,
+      .target = target,
+      .pidfile = pidfile,
+      .socket_abs = socket_abs,
+  };
+  if (!run.probe)
+    fprintf(stderr, "nbdcrypt: not checking that %s unlocks: the server takes TLS clients only\n",
+            target);
+  ret = serve_run(&run);
   goto out;
 
 oom:
@@ -327,5 +566,13 @@ out:
   free(target_abs);
   free(config_abs);
   free(uri);
+  if (tmp_pidfile) {
+    unlink(tmp_pidfile);
+    free(tmp_pidfile);
+  }
+  if (tmp_dir) {
+    rmdir(tmp_dir);
+    free(tmp_dir);
+  }
   return ret;
 }

@@ -313,11 +313,34 @@ static int wipe_metadata_area(struct bdev *dev, uint64_t end, struct nbdc_error 
   return r;
 }
 
+/* A format that failed after creating its KEK takes the KEK away again, so no
+ * key bound to nothing stays in the KMS, and says so after the reason.  A
+ * KMIP key is Active, which Destroy refuses: revoke it first (the native
+ * keystore has no revoke and answers -ENOTSUP, which is fine). */
+static void format_destroy_new_kek(struct keys_provider *provider, const char *kek_id,
+                                   struct nbdc_error *err)
+{
+  struct nbdc_error e = {0};
+  (void)keys_kek_revoke(provider, kek_id, NULL);
+  int r = keys_kek_destroy(provider, kek_id, &e);
+  if (!err)
+    return;
+  size_t used = strnlen(err->msg, sizeof err->msg);
+  if (r == 0)
+    snprintf(err->msg + used, sizeof err->msg - used, "; destroyed the new kek %s in provider %s",
+             kek_id, keys_provider_name(provider));
+  else
+    snprintf(err->msg + used, sizeof err->msg - used,
+             "; the new kek %s stays in provider %s, destroy it by hand (%s)", kek_id,
+             keys_provider_name(provider), e.msg);
+}
+
 int volume_format(struct bdev *dev, const struct volume_format_opts *opts,
                   char kek_id_out[KEYS_ID_MAX], struct nbdc_error *err)
 {
   struct keys_provider *provider = NULL;
   struct volume *vol = NULL;
+  bool kek_created = false;
   uint64_t dev_size;
   int r;
 
@@ -326,6 +349,9 @@ int volume_format(struct bdev *dev, const struct volume_format_opts *opts,
       .volume_key_size = VOLUME_KEY_SIZE,
       .sector_size = opts->sector_size ? opts->sector_size : 4096,
   };
+  /* Checked before a KEK is created for a disk that cannot be written. */
+  if (bdev_readonly(dev))
+    return nbdc_error_set(err, EROFS, "%s is read-only", bdev_name(dev));
   if ((r = bdev_get_size(dev, &dev_size, err)) < 0)
     return r;
   if (dev_size < (uint64_t)LUKS2_DEFAULT_DATA_OFFSET + params.sector_size)
@@ -368,6 +394,7 @@ int volume_format(struct bdev *dev, const struct volume_format_opts *opts,
       snprintf(name, sizeof name, "nbdcrypt %s", luks2_uuid(vol->hdr));
     if ((r = keys_kek_create(provider, name, kek_id_out, err)) < 0)
       goto out;
+    kek_created = true;
   }
 
   if ((r = wipe_metadata_area(dev, LUKS2_DEFAULT_DATA_OFFSET, err)) < 0)
@@ -376,6 +403,8 @@ int volume_format(struct bdev *dev, const struct volume_format_opts *opts,
     goto out;
   r = luks2_write(dev, vol->hdr, err);
 out:
+  if (r < 0 && kek_created)
+    format_destroy_new_kek(provider, kek_id_out, err);
   volume_close(vol);
   keys_provider_close(provider);
   return r;

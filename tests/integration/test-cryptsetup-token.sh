@@ -140,7 +140,7 @@ token_fails "$img" "wrong KEK" "cannot unlock assigned keyslot" --token-type nbd
 cp "$T/keystore.good" "$KEYSTORE"
 token_opens "$img" "KEK restored"
 
-nbdcrypt kek destroy "$kek"
+nbdcrypt kek destroy --force "$kek"
 token_fails "$img" "KEK destroyed" "nbdcrypt token 0: kek $kek not found in keystore $KEYSTORE"
 pass "destroyed or wrong KEK, missing configuration, unknown provider: refused, reason stated"
 
@@ -198,6 +198,6 @@ pass "KMS stopped: refused as a missing resource (-EAGAIN) with the reason; back
 nbdcrypt kek revoke --provider kms "$kms_kek"
 token_fails "$T/kms-wrapped.img" "revoked KEK, kms-wrapped" "Decrypt failed: PermissionDenied"
 token_opens "$T/kek.img" "revoked KEK, mode kek (Get works in any state)"
-nbdcrypt kek destroy --provider kms "$kms_kek"
+nbdcrypt kek destroy --force --provider kms "$kms_kek"
 token_fails "$T/kek.img" "destroyed KEK, kmip" "kek $kms_kek not found in provider kms"
 pass "kmip: revoked and destroyed KEKs refused with the KMS's reason"

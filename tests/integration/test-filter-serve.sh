@@ -43,17 +43,24 @@ nbdsh -u "$u" -c 'h.pwrite(b"\x42" * 4096, 0); assert h.pread(4096, 0) == b"\x42
 server_stop bg
 pass "serve in the background: $u works"
 
-# In the foreground (exec), read-only.
+# In the foreground, read-only: nbdkit runs as serve's child, serve prints
+# the URI once the disk unlocks and exits 0 when nbdkit is stopped.
 "$NBDCRYPT" serve "$img" --socket "$T/fg.sock" --pidfile "$T/fg.pid" --readonly --foreground \
   -- -v >"$T/fg.out" 2>"$T/fg.log" &
+serve_pid=$!
 _servers+=(fg)
-for ((i = 0; i < 100; i++)); do [ -S "$T/fg.sock" ] && [ -s "$T/fg.pid" ] && break; sleep 0.1; done
+for ((i = 0; i < 100; i++)); do grep -qF "$T/fg.sock" "$T/fg.out" && break; sleep 0.1; done
+grep -qF "serving $img on nbd+unix:///?socket=$T/fg.sock" "$T/fg.out" ||
+  fail "foreground URI not printed: $(cat "$T/fg.out" "$T/fg.log")"
 [ -S "$T/fg.sock" ] || fail "foreground server did not start: $(cat "$T/fg.log")"
-[ "$(cat "$T/fg.pid")" = $! ] || fail "foreground serve did not exec nbdkit in place"
+[ "$(ps -o ppid= -p "$(cat "$T/fg.pid")" | tr -d ' ')" = "$serve_pid" ] ||
+  fail "foreground serve is not the parent of nbdkit $(cat "$T/fg.pid")"
 nbdsh -u "nbd+unix:///?socket=$T/fg.sock" -c '
 assert h.is_read_only()
 assert h.pread(4096, 0) == b"\x42" * 4096
 '
-grep -qF "nbd+unix:///?socket=$T/fg.sock" "$T/fg.out" || fail "foreground URI not printed"
 server_stop fg
-pass "serve --foreground --readonly: exec'd nbdkit, read-only export"
+rc=0
+wait "$serve_pid" || rc=$?
+[ "$rc" = 0 ] || fail "foreground serve exited $rc after nbdkit was stopped"
+pass "serve --foreground --readonly: nbdkit as its child, read-only export, exit 0 on stop"

@@ -81,7 +81,7 @@ nbdcrypt kek revoke --provider kms "$id"
 nbdcrypt check "$T/kek.img" >/dev/null || fail "kek mode, revoked kek"
 if nbdcrypt check "$T/kms-wrapped.img" 2>"$T/err"; then fail "kms-wrapped with a revoked kek"; fi
 grep -q "Decrypt failed: PermissionDenied" "$T/err" || fail "revoked: $(cat "$T/err")"
-nbdcrypt kek destroy --provider kms "$id"
+nbdcrypt kek destroy --force --provider kms "$id"
 if nbdcrypt check "$T/kek.img" 2>"$T/err"; then fail "kek mode, destroyed kek"; fi
 grep -q "kek $id not found in provider kms" "$T/err" || fail "destroyed: $(cat "$T/err")"
 pass "revoked then destroyed kek: clear errors from nbdcrypt check"

@@ -37,7 +37,7 @@ pass "kmip kek $k1 -> kms-wrapped under $k2"
 
 # The first KMS key is retired; the disk does not need it any more.
 nbdcrypt kek revoke --provider kms "$k1"
-nbdcrypt kek destroy --provider kms "$k1"
+nbdcrypt kek destroy --force --provider kms "$k1"
 out=$(nbdcrypt check "$img") || fail "check after retiring the old KEK"
 grep -q "kek $k2" <<<"$out" || fail "check: $out"
 pass "old KMS key revoked and destroyed; disk unlocks through the KMS ($out)"
