@@ -1,6 +1,13 @@
 /* nbdcrypt crypto module (src/crypto): secure memory, the XTS sector engine,
- * the LUKS anti-forensic splitter, key derivation and randomness.
- * Knows nothing of LUKS2 JSON, disks or key providers.
+ * hashes and HMAC, the LUKS anti-forensic splitter, key derivation and
+ * randomness.  Knows nothing of LUKS2 JSON, disks or key providers.
+ *
+ * The crypto backend boundary (as cryptsetup's lib/crypto_backend): every
+ * cipher, hash, HMAC, KDF and random call of the library goes through this
+ * header.  One file per library implements it: src/crypto/backend_gcrypt.c
+ * (libgcrypt, the default) or src/crypto/backend_openssl.c, chosen at build
+ * time with -DNBDCRYPT_CRYPTO_BACKEND=gcrypt|openssl.  TLS and X.509 (the KMIP
+ * transport) stay on OpenSSL whatever the backend.
  */
 #ifndef NBDCRYPT_CRYPTO_H
 #define NBDCRYPT_CRYPTO_H
@@ -27,9 +34,35 @@ void secmem_free(void *p, size_t n);
  * files; called once by the CLI and the filter at start-up.  0 or -errno. */
 int secmem_harden_process(void);
 
-/* ---- randomness (src/crypto/random.c) ----------------------------------- */
+/* ---- the backend (src/crypto/backend_*.c) --------------------------------- */
 
-/* Fill buf with n bytes from the OpenSSL private CSPRNG.  0 or -EIO. */
+/* Initialise the backend once per process (thread-safe, idempotent; every
+ * function below calls it, so calling it is only needed to see an error
+ * early).  libgcrypt: version check and, unless another user in the process
+ * initialised libgcrypt first, its secure memory routed to secmem_alloc.
+ * 0 or -errno. */
+int crypto_backend_init(struct nbdc_error *err);
+
+/* "libgcrypt 1.10.1" or "openssl 3.0.19": the library and its run-time version. */
+const char *crypto_backend_name(void);
+
+/* True when cipher key schedules and hash states holding secrets are in
+ * locked, non-dumpable memory (libgcrypt on our allocator).  False for the
+ * OpenSSL backend and for libgcrypt initialised by someone else first
+ * (docs/security.md, "Key schedules"). */
+bool crypto_backend_schedules_secure(void);
+
+/* Zero the CPU's vector registers (xmm/ymm/zmm, all that the CPU has) of the
+ * calling thread, after key material went through them outside a cipher
+ * context (key derivation, unwrap, AF merge).  New threads inherit the
+ * register file of their creator, so the main thread calls this before it
+ * starts workers.  A no-op on CPUs without SSE. */
+void crypto_wipe_cpu_registers(void);
+
+/* ---- randomness (src/crypto/backend_*.c) --------------------------------- */
+
+/* Fill buf with n bytes of key-grade randomness (libgcrypt backend: the
+ * kernel's getrandom; OpenSSL: its private DRBG).  0 or -EIO. */
 int crypto_random(void *buf, size_t n, struct nbdc_error *err);
 
 /* A random (version 4) UUID in lower-case text, NUL-terminated. */
@@ -68,10 +101,39 @@ int xts_encrypt(struct xts_ctx *ctx, uint8_t *out, const uint8_t *in, size_t len
 int xts_decrypt(struct xts_ctx *ctx, uint8_t *out, const uint8_t *in, size_t len,
                 uint64_t first_unit, struct nbdc_error *err);
 
+/* ---- hashes and HMAC (src/crypto/backend_*.c) ----------------------------
+ * Names as LUKS2 writes them: "sha1", "sha256", "sha512", ... (case-insensitive). */
+
+#define CRYPTO_HASH_MAX 64 /* bytes: the largest digest */
+
+/* Digest length of hash name, or 0 if unknown or not fixed-length (XOF). */
+size_t crypto_hash_size(const char *name);
+
+struct crypto_hash;
+
+/* A hash state; secure: its state is in secure memory (libgcrypt backend),
+ * for hashes over secrets (AF diffusion).  0 or -EINVAL for an unknown hash. */
+int crypto_hash_new(struct crypto_hash **out, const char *name, bool secure,
+                    struct nbdc_error *err);
+void crypto_hash_write(struct crypto_hash *h, const void *data, size_t len);
+/* Write the digest (out_len <= crypto_hash_size: cut) and reset the state
+ * for the next message.  0 or -EIO. */
+int crypto_hash_final(struct crypto_hash *h, uint8_t *out, size_t out_len, struct nbdc_error *err);
+/* Wipe and free.  NULL is ignored. */
+void crypto_hash_free(struct crypto_hash *h);
+
+/* One-shot digest of data into out (out_len <= the digest length: cut). */
+int crypto_hash_once(const char *name, const void *data, size_t len, uint8_t *out, size_t out_len,
+                     struct nbdc_error *err);
+
+/* HMAC-name(key, data) into out (out_len <= the digest length: cut). */
+int crypto_hmac(const char *name, const uint8_t *key, size_t key_len, const void *data, size_t len,
+                uint8_t *out, size_t out_len, struct nbdc_error *err);
+
 /* ---- anti-forensic splitter (src/crypto/af.c) ----------------------------
  * LUKS AF split/merge (reference/luks2.md, "Unlocking a luks2 keyslot"):
- * stripes blocks of key_len bytes, diffused with hash (an OpenSSL digest name
- * such as "sha256").  split_out / split_in hold key_len * stripes bytes;
+ * stripes blocks of key_len bytes, diffused with hash (a hash name as
+ * crypto_hash_size takes, such as "sha256").  split_out / split_in hold key_len * stripes bytes;
  * callers pass secure memory. */
 int af_split(const uint8_t *key, size_t key_len, unsigned stripes, const char *hash,
              uint8_t *split_out, struct nbdc_error *err);
@@ -89,7 +151,7 @@ enum kdf_type { KDF_PBKDF2 = 1, KDF_ARGON2I, KDF_ARGON2ID };
 
 struct kdf_params {
   enum kdf_type type;
-  char hash[32];       /* pbkdf2: OpenSSL digest name, e.g. "sha256" */
+  char hash[32];       /* pbkdf2: hash name, e.g. "sha256" */
   uint32_t iterations; /* pbkdf2 */
   uint32_t time;       /* argon2: iterations */
   uint32_t memory_kib; /* argon2 */

@@ -10,9 +10,6 @@
 #include <stdint.h>
 #include <string.h>
 
-#include <openssl/evp.h>
-
-#include "crypto/internal.h"
 #include "nbdcrypt/crypto.h"
 
 /* Far above cryptsetup's 4000; bounds key_len * stripes for callers that
@@ -21,17 +18,15 @@
 #define AF_KEY_MAX     1024
 
 struct af_state {
-  EVP_MD *md;
-  EVP_MD_CTX *mdctx;
+  struct crypto_hash *h; /* a secure hash state: it hashes the key's stripes */
   size_t digest_len;
-  uint8_t *mem; /* secmem: buf[key_len] then digest[EVP_MAX_MD_SIZE] */
+  uint8_t *mem; /* secmem: buf[key_len] then digest[CRYPTO_HASH_MAX] */
   size_t mem_len;
 };
 
 static void af_state_free(struct af_state *st)
 {
-  EVP_MD_CTX_free(st->mdctx);
-  EVP_MD_free(st->md);
+  crypto_hash_free(st->h);
   secmem_free(st->mem, st->mem_len);
 }
 
@@ -47,20 +42,17 @@ static int af_state_init(struct af_state *st, size_t key_len, unsigned stripes, 
                           AF_STRIPES_MAX);
   if (!hash)
     return nbdc_error_set(err, EINVAL, "af hash is missing");
-  st->md = EVP_MD_fetch(NULL, hash, NULL);
-  if (!st->md)
-    return crypto_ossl_error(err, EINVAL, "unknown af hash '%s'", hash);
-  int md_size = EVP_MD_get_size(st->md);
   /* XOFs and odd digests would make diffuse ill-defined. */
-  if (md_size <= 0 || md_size > EVP_MAX_MD_SIZE || (EVP_MD_get_flags(st->md) & EVP_MD_FLAG_XOF)) {
-    af_state_free(st);
-    return nbdc_error_set(err, EINVAL, "af hash '%s' has no fixed digest size", hash);
-  }
-  st->digest_len = (size_t)md_size;
-  st->mdctx = EVP_MD_CTX_new();
-  st->mem_len = key_len + EVP_MAX_MD_SIZE;
+  st->digest_len = crypto_hash_size(hash);
+  if (st->digest_len == 0 || st->digest_len > CRYPTO_HASH_MAX)
+    return nbdc_error_set(err, EINVAL, "unknown af hash '%s' (or one without a fixed digest size)",
+                          hash);
+  int r = crypto_hash_new(&st->h, hash, true, err);
+  if (r < 0)
+    return r;
+  st->mem_len = key_len + CRYPTO_HASH_MAX;
   st->mem = secmem_alloc(st->mem_len);
-  if (!st->mdctx || !st->mem) {
+  if (!st->mem) {
     int code = !st->mem && errno ? errno : ENOMEM;
     af_state_free(st);
     return nbdc_error_set(err, code, "cannot allocate af working memory");
@@ -77,11 +69,11 @@ static int af_diffuse(struct af_state *st, uint8_t *buf, size_t key_len, struct 
     size_t off = j * st->digest_len;
     size_t n = key_len - off < st->digest_len ? key_len - off : st->digest_len;
     uint8_t be[4] = {(uint8_t)(j >> 24), (uint8_t)(j >> 16), (uint8_t)(j >> 8), (uint8_t)j};
-    if (EVP_DigestInit_ex(st->mdctx, st->md, NULL) != 1 ||
-        EVP_DigestUpdate(st->mdctx, be, sizeof be) != 1 ||
-        EVP_DigestUpdate(st->mdctx, buf + off, n) != 1 ||
-        EVP_DigestFinal_ex(st->mdctx, digest, NULL) != 1)
-      return crypto_ossl_error(err, EIO, "af diffuse hash failed");
+    crypto_hash_write(st->h, be, sizeof be);
+    crypto_hash_write(st->h, buf + off, n);
+    int r = crypto_hash_final(st->h, digest, st->digest_len, err);
+    if (r < 0)
+      return r;
     memcpy(buf + off, digest, n);
   }
   return 0;

@@ -7,8 +7,6 @@
 #include <string.h>
 
 #include <argon2.h>
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
 
 #include "crypto/internal.h"
 #include "nbdcrypt/crypto.h"
@@ -47,7 +45,11 @@ const char *kdf_type_name(enum kdf_type type)
 
 bool crypto_memeq(const void *a, const void *b, size_t n)
 {
-  return CRYPTO_memcmp(a, b, n) == 0;
+  const volatile uint8_t *x = a, *y = b;
+  uint8_t d = 0;
+  for (size_t i = 0; i < n; i++)
+    d |= x[i] ^ y[i];
+  return d == 0;
 }
 
 int kdf_pbkdf2(const char *hash, const uint8_t *secret, size_t secret_len, const uint8_t *salt,
@@ -63,18 +65,18 @@ int kdf_pbkdf2(const char *hash, const uint8_t *secret, size_t secret_len, const
     return nbdc_error_set(err, EINVAL, "pbkdf2 secret or salt too long");
   if (out_len < 1 || out_len > INT_MAX)
     return nbdc_error_set(err, EINVAL, "bad pbkdf2 output length %zu", out_len);
-  const EVP_MD *md = EVP_get_digestbyname(hash);
-  if (!md)
+  if (crypto_hash_size(hash) == 0)
     return nbdc_error_set(err, EINVAL, "unknown pbkdf2 hash '%s'", hash);
-  /* PKCS5_PBKDF2_HMAC wants non-NULL pointers even for empty inputs. */
+  int r = crypto_backend_init(err);
+  if (r < 0)
+    return r;
+  /* Backends want non-NULL pointers even for empty inputs. */
   static const uint8_t empty[1];
-  if (PKCS5_PBKDF2_HMAC((const char *)(secret ? secret : empty), (int)secret_len,
-                        salt ? salt : empty, (int)salt_len, (int)iterations, md, (int)out_len,
-                        out) != 1) {
+  r = pbkdf2_be(hash, secret ? secret : empty, secret_len, salt ? salt : empty, salt_len,
+                iterations, out, out_len, err);
+  if (r < 0)
     nbdc_wipe(out, out_len);
-    return crypto_ossl_error(err, EIO, "pbkdf2-%s failed", hash);
-  }
-  return 0;
+  return r;
 }
 
 static int kdf_argon2(const struct kdf_params *p, const uint8_t *secret, size_t secret_len,

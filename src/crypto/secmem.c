@@ -15,8 +15,6 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include <openssl/crypto.h>
-
 #include "nbdcrypt/crypto.h"
 
 #define SECMEM_MAGIC UINT64_C(0x6e62646373656331) /* "nbdcsec1" */
@@ -88,7 +86,7 @@ void secmem_free(void *p, size_t n)
     abort();
   (void)n; /* the record is authoritative: it covers the whole mapping */
   size_t map_len = rec->map_len;
-  OPENSSL_cleanse(rec, map_len);
+  nbdc_wipe(rec, map_len);
   secmem_munlock(rec, map_len);
   munmap(rec, map_len);
 }

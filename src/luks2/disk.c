@@ -6,8 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
-
 #include "luks2/luks2_internal.h"
 
 /* Offsets within the 4096-byte binary header (big-endian integers). */
@@ -74,17 +72,19 @@ static int hdr_checksum(const char *alg, const uint8_t *bin, const uint8_t *area
   memset(zeroed + OFF_CSUM, 0, LUKS2_CSUM_LEN);
   memset(csum, 0, LUKS2_CSUM_LEN);
 
-  int r = 0;
-  unsigned md_len = 0;
-  EVP_MD *md = EVP_MD_fetch(NULL, alg, NULL);
-  EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-  if (!md || !ctx || EVP_MD_get_size(md) > LUKS2_CSUM_LEN || !EVP_DigestInit_ex(ctx, md, NULL) ||
-      !EVP_DigestUpdate(ctx, zeroed, sizeof zeroed) || !EVP_DigestUpdate(ctx, area, area_len) ||
-      !EVP_DigestFinal_ex(ctx, csum, &md_len))
-    r = nbdc_error_set(err, EIO, "cannot compute the %s header checksum", alg);
-  EVP_MD_CTX_free(ctx);
-  EVP_MD_free(md);
-  return r;
+  size_t md_len = crypto_hash_size(alg);
+  struct crypto_hash *h = NULL;
+  struct nbdc_error e = {0};
+  int r = md_len == 0 || md_len > LUKS2_CSUM_LEN ? -EINVAL : crypto_hash_new(&h, alg, false, &e);
+  if (r == 0) {
+    crypto_hash_write(h, zeroed, sizeof zeroed);
+    crypto_hash_write(h, area, area_len);
+    r = crypto_hash_final(h, csum, md_len, &e);
+  }
+  crypto_hash_free(h);
+  if (r < 0)
+    return nbdc_error_set(err, EIO, "cannot compute the %s header checksum", alg);
+  return 0;
 }
 
 /* One header copy as read from disk. */

@@ -9,8 +9,6 @@
 #include <string.h>
 
 #include <json-c/json.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 
 #include "nbdcrypt/crypto.h"
 #include "nbdcrypt/reencrypt.h"
@@ -61,19 +59,21 @@ static int compute_mac(const struct reenc_state *st, const uint8_t *old_key, siz
   if (!mac_key)
     return nbdc_error_set(err, ENOMEM, "cannot allocate secure memory");
   /* mac key = SHA-256(context || len || old key || len || new key) */
-  EVP_MD_CTX *md = EVP_MD_CTX_new();
+  struct crypto_hash *md = NULL;
+  struct nbdc_error e = {0};
   uint8_t lens[2] = {(uint8_t)old_len, (uint8_t)new_len};
-  int ok =
-      md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) &&
-      EVP_DigestUpdate(md, MAC_CONTEXT, sizeof MAC_CONTEXT) && EVP_DigestUpdate(md, &lens[0], 1) &&
-      (!old_len || EVP_DigestUpdate(md, old_key, old_len)) && EVP_DigestUpdate(md, &lens[1], 1) &&
-      (!new_len || EVP_DigestUpdate(md, new_key, new_len)) && EVP_DigestFinal_ex(md, mac_key, NULL);
-  EVP_MD_CTX_free(md);
-  unsigned mac_len = 0;
+  int ok = crypto_hash_new(&md, "sha256", true, &e) == 0;
+  if (ok) {
+    crypto_hash_write(md, MAC_CONTEXT, sizeof MAC_CONTEXT);
+    crypto_hash_write(md, &lens[0], 1);
+    crypto_hash_write(md, old_key, old_len);
+    crypto_hash_write(md, &lens[1], 1);
+    crypto_hash_write(md, new_key, new_len);
+    ok = crypto_hash_final(md, mac_key, MAC_LEN, &e) == 0;
+  }
+  crypto_hash_free(md);
   if (ok)
-    ok = HMAC(EVP_sha256(), mac_key, MAC_LEN, (const unsigned char *)text, (size_t)n, mac,
-              &mac_len) != NULL &&
-         mac_len == MAC_LEN;
+    ok = crypto_hmac("sha256", mac_key, MAC_LEN, text, (size_t)n, mac, MAC_LEN, &e) == 0;
   secmem_free(mac_key, MAC_LEN);
   nbdc_wipe(text, sizeof text);
   if (!ok)
