@@ -87,11 +87,11 @@ static double seconds_since(const struct timespec *then)
  * vol, under exports_lock. */
 static void share_rmw_lock(struct nbdcrypt_export *x)
 {
-  const char *uuid = luks2_uuid(volume_hdr(x->vol));
+  const char *uuid = x->segment.uuid;
   pthread_mutex_lock(&exports_lock);
   x->rmw_lock = &x->own_rmw_lock;
   for (const struct nbdcrypt_export *y = exports; y; y = y->next_export) {
-    if (y != x && y->rmw_lock && strcmp(luks2_uuid(volume_hdr(y->vol)), uuid) == 0) {
+    if (y != x && y->rmw_lock && strcmp(y->segment.uuid, uuid) == 0) {
       x->rmw_lock = y->rmw_lock;
       nbdkit_debug("nbdcrypt: export '%s' is disk %s, as export '%s': one lock for both", x->name,
                    uuid, y->name);
@@ -105,10 +105,9 @@ static void share_rmw_lock(struct nbdcrypt_export *x)
 static int export_attempt(struct nbdcrypt_export *x, nbdkit_next *next)
 {
   struct nbdc_error e = {0};
-  struct volume *vol = NULL;
   struct xts_ctx *xts = NULL;
   struct nbdcrypt_segment segment;
-  int r = nbdcrypt_volume_unlock(next, &vol, &xts, &segment, &e);
+  int r = nbdcrypt_volume_unlock(next, &xts, &segment, &e);
   clock_gettime(CLOCK_MONOTONIC, &x->last_end);
   if (r < 0) {
     x->attempted = true;
@@ -118,14 +117,10 @@ static int export_attempt(struct nbdcrypt_export *x, nbdkit_next *next)
   }
   x->segment = segment;
   x->master_xts = xts;
-  x->vol = vol;
   share_rmw_lock(x);
-  nbdkit_debug("nbdcrypt: unlocked disk %s for export '%s': provider %s, kek %s, keyslot %d, "
-               "data offset %" PRIu64 ", sector size %" PRIu32,
-               luks2_uuid(volume_hdr(vol)), x->name,
-               volume_provider(vol)[0] ? volume_provider(vol) : "-",
-               volume_kek_id(vol)[0] ? volume_kek_id(vol) : "-", volume_keyslot(vol),
-               segment.offset, segment.sector_size);
+  nbdkit_debug("nbdcrypt: unlocked disk %s for export '%s': data offset %" PRIu64
+               ", sector size %" PRIu32,
+               segment.uuid, x->name, segment.offset, segment.sector_size);
   atomic_store_explicit(&x->unlocked, true, memory_order_release);
   return 0;
 }
@@ -166,12 +161,21 @@ int64_t nbdcrypt_export_size(const struct nbdcrypt_export *x, int64_t plugin_siz
 {
   if (plugin_size < 0)
     return -1;
-  struct nbdc_error e = {0};
-  uint64_t size;
-  if (volume_data_size(x->vol, (uint64_t)plugin_size, &size, &e) < 0) {
-    nbdkit_error("nbdcrypt: export '%s': %s", x->name, e.msg);
+  const struct nbdcrypt_segment *seg = &x->segment;
+  uint64_t dev_size = (uint64_t)plugin_size;
+  if (dev_size < seg->offset) {
+    nbdkit_error("nbdcrypt: export '%s': disk %s is truncated: %" PRIu64
+                 " bytes, but its data starts at %" PRIu64,
+                 x->name, seg->uuid, dev_size, seg->offset);
     return -1;
   }
+  if (!seg->dynamic && dev_size - seg->offset < seg->size) {
+    nbdkit_error("nbdcrypt: export '%s': disk %s is truncated: its data segment needs %" PRIu64
+                 " bytes at offset %" PRIu64 " but the device has %" PRIu64,
+                 x->name, seg->uuid, seg->size, seg->offset, dev_size);
+    return -1;
+  }
+  uint64_t size = seg->dynamic ? dev_size - seg->offset : seg->size;
   /* A dynamic segment ends where the plugin's disk does: whole sectors only. */
   size -= size % x->segment.sector_size;
   if (size > INT64_MAX) {
@@ -318,8 +322,7 @@ void nbdcrypt_state_free(void)
   while (exports) {
     struct nbdcrypt_export *x = exports;
     exports = x->next_export;
-    xts_free(x->master_xts);
-    volume_close(x->vol); /* wipes the DEK */
+    xts_free(x->master_xts); /* wipes the key and the schedules */
     pthread_mutex_destroy(&x->lock);
     pthread_rwlock_destroy(&x->own_rmw_lock);
     free(x->name);

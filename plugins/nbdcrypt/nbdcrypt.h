@@ -38,6 +38,9 @@ struct nbdcrypt_segment {
   uint64_t offset;      /* bytes from the start of the plugin's disk */
   uint64_t iv_tweak;    /* 512-byte units added to every sector's IV */
   uint32_t sector_size; /* encryption sector, 512..4096 */
+  bool dynamic;         /* the segment ends where the plugin's disk does */
+  uint64_t size;        /* bytes, when not dynamic */
+  char uuid[48];        /* the disk's LUKS2 uuid (40 bytes in the header) */
 };
 
 /* ---- unlock.c --------------------------------------------------------- */
@@ -53,9 +56,12 @@ void nbdcrypt_after_fork_relock(void);
 void nbdcrypt_options_free(void);
 
 /* Open the volume on the plugin behind next (prepared, get_size not yet
- * called) with the configured keys: the volume, a master cipher context for
- * its data segment and the segment.  0, or a negative errno with e set. */
-int nbdcrypt_volume_unlock(nbdkit_next *next, struct volume **vol, struct xts_ctx **master_xts,
+ * called) with the configured keys: a master cipher context for its data
+ * segment and the segment.  The volume itself (and its copy of the volume
+ * key) is closed before this returns: the cipher contexts, whose key and
+ * schedules are in secure memory, are all the data path needs.  0, or a
+ * negative errno with e set. */
+int nbdcrypt_volume_unlock(nbdkit_next *next, struct xts_ctx **master_xts,
                            struct nbdcrypt_segment *segment, struct nbdc_error *e);
 
 /* ---- export.c --------------------------------------------------------- */
@@ -68,7 +74,6 @@ int nbdcrypt_volume_unlock(nbdkit_next *next, struct volume **vol, struct xts_ct
 struct nbdcrypt_export {
   struct nbdcrypt_segment segment;
   struct xts_ctx *master_xts; /* cloned per thread with xts_dup */
-  struct volume *vol;
   /* Shared by aligned requests, exclusive for a read-modify-write: one per
    * disk (by LUKS2 uuid), so that two export names of one image (a plugin
    * that ignores the name) exclude each other, while other disks never

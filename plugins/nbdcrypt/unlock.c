@@ -209,7 +209,7 @@ static int next_get_size(void *opaque, uint64_t *size, struct nbdc_error *err)
   return 0;
 }
 
-int nbdcrypt_volume_unlock(nbdkit_next *next, struct volume **vol, struct xts_ctx **master_xts,
+int nbdcrypt_volume_unlock(nbdkit_next *next, struct xts_ctx **master_xts,
                            struct nbdcrypt_segment *segment, struct nbdc_error *e)
 {
   /* nbdkit requires get_size before the first pread on a context. */
@@ -243,7 +243,18 @@ int nbdcrypt_volume_unlock(nbdkit_next *next, struct volume **vol, struct xts_ct
   segment->offset = seg->offset;
   segment->iv_tweak = seg->iv_tweak;
   segment->sector_size = seg->sector_size;
-  *vol = v;
+  segment->dynamic = seg->dynamic;
+  segment->size = seg->size;
+  snprintf(segment->uuid, sizeof segment->uuid, "%s", luks2_uuid(volume_hdr(v)));
+  nbdkit_debug("nbdcrypt: disk %s: provider %s, kek %s, keyslot %d, crypto backend %s%s",
+               segment->uuid, volume_provider(v)[0] ? volume_provider(v) : "-",
+               volume_kek_id(v)[0] ? volume_kek_id(v) : "-", volume_keyslot(v),
+               crypto_backend_name(),
+               crypto_backend_schedules_secure() ? "" : " (key schedules on the ordinary heap)");
+  volume_close(v); /* wipes the volume key: the contexts hold their own */
+  /* The key went through vector registers in volume_xts_new (key expansion)
+   * and on this thread's unlock path. */
+  crypto_wipe_cpu_registers();
   *master_xts = xts;
   return 0;
 }

@@ -302,6 +302,9 @@ out:
   secmem_free(area_key, area_key_size);
   secmem_free(split, split_len);
   free(cipher);
+  /* The slot secret, the area key and the volume key went through vector
+   * registers in the kdf and the af merge (crypto.h). */
+  crypto_wipe_cpu_registers();
   return r;
 }
 
@@ -609,6 +612,7 @@ out:
   secmem_free(split, split_len);
   free(cipher);
   free(salt_b64);
+  crypto_wipe_cpu_registers(); /* as in keyslot_unlock */
   return r;
 }
 

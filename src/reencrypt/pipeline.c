@@ -27,7 +27,15 @@ struct worker {
   struct bdev *dev; /* own read-only bdev (files) or the shared one */
   bool own_dev;
   struct xts_ctx *old_xts, *new_xts;
+  void *stack; /* secmem: WORKER_STACK bytes */
 };
+
+/* The workers' stacks are secure memory (locked, left out of core dumps):
+ * the cipher library's frames on them see the keys (a gcore of a paused
+ * recrypt found 16 bytes of the new volume key on a worker's stack with
+ * ordinary stacks), and a stack of a thread that exited is reused by the
+ * next one.  The workers' call depth is small. */
+#define WORKER_STACK (512 * 1024)
 
 struct reenc_pipe {
   pthread_mutex_t mu;
@@ -141,7 +149,15 @@ int reenc_pipe_new(struct reenc_pipe **out, struct bdev *shared, const char *rea
       sigset_t all, old;
       sigfillset(&all);
       pthread_sigmask(SIG_BLOCK, &all, &old);
-      int e = pthread_create(&w->tid, NULL, pipe_worker, w);
+      pthread_attr_t attr;
+      int e = pthread_attr_init(&attr);
+      if (e == 0 && !(w->stack = secmem_alloc(WORKER_STACK)))
+        e = errno ? errno : ENOMEM;
+      if (e == 0)
+        e = pthread_attr_setstack(&attr, w->stack, WORKER_STACK);
+      if (e == 0)
+        e = pthread_create(&w->tid, &attr, pipe_worker, w);
+      pthread_attr_destroy(&attr);
       pthread_sigmask(SIG_SETMASK, &old, NULL);
       if (e != 0)
         r = nbdc_error_set(err, e, "cannot start a re-encryption thread: %s", strerror(e));
@@ -206,6 +222,7 @@ void reenc_pipe_free(struct reenc_pipe *p)
       pthread_join(w->tid, NULL);
     xts_free(w->old_xts);
     xts_free(w->new_xts);
+    secmem_free(w->stack, WORKER_STACK); /* after the join: wipes it */
     if (w->own_dev)
       bdev_close(w->dev);
   }
