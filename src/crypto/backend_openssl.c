@@ -20,17 +20,29 @@
  * has no cheaper public way to change the tweak (OSSL_CIPHER_PARAM_IV is
  * ignored by the XTS provider).
  *
- * What is NOT protected here (docs/security.md, "Key schedules"): the
- * provider allocates its cipher contexts, which hold the expanded key
- * schedules, and the EVP_MD_CTX states with OPENSSL_zalloc, i.e. on the
- * ordinary heap: a core dump of the process can contain them.
- * CRYPTO_set_mem_functions could route them elsewhere, but it is process-wide
- * and refused once anything in the process allocated through OpenSSL (inside
- * nbdkit, a plugin using OpenSSL; inside cryptsetup, libcryptsetup itself), so
- * it is not used.  The libgcrypt backend has no such gap.
+ * Secure memory.  The provider allocates its cipher contexts, which hold
+ * the expanded key schedules, and hash states with OPENSSL_zalloc, i.e. on
+ * the ordinary heap.  CRYPTO_set_mem_functions routes OpenSSL's allocations
+ * through ours: ordinary ones stay plain malloc/realloc/free (no header, so
+ * code that frees OpenSSL memory with free() keeps working), and those made
+ * while this thread is inside a key-handling call (ossl_secure_depth: cipher
+ * context creation and key set-up, secure hash states, PBKDF2) come from
+ * OpenSSL's secure heap (CRYPTO_secure_malloc: one mlock()ed, MADV_DONTDUMP
+ * arena, set up on first use, i.e. after nbdkit forked; PBKDF2 allocates on
+ * every iteration, so a mapping per allocation would be far too slow) or,
+ * when that is full, from secmem_alloc, recorded so that free and realloc
+ * tell them apart.
+ * It is process-wide and OpenSSL refuses it once anything in the process
+ * allocated through OpenSSL: it is tried from an ELF constructor of this
+ * file (the CLI, and the filter when nbdkit loads it), and when refused (the
+ * cryptsetup token plugin inside libcryptsetup, which uses OpenSSL; a plugin
+ * of nbdkit that initialised OpenSSL first) the contexts stay on the heap
+ * and crypto_backend_schedules_secure() says so (docs/security.md).
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -42,7 +54,6 @@
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/provider.h>
 #include <openssl/rand.h>
 
@@ -70,6 +81,130 @@ __attribute__((format(printf, 3, 4))) static int ossl_error(struct nbdc_error *e
   return nbdc_error_set(err, code, "%s", what);
 }
 
+/* ---- secure allocations ----------------------------------------------------- */
+
+struct sec_block {
+  struct sec_block *prev, *next;
+  size_t size;   /* user bytes */
+  size_t pad[1]; /* 32 bytes: the user pointer stays 16-byte aligned */
+};
+
+static pthread_mutex_t sec_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct sec_block *sec_blocks;
+static _Thread_local int ossl_secure_depth;
+static bool own_allocator;
+
+static struct sec_block *sec_find_locked(const void *p)
+{
+  for (struct sec_block *b = sec_blocks; b; b = b->next)
+    if ((const void *)(b + 1) == p)
+      return b;
+  return NULL;
+}
+
+static void *sec_alloc(size_t n)
+{
+  struct sec_block *b = secmem_alloc(sizeof *b + n);
+  if (!b)
+    return NULL;
+  b->size = n;
+  pthread_mutex_lock(&sec_lock);
+  b->next = sec_blocks;
+  if (sec_blocks)
+    sec_blocks->prev = b;
+  sec_blocks = b;
+  pthread_mutex_unlock(&sec_lock);
+  return b + 1;
+}
+
+/* p's record, unlinked, if p is a secure block; else NULL.  secmem_alloc
+ * puts the record 32 bytes into a page and this one follows it: a secure
+ * user pointer is 64 bytes into a page, so most frees skip the lock. */
+static struct sec_block *sec_take(void *p)
+{
+  if (!sec_blocks || ((uintptr_t)p & 4095) != 64)
+    return NULL;
+  pthread_mutex_lock(&sec_lock);
+  struct sec_block *b = sec_find_locked(p);
+  if (b) {
+    if (b->prev)
+      b->prev->next = b->next;
+    else
+      sec_blocks = b->next;
+    if (b->next)
+      b->next->prev = b->prev;
+  }
+  pthread_mutex_unlock(&sec_lock);
+  return b;
+}
+
+#define SECURE_HEAP_SIZE (4 << 20) /* bytes: a power of two */
+
+static pthread_once_t heap_once = PTHREAD_ONCE_INIT;
+static bool heap_ready;
+
+static void secure_heap_init(void)
+{
+  /* 1: locked; 2: could not lock (RLIMIT_MEMLOCK), still MADV_DONTDUMP. */
+  heap_ready = CRYPTO_secure_malloc_init(SECURE_HEAP_SIZE, 16) != 0;
+}
+
+static void *ossl_malloc(size_t n, const char *file, int line)
+{
+  if (ossl_secure_depth <= 0)
+    return malloc(n);
+  void *p = heap_ready ? CRYPTO_secure_malloc(n, file, line) : NULL;
+  return p ? p : sec_alloc(n);
+}
+
+static void ossl_free(void *p, const char *file, int line)
+{
+  if (!p)
+    return;
+  if (heap_ready && CRYPTO_secure_allocated(p)) {
+    CRYPTO_secure_clear_free(p, CRYPTO_secure_actual_size(p), file, line);
+    return;
+  }
+  struct sec_block *b = sec_take(p);
+  if (b)
+    secmem_free(b, sizeof *b + b->size); /* wipes */
+  else
+    free(p);
+}
+
+static void *ossl_realloc(void *p, size_t n, const char *file, int line)
+{
+  if (!p)
+    return ossl_malloc(n, file, line);
+  if (heap_ready && CRYPTO_secure_allocated(p)) {
+    size_t old = CRYPTO_secure_actual_size(p);
+    void *q = CRYPTO_secure_malloc(n, file, line);
+    if (!q)
+      q = sec_alloc(n);
+    if (q)
+      memcpy(q, p, old < n ? old : n);
+    CRYPTO_secure_clear_free(p, old, file, line);
+    return q;
+  }
+  struct sec_block *b = sec_take(p);
+  if (!b)
+    return realloc(p, n);
+  void *q = sec_alloc(n);
+  if (q)
+    memcpy(q, p, b->size < n ? b->size : n);
+  secmem_free(b, sizeof *b + b->size);
+  return q;
+}
+
+/* Before anything in the process allocates through OpenSSL, if we can. */
+__attribute__((constructor)) static void ossl_allocator_install(void)
+{
+  own_allocator = CRYPTO_set_mem_functions(ossl_malloc, ossl_realloc, ossl_free) == 1;
+}
+
+#define SECURE_BEGIN() (pthread_once(&heap_once, secure_heap_init), ossl_secure_depth++)
+#define SECURE_END()   (ossl_secure_depth--)
+
 /* ---- backend ---------------------------------------------------------------- */
 
 int crypto_backend_init(struct nbdc_error *err)
@@ -88,7 +223,7 @@ const char *crypto_backend_name(void)
 
 bool crypto_backend_schedules_secure(void)
 {
-  return false;
+  return own_allocator;
 }
 
 /* ---- XTS ---------------------------------------------------------------------- */
@@ -196,14 +331,19 @@ int xts_be_new(struct xts_be **out, const uint8_t *key, size_t key_len, struct n
     xts_be_free(be);
     return r;
   }
+  /* The contexts hold the schedules: secure (the cipher was fetched above,
+   * outside, so OpenSSL's long-lived tables stay on the heap). */
+  SECURE_BEGIN();
   be->enc = be->impl.newctx(be->impl.provctx);
   be->dec = be->impl.newctx(be->impl.provctx);
+  int ok = be->enc && be->dec && be->impl.einit(be->enc, key, key_len, NULL, 0, NULL) == 1 &&
+           be->impl.dinit(be->dec, key, key_len, NULL, 0, NULL) == 1;
+  SECURE_END();
   if (!be->enc || !be->dec) {
     xts_be_free(be);
     return nbdc_error_set(err, ENOMEM, "out of memory for an xts cipher context");
   }
-  if (be->impl.einit(be->enc, key, key_len, NULL, 0, NULL) != 1 ||
-      be->impl.dinit(be->dec, key, key_len, NULL, 0, NULL) != 1) {
+  if (!ok) {
     xts_be_free(be);
     return ossl_error(err, EINVAL, "cannot set the aes-%zu-xts key", key_len * 4);
   }
@@ -238,6 +378,7 @@ struct crypto_hash {
   EVP_MD *md;
   EVP_MD_CTX *ctx;
   size_t size;
+  bool secure;
 };
 
 static EVP_MD *md_fetch(const char *name, size_t *size)
@@ -274,7 +415,6 @@ void crypto_hash_free(struct crypto_hash *h)
 
 int crypto_hash_new(struct crypto_hash **out, const char *name, bool secure, struct nbdc_error *err)
 {
-  (void)secure; /* EVP_MD_CTX states are on the heap (see the top of this file) */
   *out = NULL;
   struct crypto_hash *h = OPENSSL_zalloc(sizeof *h);
   if (!h)
@@ -284,8 +424,14 @@ int crypto_hash_new(struct crypto_hash **out, const char *name, bool secure, str
     crypto_hash_free(h);
     return nbdc_error_set(err, EINVAL, "unknown hash '%s'", name ? name : "(null)");
   }
+  h->secure = secure;
+  if (secure)
+    SECURE_BEGIN();
   h->ctx = EVP_MD_CTX_new();
-  if (!h->ctx || EVP_DigestInit_ex(h->ctx, h->md, NULL) != 1) {
+  int ok = h->ctx && EVP_DigestInit_ex(h->ctx, h->md, NULL) == 1;
+  if (secure)
+    SECURE_END();
+  if (!ok) {
     crypto_hash_free(h);
     return ossl_error(err, ENOMEM, "cannot start a %s hash", name);
   }
@@ -308,7 +454,12 @@ int crypto_hash_final(struct crypto_hash *h, uint8_t *out, size_t out_len, struc
   if (ok)
     memcpy(out, md, out_len);
   OPENSSL_cleanse(md, sizeof md);
-  if (EVP_DigestInit_ex(h->ctx, h->md, NULL) != 1)
+  if (h->secure)
+    SECURE_BEGIN();
+  int again = EVP_DigestInit_ex(h->ctx, h->md, NULL) == 1;
+  if (h->secure)
+    SECURE_END();
+  if (!again)
     ok = 0;
   else
     h->size = (size_t)EVP_MD_get_size(h->md);
@@ -330,29 +481,53 @@ int crypto_hash_once(const char *name, const void *data, size_t len, uint8_t *ou
   return r;
 }
 
+/* HMAC (RFC 2104) over two secure hash states, so that the padded keys and
+ * the inner state are in secure memory as with libgcrypt (OpenSSL's HMAC()
+ * fetches and allocates on every call). */
 int crypto_hmac(const char *name, const uint8_t *key, size_t key_len, const void *data, size_t len,
                 uint8_t *out, size_t out_len, struct nbdc_error *err)
 {
   size_t size = 0;
   EVP_MD *md = md_fetch(name, &size);
-  if (!md)
-    return nbdc_error_set(err, EINVAL, "unknown hmac hash '%s'", name ? name : "(null)");
-  if (out_len > size || key_len > INT_MAX) {
-    EVP_MD_free(md);
-    return nbdc_error_set(err, EINVAL, "bad hmac-%s output length %zu", name, out_len);
-  }
-  static const uint8_t empty[1];
-  uint8_t mac[EVP_MAX_MD_SIZE];
-  unsigned int mac_len = 0;
-  int ok =
-      HMAC(md, key ? key : empty, (int)key_len, data ? data : empty, len, mac, &mac_len) != NULL;
+  int block = md ? EVP_MD_get_block_size(md) : 0;
   EVP_MD_free(md);
-  if (ok)
-    memcpy(out, mac, out_len);
-  OPENSSL_cleanse(mac, sizeof mac);
-  if (!ok)
-    return ossl_error(err, EIO, "hmac-%s failed", name);
-  return 0;
+  if (!md || block <= 0 || block > 256 || (size_t)block < size)
+    return nbdc_error_set(err, EINVAL, "unknown hmac hash '%s'", name ? name : "(null)");
+  if (out_len > size)
+    return nbdc_error_set(err, EINVAL, "bad hmac-%s output length %zu", name, out_len);
+  /* pad[block] then inner[CRYPTO_HASH_MAX] */
+  const size_t mem_len = (size_t)block + CRYPTO_HASH_MAX;
+  uint8_t *pad = secmem_alloc(mem_len);
+  if (!pad)
+    return nbdc_error_set(err, ENOMEM, "cannot allocate secure memory for hmac-%s", name);
+  uint8_t *inner = pad + block;
+  struct crypto_hash *h = NULL;
+  int r = crypto_hash_new(&h, name, true, err);
+  if (r == 0 && key_len > (size_t)block) { /* long keys are hashed first */
+    crypto_hash_write(h, key, key_len);
+    r = crypto_hash_final(h, pad, size, err);
+  } else if (r == 0 && key_len) {
+    memcpy(pad, key, key_len);
+  }
+  if (r == 0) {
+    for (int i = 0; i < block; i++)
+      pad[i] ^= 0x36;
+    crypto_hash_write(h, pad, (size_t)block);
+    crypto_hash_write(h, data, len);
+    r = crypto_hash_final(h, inner, size, err);
+  }
+  if (r == 0) {
+    for (int i = 0; i < block; i++)
+      pad[i] ^= 0x36 ^ 0x5c;
+    crypto_hash_write(h, pad, (size_t)block);
+    crypto_hash_write(h, inner, size);
+    r = crypto_hash_final(h, inner, size, err);
+  }
+  if (r == 0)
+    memcpy(out, inner, out_len);
+  crypto_hash_free(h);
+  secmem_free(pad, mem_len);
+  return r;
 }
 
 /* ---- PBKDF2 ----------------------------------------------------------------- */
@@ -364,8 +539,16 @@ int pbkdf2_be(const char *hash, const uint8_t *secret, size_t secret_len, const 
   EVP_MD *md = EVP_MD_fetch(NULL, hash, NULL);
   if (!md)
     return ossl_error(err, EINVAL, "unknown pbkdf2 hash '%s'", hash);
-  int ok = PKCS5_PBKDF2_HMAC((const char *)secret, (int)secret_len, salt, (int)salt_len,
-                             (int)iterations, md, (int)out_len, out) == 1;
+  /* A first run on nothing secret fills OpenSSL's method caches on the
+   * heap; the real one runs with its allocations (the HMAC states keyed
+   * with the secret) in secure memory. */
+  static const uint8_t zero[16];
+  uint8_t scratch[16];
+  int ok = PKCS5_PBKDF2_HMAC((const char *)zero, 1, zero, 1, 1, md, 1, scratch) == 1;
+  SECURE_BEGIN();
+  ok = ok && PKCS5_PBKDF2_HMAC((const char *)secret, (int)secret_len, salt, (int)salt_len,
+                               (int)iterations, md, (int)out_len, out) == 1;
+  SECURE_END();
   EVP_MD_free(md);
   if (!ok)
     return ossl_error(err, EIO, "pbkdf2-%s failed", hash);
