@@ -5,7 +5,10 @@
 #   --sanitize   also build with -fsanitize=address,undefined and run the tests labelled
 #                sanitize there: unit tests, the filter's tests (in nbdkit with the ASan
 #                runtime preloaded, see docs/decisions.md) and the CLI tests marked so
-#   --build DIR  build directory (default: build)
+#   --build DIR  build directory (default: build); the OpenSSL-backend build is DIR-openssl
+# The main build uses the default crypto backend (libgcrypt); a second build
+# with -DNBDCRYPT_CRYPTO_BACKEND=openssl runs the unit tests and the tests of
+# the data path (cipher, filter, cryptsetup interoperation, recrypt, cores).
 set -euo pipefail
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=$top/build
@@ -31,6 +34,16 @@ status=0
 # and some measure time-outs).
 ctest --test-dir "$build" -L unit -j "$jobs" --output-on-failure || status=1
 ctest --test-dir "$build" -L integration --output-on-failure || status=1
+
+# The other crypto backend: unit tests and the data-path tests.
+ossl=$build-openssl
+cmake -S "$top" -B "$ossl" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNBDCRYPT_CRYPTO_BACKEND=openssl \
+  >/dev/null
+cmake --build "$ossl" -j "$jobs"
+ctest --test-dir "$ossl" -L unit -j "$jobs" --output-on-failure || status=1
+ctest --test-dir "$ossl" --output-on-failure -R \
+  'integration/test-(filter-roundtrip|filter-concurrency|filter-unaligned-rmw-errors|filter-cryptsetup|cryptsetup-encrypted-data-decrypts|cryptsetup-reads-our-format|cryptsetup-format-opens-with-nbdcrypt|cryptsetup-token|reencrypt-roundtrip|core-holds-no-key)$' ||
+  status=1
 
 if [ "$sanitize" = 1 ]; then
   asan=$build-asan
