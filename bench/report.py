@@ -11,10 +11,11 @@ import statistics
 import sys
 from collections import defaultdict
 
-SYSTEMS = ["plain", "nbdcrypt", "luks", "qemu"]
+SYSTEMS = ["plain", "nbdcrypt", "nbdcrypt-openssl", "luks", "qemu"]
 NAMES = {
     "plain": "plain (nbdkit file)",
-    "nbdcrypt": "nbdcrypt filter",
+    "nbdcrypt": "nbdcrypt filter (libgcrypt)",
+    "nbdcrypt-openssl": "nbdcrypt filter (OpenSSL backend)",
     "luks": "nbdkit luks filter",
     "qemu": "qemu-nbd luks",
 }
@@ -60,6 +61,14 @@ def main():
     systems = [s for s in SYSTEMS if any(k[1] == s for k in rows)]
     xts_mbps = float(machine.get("openssl_xts_4096_MBps", "0") or 0)
     xts_s_per_gib = 2**30 / (xts_mbps * 1e6) if xts_mbps else None
+    # Each backend's own cipher cost: its engine's 4096-byte rate (decrypt
+    # for reads, encrypt for writes), in core-seconds per GiB.
+    backend_of = {"nbdcrypt": "libgcrypt", "nbdcrypt-openssl": "openssl"}
+
+    def xts_cost(system, w):
+        d = "decrypt" if w.endswith("read") else "encrypt"
+        v = float(machine.get(f"xts_{backend_of.get(system, '')}_{d}_4096_MBps", "0") or 0)
+        return 2**30 / (v * 1e6) if v else xts_s_per_gib
     out = []
     p = out.append
 
@@ -136,7 +145,7 @@ def main():
             p(f"1-minute load average when the runs started: median {statistics.median(vals):.2f} "
               f"(min {min(vals):.2f}, max {max(vals):.2f}; it counts this suite's own server "
               f"threads too).")
-        for s in ("plain", "nbdcrypt"):
+        for s in ("plain", "nbdcrypt", "nbdcrypt-openssl"):
             other = rows.get((workload, s, "other_cpu_s"), {})
             steal = rows.get((workload, s, "steal_s"), {})
             if other:
@@ -149,7 +158,7 @@ def main():
 
     def pairs_line(workload, metric):
         """Every pair's ratio for the nbdcrypt systems, with the load at that run."""
-        for s in ("nbdcrypt",):
+        for s in ("nbdcrypt", "nbdcrypt-openssl"):
             mine = rows.get((workload, s, metric), {})
             base = rows.get((workload, "plain", metric), {})
             loads = rows.get((workload, s, "load1"), {})
@@ -176,7 +185,7 @@ def main():
 
     cores = int(machine.get("cores", "2") or 2)
 
-    def floors(w):
+    def floors(w, xts_s_per_gib):
         """Per pair, the lowest wall-time ratio to plain that any filter adding
         exactly OpenSSL's XTS cost (and nothing else) could reach: the server
         and client CPU of the plain run plus the cipher's core-seconds, spread
@@ -197,11 +206,13 @@ def main():
         return (statistics.median(full) if full else None,
                 statistics.median(same) if same else None)
 
-    def floor_line(w, cores):
-        full, same = floors(w)
+    def floor_line(w, cores, system):
+        xts_s_per_gib = xts_cost(system, w)
+        full, same = floors(w, xts_s_per_gib)
         if full is None:
             return
-        p(f"Lowest ratio the cipher allows ({w}): the plain run's server + client CPU plus "
+        p(f"Lowest ratio the cipher of {NAMES[system]} allows ({w}): the plain run's server + "
+          f"client CPU plus "
           f"{fmt(xts_s_per_gib, 3)} core-s of XTS per GiB, on {cores} cores: "
           f"**{full:.2f}x** with every core 100% busy, **{fmt(same)}x** as busy as the plain run "
           f"(medians of the pairs). A filter that adds the cipher and nothing else cannot go below "
@@ -226,9 +237,12 @@ def main():
                 p(f"- {NAMES[s]}: {cpu + ccpu:.2f} CPU s in {wall:.2f} s = "
                   f"{(cpu + ccpu) / (2 * wall) * 100:.0f}% of the machine")
         p("")
-        floor_line(w, cores)
-        p(f"Server CPU beyond plain ({w}), per GiB, against the pure XTS cost "
-          f"{fmt(xts_s_per_gib, 3)} s:")
+        for s in ("nbdcrypt", "nbdcrypt-openssl"):
+            if s in systems:
+                floor_line(w, cores, s)
+        p(f"Server CPU beyond plain ({w}), per GiB, against the pure XTS cost of each "
+          f"system's cipher (its engine's 4096-byte rate; OpenSSL speed's for the others, "
+          f"{fmt(xts_s_per_gib, 3)} s):")
         p("")
         base = median(rows.get((f"nbdcopy-{w}", "plain", "cpu_s"), {}))
         for s in systems:
@@ -238,13 +252,15 @@ def main():
             if mine is None:
                 continue
             extra = mine - base
-            rel = f" = {extra / xts_s_per_gib:.2f}x the XTS cost" if xts_s_per_gib else ""
+            cost = xts_cost(s, w)
+            rel = f" = {extra / cost:.2f}x its XTS cost ({cost:.3f} s)" if cost else ""
             p(f"- {NAMES[s]}: {extra:+.3f} s{rel}")
         p("")
 
     p("## fio (nbd engine, 2 jobs x iodepth 16)")
     p("")
     for name, title in [("randread-4k", "4 KiB random read"), ("randwrite-4k", "4 KiB random write"),
+                        ("randread-1m", "1 MiB random read"), ("randwrite-1m", "1 MiB random write"),
                         ("seqread-1m", "1 MiB sequential read"),
                         ("seqwrite-1m", "1 MiB sequential write")]:
         w = f"fio-{name}"

@@ -4,7 +4,10 @@
 # of random data, and writes bench/REPORT.md.
 #
 #   plain    nbdkit file plugin
-#   nbdcrypt nbdkit --filter=nbdcrypt over the file plugin (native provider)
+#   nbdcrypt nbdkit --filter=nbdcrypt over the file plugin (native provider),
+#            libgcrypt backend (the default build)
+#   nbdcrypt-openssl  the same, filter built with -DNBDCRYPT_CRYPTO_BACKEND=openssl
+#            (its own copy of the image: image locks allow one server per image)
 #   luks     nbdkit --filter=luks over the file plugin (LUKS1 image from
 #            qemu-img create -f luks, short iter-time)
 #   qemu     qemu-nbd serving the same LUKS1 image (driver=luks)
@@ -12,7 +15,7 @@
 # Environment: BENCH_DIR (scratch, default a new directory under TMPDIR;
 # needs ~5 GiB), BENCH_BUILD (build directory), RUNS (nbdcopy runs, default
 # 5), FIO_RUNTIME (seconds per fio job, default 6), FIO_REPS (default 3),
-# BENCH_SYSTEMS (default "plain nbdcrypt luks qemu"), BENCH_REPORT (output,
+# BENCH_SYSTEMS (default "plain nbdcrypt nbdcrypt-openssl luks qemu"), BENCH_REPORT (output,
 # default bench/REPORT.md), BENCH_SKIP_BUILD=1 (use BENCH_BUILD as it is),
 # BENCH_KEEP=1 (keep the scratch directory).
 #
@@ -30,7 +33,7 @@ PY=/usr/bin/python3
 RUNS=${RUNS:-5}
 FIO_RUNTIME=${FIO_RUNTIME:-6}
 FIO_REPS=${FIO_REPS:-3}
-SYSTEMS=${BENCH_SYSTEMS:-plain nbdcrypt luks qemu}
+SYSTEMS=${BENCH_SYSTEMS:-plain nbdcrypt nbdcrypt-openssl luks qemu}
 REPORT=${BENCH_REPORT:-$SRC/bench/REPORT.md}
 BUILD=${BENCH_BUILD:-${TMPDIR:-/tmp}/nbdcrypt-bench-build}
 SIZE=$((1024 * 1024 * 1024))
@@ -45,11 +48,19 @@ if [ -z "${BENCH_SKIP_BUILD:-}" ]; then
   echo "== build ($BUILD)"
   cmake -S "$SRC" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
   cmake --build "$BUILD" --target nbdcrypt nbdkit-nbdcrypt-filter nbdc_crypto -j2 >/dev/null
+  cmake -S "$SRC" -B "$BUILD-openssl" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DNBDCRYPT_CRYPTO_BACKEND=openssl >/dev/null
+  cmake --build "$BUILD-openssl" --target nbdkit-nbdcrypt-filter nbdc_crypto -j2 >/dev/null
 fi
 NBDCRYPT=$BUILD/nbdcrypt
 FILTER=$BUILD/plugins/nbdkit-nbdcrypt-filter.so
+FILTER_OPENSSL=$BUILD-openssl/plugins/nbdkit-nbdcrypt-filter.so
+# One XTS speed program per backend.
 cc -O2 -std=c17 -D_GNU_SOURCE -I"$SRC/include" "$SRC/bench/xts-speed.c" \
-  "$BUILD/libnbdc_crypto.a" "$BUILD/libnbdc_util.a" -lcrypto -largon2 -o "$BUILD/xts-speed"
+  "$BUILD/libnbdc_crypto.a" "$BUILD/libnbdc_util.a" -lgcrypt -lcrypto -largon2 -o "$BUILD/xts-speed"
+cc -O2 -std=c17 -D_GNU_SOURCE -I"$SRC/include" "$SRC/bench/xts-speed.c" \
+  "$BUILD-openssl/libnbdc_crypto.a" "$BUILD-openssl/libnbdc_util.a" -lcrypto -largon2 \
+  -o "$BUILD-openssl/xts-speed"
 
 if [ -n "${BENCH_DIR:-}" ]; then
   D=$BENCH_DIR
@@ -103,7 +114,9 @@ timeout 60 openssl speed -seconds 2 -bytes 4096 -evp aes-256-xts 2>/dev/null |
   awk '/^AES-256-XTS/ {sub(/k$/, "", $2); print "openssl_xts_4096_MBps\t" $2 / 1000}' >>"$D/machine.tsv"
 timeout 60 openssl speed -seconds 2 -evp aes-256-xts 2>/dev/null |
   awk '/^AES-256-XTS|^type/ {print "openssl_speed\t" $0}' >>"$D/machine.tsv"
+echo "== xts engine, both backends"
 "$BUILD/xts-speed" >>"$D/machine.tsv"
+"$BUILD-openssl/xts-speed" >>"$D/machine.tsv"
 
 # ---- data -------------------------------------------------------------------
 CFG=$D/config.json
@@ -133,6 +146,7 @@ else
     iflag=fullblock obs=4M
   echo "$payload" >"$D/payload"
 fi
+[ -s "$D/crypt-openssl.img" ] || cp --sparse=always "$D/crypt.img" "$D/crypt-openssl.img"
 echo "luks1_payload_offset	$(cat "$D/payload")" >>"$D/machine.tsv"
 sync
 
@@ -142,7 +156,7 @@ sync
 # they are read sequentially (readahead) but in whatever size the writer used
 # when they were written, and a 4 KiB buffered write into a large folio
 # costs several times more than into a 4 KiB page.
-IMAGES=("$D/random.bin" "$D/plain.img" "$D/crypt.img" "$D/luks1.img")
+IMAGES=("$D/random.bin" "$D/plain.img" "$D/crypt.img" "$D/crypt-openssl.img" "$D/luks1.img")
 warm() {
   sync
   "$PY" -c 'import os, sys
@@ -166,6 +180,9 @@ start_server() { # NAME [extra nbdkit args]
   nbdcrypt)
     nbdkit -f "$@" -U "$(sock "$name")" --filter="$FILTER" file file="$D/crypt.img" \
       nbdcrypt-config="$CFG" 2>>"$D/$name.log" & ;;
+  nbdcrypt-openssl)
+    nbdkit -f "$@" -U "$(sock "$name")" --filter="$FILTER_OPENSSL" file \
+      file="$D/crypt-openssl.img" nbdcrypt-config="$CFG" 2>>"$D/$name.log" & ;;
   luks)
     nbdkit -f "$@" -U "$(sock "$name")" --filter=luks file file="$D/luks1.img" \
       passphrase=+"$D/pass" 2>>"$D/$name.log" & ;;
@@ -294,6 +311,8 @@ for ((r = 1; r <= FIO_REPS; r++)); do
   # timed), so the next job does not run during that writeback.
   for s in $(order "$r"); do fio_run randread-4k "$s" "$r" --rw=randread --bs=4k; done
   for s in $(order "$r"); do fio_run randwrite-4k "$s" "$r" --rw=randwrite --bs=4k; sync; done
+  for s in $(order "$r"); do fio_run randread-1m "$s" "$r" --rw=randread --bs=1m; done
+  for s in $(order "$r"); do fio_run randwrite-1m "$s" "$r" --rw=randwrite --bs=1m; sync; done
   for s in $(order "$r"); do
     fio_run seqread-1m "$s" "$r" --rw=read --bs=1m --size=512m --offset_increment=512m
   done

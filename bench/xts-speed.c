@@ -1,8 +1,10 @@
-/* Throughput of nbdcrypt's XTS engine (src/crypto/xts.c) as the filter
- * calls it: 256 KiB requests (nbdcopy's default request size) of 4096- and
- * 512-byte sectors, encrypt and decrypt in place, for about half a CPU second
- * each (thread CPU time, so other load on the machine matters less).  Prints
- * "xts_<dir>_<sector>_MBps<TAB>value" lines for bench/run.sh. */
+/* Throughput of nbdcrypt's XTS engine (src/crypto/xts.c and the backend it
+ * was built with) as the filter calls it: 256 KiB requests (nbdcopy's
+ * default request size) of 4096- and 512-byte sectors, encrypt and decrypt
+ * in place, for about half a CPU second each (thread CPU time, so other load
+ * on the machine matters less).  Prints
+ * "xts_<backend>_<dir>_<sector>_MBps<TAB>value" lines for bench/run.sh,
+ * <backend> "libgcrypt" or "openssl". */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,7 +58,9 @@ static int measure(uint32_t sector_size, int enc)
     }
     elapsed = seconds() - start;
   }
-  printf("xts_%s_%u_MBps\t%.0f\n", enc ? "encrypt" : "decrypt", sector_size,
+  const char *backend = crypto_backend_name();
+  printf("xts_%.*s_%s_%u_MBps\t%.0f\n", (int)strcspn(backend, " "), backend,
+         enc ? "encrypt" : "decrypt", sector_size,
          (double)bytes / elapsed / 1e6);
   free(buf);
   xts_free(xts);
