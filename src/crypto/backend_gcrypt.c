@@ -84,7 +84,9 @@ static void *gc_alloc_secure(size_t n)
 
 static int gc_is_secure(const void *p)
 {
-  if (!p)
+  /* secmem_alloc's record is 32 bytes into a page, ours follows: a secure
+   * block's user pointer is 64 bytes into a page. */
+  if (!p || ((uintptr_t)p & 4095) != 64)
     return 0;
   pthread_mutex_lock(&sec_lock);
   int found = sec_find_locked(p) != NULL;
@@ -95,6 +97,8 @@ static int gc_is_secure(const void *p)
 /* Unlinks and returns p's record if p is a secure block, else NULL. */
 static struct sec_block *sec_take(void *p)
 {
+  if (((uintptr_t)p & 4095) != 64)
+    return NULL;
   pthread_mutex_lock(&sec_lock);
   struct sec_block *b = sec_find_locked(p);
   if (b) {

@@ -122,7 +122,7 @@ static void *sec_alloc(size_t n)
  * user pointer is 64 bytes into a page, so most frees skip the lock. */
 static struct sec_block *sec_take(void *p)
 {
-  if (!sec_blocks || ((uintptr_t)p & 4095) != 64)
+  if (((uintptr_t)p & 4095) != 64)
     return NULL;
   pthread_mutex_lock(&sec_lock);
   struct sec_block *b = sec_find_locked(p);
