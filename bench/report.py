@@ -86,7 +86,8 @@ def main():
                      ("mem", "memory"), ("kernel", "kernel"), ("openssl", "OpenSSL"),
                      ("nbdkit", "nbdkit"), ("nbdcopy", "nbdcopy"), ("qemu", "qemu-nbd"),
                      ("fio", "fio"), ("cc", "compiler"), ("commit", "nbdcrypt commit"),
-                     ("date", "date")]:
+                     ("date", "date"), ("params", "run parameters"),
+                     ("load_at_start", "load average at start (1, 5, 15 min)")]:
         if k in machine:
             p(f"- {label}: {machine[k]}")
     p("")

@@ -108,6 +108,8 @@ trap cleanup EXIT
   echo "cc	$(cc --version | head -1)"
   echo "commit	$(git -C "$SRC" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$SRC" diff --quiet HEAD -- plugins src bench 2>/dev/null || echo ' (with uncommitted changes)')"
   echo "date	$(date -u +%Y-%m-%dT%H:%MZ)"
+  echo "params	RUNS=$RUNS FIO_RUNTIME=$FIO_RUNTIME FIO_REPS=$FIO_REPS systems: $SYSTEMS"
+  echo "load_at_start	$(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$D/machine.tsv"
 echo "== openssl speed"
 timeout 60 openssl speed -seconds 2 -bytes 4096 -evp aes-256-xts 2>/dev/null |
