@@ -100,7 +100,8 @@ static int nbdcrypt_config_complete(nbdkit_next_config_complete *next, nbdkit_ba
   "nbdcrypt-keyfile=<FILE>      Unlock a keyslot with the exact bytes of FILE.\n"                  \
   "nbdcrypt-keyslot=<N>         Only try keyslot N (default: any).\n"                              \
   "nbdcrypt-discard=<BOOL>      Pass trim to the plugin (default false: reveals unused blocks).\n" \
-  "nbdcrypt-lock=<BOOL>         Lock the file= and dir= images as qemu does (default true)."
+  "nbdcrypt-lock=<BOOL>         Lock the file= and dir= images as qemu does (default true).\n"     \
+  "nbdcrypt-lock=readonly       Lock file= images as a read-only server (with nbdkit -r)."
 
 static int nbdcrypt_get_ready(int thread_model)
 {
