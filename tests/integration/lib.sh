@@ -155,6 +155,7 @@ cmp_range() {
 # $T/paused.err.
 paused_after_first_step() {
   local i
+  rm -f "$T/ev" # else the loop below may read an earlier run's events
   NBDCRYPT_TEST_HOTZONE_DELAY_MS=${DELAY_MS:-20000} "$NBDCRYPT" "$@" --hotzone 16M --json \
     >"$T/ev" 2>"$T/paused.err" &
   PAUSED_PID=$!
