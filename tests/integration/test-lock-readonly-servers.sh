@@ -17,9 +17,9 @@ must_refuse 1 "in use by another process \\(pid $wpid, nbdkit\\)" "$img" -- \
 pass "a read-only serve does not start beside a read-write server"
 server_stop w
 
-u1=$("$NBDCRYPT" serve "$img" --readonly --socket "$T/ro1.sock" --pidfile "$T/ro1.pid" 2>>"$T/ro1.log")
+u1=$("$NBDCRYPT" serve "$img" --readonly --socket "$T/ro1.sock" --pidfile "$T/ro1.pid" -- -v 2>>"$T/ro1.log")
 _servers+=(ro1)
-u2=$("$NBDCRYPT" serve "$img" --readonly --socket "$T/ro2.sock" --pidfile "$T/ro2.pid" 2>>"$T/ro2.log") ||
+u2=$("$NBDCRYPT" serve "$img" --readonly --socket "$T/ro2.sock" --pidfile "$T/ro2.pid" -- -v 2>>"$T/ro2.log") ||
   fail "a second read-only serve of the image was refused: $(cat "$T/ro2.log")"
 _servers+=(ro2)
 for u in "$u1" "$u2"; do
