@@ -51,8 +51,8 @@ static int kmip_parse_options(const char *name, struct json_object *conf, const 
                               const char *servers[KMIP_PROVIDER_MAX_SERVERS],
                               struct nbdc_error *err)
 {
-  static const char *const known[] = {"type", "servers",    "ca",       "cert",
-                                      "key",  "timeout_ms", "protocol", "trace"};
+  static const char *const known[] = {"type",       "servers",  "ca",           "cert", "key",
+                                      "timeout_ms", "protocol", "kmip_version", "trace"};
   json_object_object_foreach(conf, field, value)
   {
     (void)value;
@@ -62,7 +62,7 @@ static int kmip_parse_options(const char *name, struct json_object *conf, const 
     if (!ok)
       return nbdc_error_set(err, EINVAL,
                             "provider %s in %s: unknown field %s (kmip knows servers, ca, cert, "
-                            "key, timeout_ms, protocol, trace)",
+                            "key, timeout_ms, kmip_version, trace)",
                             name, origin, field);
   }
 
@@ -103,17 +103,29 @@ static int kmip_parse_options(const char *name, struct json_object *conf, const 
                             name, origin);
     opts->timeout_ms = (int)t;
   }
-  const char *protocol;
-  if ((r = kmip_field_string(name, origin, conf, "protocol", false, &protocol, err)) < 0)
+  /* kmip_version: the highest version offered (negotiated down with Discover
+   * Versions); "protocol" is its older name. */
+  const char *version, *protocol;
+  if ((r = kmip_field_string(name, origin, conf, "kmip_version", false, &version, err)) < 0 ||
+      (r = kmip_field_string(name, origin, conf, "protocol", false, &protocol, err)) < 0)
     return r;
-  if (!protocol || strcmp(protocol, "1.4") == 0)
-    opts->protocol_minor = 4;
-  else if (strcmp(protocol, "1.2") == 0)
-    opts->protocol_minor = 2;
-  else
+  if (version && protocol && strcmp(version, protocol) != 0)
     return nbdc_error_set(err, EINVAL,
-                          "provider %s in %s: protocol \"%s\" (use \"1.2\" or \"1.4\")", name,
-                          origin, protocol);
+                          "provider %s in %s: kmip_version \"%s\" and protocol \"%s\" disagree "
+                          "(protocol is the old name of kmip_version: keep one)",
+                          name, origin, version, protocol);
+  if (!version)
+    version = protocol;
+  opts->max_version = (struct kmip_version){1, KMIP_VERSION_MAX_MINOR};
+  if (version) {
+    if (strlen(version) != 3 || strncmp(version, "1.", 2) != 0 || version[2] < '0' ||
+        version[2] > '0' + KMIP_VERSION_MAX_MINOR)
+      return nbdc_error_set(err, EINVAL,
+                            "provider %s in %s: kmip_version \"%s\" (use \"1.0\" to \"1.%d\"; "
+                            "2.0 is not supported)",
+                            name, origin, version, KMIP_VERSION_MAX_MINOR);
+    opts->max_version.minor = version[2] - '0';
+  }
   if (json_object_object_get_ex(conf, "trace", &v)) {
     if (!json_object_is_type(v, json_type_boolean))
       return nbdc_error_set(err, EINVAL, "provider %s in %s: trace must be true or false", name,
@@ -192,26 +204,6 @@ static int kmip_kek_get(void *state, const char *id, uint8_t **kek, struct nbdc_
   return 0;
 }
 
-static const char *kmip_state_word(uint32_t state)
-{
-  switch (state) {
-  case 1:
-    return "pre-active";
-  case 2:
-    return "active";
-  case 3:
-    return "deactivated";
-  case 4:
-    return "compromised";
-  case 5:
-    return "destroyed";
-  case 6:
-    return "destroyed-compromised";
-  default:
-    return "";
-  }
-}
-
 static int kmip_kek_list(void *state, const char *prefix, struct keys_kek_info **list,
                          size_t *count, struct nbdc_error *err)
 {
@@ -244,7 +236,8 @@ static int kmip_kek_list(void *state, const char *prefix, struct keys_kek_info *
     struct keys_kek_info *info = &out[k++];
     snprintf(info->id, sizeof info->id, "%s", ids[i]);
     snprintf(info->name, sizeof info->name, "%s", name);
-    snprintf(info->state, sizeof info->state, "%s", kmip_state_word(st));
+    if (st)
+      snprintf(info->state, sizeof info->state, "%s", keys_kek_state_name(st));
     if (date >= 0) {
       time_t t = (time_t)date;
       struct tm tm;
@@ -258,11 +251,25 @@ static int kmip_kek_list(void *state, const char *prefix, struct keys_kek_info *
   return 0;
 }
 
-static int kmip_kek_revoke(void *state, const char *id, struct nbdc_error *err)
+static int kmip_kek_state(void *state, const char *id, enum keys_kek_state *kek_state,
+                          struct nbdc_error *err)
 {
   struct kmip_provider *kp = state;
-  int r =
-      kmip_revoke(kp->client, id, KMIP_REVOKE_CESSATION_OF_OPERATION, "revoked by nbdcrypt", err);
+  enum kmip_state st;
+  int r = kmip_get_state(kp->client, id, &st, err);
+  if (r < 0)
+    return kmip_fail(kp, id, r, err);
+  *kek_state = (enum keys_kek_state)st; /* the same numbers, checked 1..6 by kmip_get_state */
+  return 0;
+}
+
+static int kmip_kek_revoke(void *state, const char *id, bool compromised, struct nbdc_error *err)
+{
+  struct kmip_provider *kp = state;
+  int r = compromised ? kmip_revoke(kp->client, id, KMIP_REVOKE_KEY_COMPROMISE,
+                                    "compromised (nbdcrypt)", err)
+                      : kmip_revoke(kp->client, id, KMIP_REVOKE_CESSATION_OF_OPERATION,
+                                    "revoked by nbdcrypt", err);
   return r < 0 ? kmip_fail(kp, id, r, err) : 0;
 }
 
@@ -319,6 +326,7 @@ static const struct keys_provider_ops kmip_ops = {
     .kek_create = kmip_kek_create,
     .kek_get = kmip_kek_get,
     .kek_list = kmip_kek_list,
+    .kek_state = kmip_kek_state,
     .kek_revoke = kmip_kek_revoke,
     .kek_destroy = kmip_kek_destroy,
     .kek_wrap = kmip_kek_wrap,

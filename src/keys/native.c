@@ -2,7 +2,13 @@
  *
  *   {"version": 1,
  *    "keys": {"<uuid>": {"key": "<base64 of 32 bytes>", "name": "<label>",
- *                        "created": "2026-11-22T18:00:00Z"}}}
+ *                        "created": "2026-11-22T18:00:00Z",
+ *                        "state": "compromised", "revoked": "2026-12-01T10:00:00Z"}}}
+ *
+ * "state" (KMIP's words: "deactivated", "compromised") and "revoked" appear
+ * once a key is revoked; a key without them is Active, so keystores written
+ * before states existed read as they did.  (An older nbdcrypt keeps the two
+ * fields as unknown ones and treats the key as usable.)
  *
  * The file is the only secret on the host, so it is handled like an ssh
  * private key: owned by the user, mode 0600 in a 0700 directory, refused when
@@ -46,6 +52,8 @@ struct native_entry {
   char *id;
   char *name;
   char *created;
+  enum keys_kek_state state;
+  char *revoked;
   struct json_object *extra; /* unknown fields of the key's object, or NULL */
 };
 
@@ -65,6 +73,7 @@ static void native_entry_clear(struct native_entry *e)
   free(e->id);
   free(e->name);
   free(e->created);
+  free(e->revoked);
   json_object_put(e->extra);
   memset(e, 0, sizeof *e);
 }
@@ -309,12 +318,43 @@ static int native_opt_string(const struct native_state *ns, struct json_object *
   return 0;
 }
 
+/* The states a native key can be in; absent means Active. */
+static const struct {
+  const char *word;
+  enum keys_kek_state state;
+} native_states[] = {
+    {"active", KEYS_KEK_ACTIVE},
+    {"deactivated", KEYS_KEK_DEACTIVATED},
+    {"compromised", KEYS_KEK_COMPROMISED},
+};
+
+static int native_read_state(const struct native_state *ns, struct json_object *entry,
+                             const char *id, enum keys_kek_state *state, struct nbdc_error *err)
+{
+  struct json_object *value;
+  *state = KEYS_KEK_ACTIVE;
+  if (!json_object_object_get_ex(entry, "state", &value))
+    return 0;
+  const char *word =
+      json_object_is_type(value, json_type_string) ? json_object_get_string(value) : NULL;
+  for (size_t i = 0; word && i < sizeof native_states / sizeof native_states[0]; i++) {
+    if (strcmp(word, native_states[i].word) == 0) {
+      *state = native_states[i].state;
+      return 0;
+    }
+  }
+  return nbdc_error_set(err, EINVAL,
+                        "keystore %s: field state of kek %s is %s (expected \"active\", "
+                        "\"deactivated\" or \"compromised\")",
+                        ns->keystore, id, json_object_to_json_string(value));
+}
+
 /* Check the parsed keystore and move it into store (KEKs into secure memory). */
 static int native_convert(const struct native_state *ns, struct json_object *root,
                           struct native_store *store, struct nbdc_error *err)
 {
   static const char *const top_fields[] = {"version", "keys", NULL};
-  static const char *const key_fields[] = {"key", "name", "created", NULL};
+  static const char *const key_fields[] = {"key", "name", "created", "state", "revoked", NULL};
 
   if (!json_object_is_type(root, json_type_object))
     return nbdc_error_set(err, EINVAL, "keystore %s is not a JSON object", ns->keystore);
@@ -385,6 +425,8 @@ static int native_convert(const struct native_state *ns, struct json_object *roo
     }
     if ((r = native_opt_string(ns, entry, id, "name", &e->name, err)) < 0 ||
         (r = native_opt_string(ns, entry, id, "created", &e->created, err)) < 0 ||
+        (r = native_opt_string(ns, entry, id, "revoked", &e->revoked, err)) < 0 ||
+        (r = native_read_state(ns, entry, id, &e->state, err)) < 0 ||
         (r = native_extra_fields(entry, key_fields, &e->extra, err)) < 0)
       goto out;
   }
@@ -515,6 +557,14 @@ static void native_serialise(const struct native_store *store, struct native_out
     if (e->created) {
       out_str(o, ",\n      \"created\": ");
       out_json_string(o, e->created);
+    }
+    if (e->state != KEYS_KEK_ACTIVE) {
+      out_str(o, ",\n      \"state\": ");
+      out_json_string(o, keys_kek_state_name(e->state));
+    }
+    if (e->revoked) {
+      out_str(o, ",\n      \"revoked\": ");
+      out_json_string(o, e->revoked);
     }
     out_extra(o, e->extra, "      ");
     out_str(o, "\n    }");
@@ -714,6 +764,16 @@ static int native_not_found(const struct native_state *ns, const char *id, struc
                         ns->keystore, ns->provider);
 }
 
+/* The current time, RFC 3339 UTC. */
+static int native_now(char out[40], struct nbdc_error *err)
+{
+  struct tm tm;
+  time_t now = time(NULL);
+  if (!gmtime_r(&now, &tm) || strftime(out, 40, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+    return nbdc_error_set(err, EOVERFLOW, "cannot format the current time");
+  return 0;
+}
+
 static int native_kek_create(void *state, const char *name, char id_out[KEYS_ID_MAX],
                              struct nbdc_error *err)
 {
@@ -738,15 +798,12 @@ static int native_kek_create(void *state, const char *name, char id_out[KEYS_ID_
   } while (native_store_find(&store, id) >= 0);
 
   char created[40];
-  struct tm tm;
-  time_t now = time(NULL);
-  if (!gmtime_r(&now, &tm) || strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
-    r = nbdc_error_set(err, EOVERFLOW, "cannot format the current time");
+  if ((r = native_now(created, err)) < 0)
     goto out;
-  }
 
   struct native_entry *e = &store.entries[store.count];
   memset(e, 0, sizeof *e);
+  e->state = KEYS_KEK_ACTIVE;
   r = crypto_random(store.keks + store.count * KEYS_KEK_SIZE, KEYS_KEK_SIZE, err);
   if (r < 0)
     goto out;
@@ -811,7 +868,8 @@ static int native_kek_list(void *state, const char *prefix, struct keys_kek_info
     snprintf(info->id, sizeof info->id, "%s", e->id);
     snprintf(info->name, sizeof info->name, "%s", name);
     snprintf(info->created, sizeof info->created, "%s", e->created ? e->created : "");
-    snprintf(info->state, sizeof info->state, "active");
+    snprintf(info->state, sizeof info->state, "%s", keys_kek_state_name(e->state));
+    snprintf(info->revoked, sizeof info->revoked, "%s", e->revoked ? e->revoked : "");
   }
   native_store_free(&store);
   *list = infos;
@@ -819,13 +877,69 @@ static int native_kek_list(void *state, const char *prefix, struct keys_kek_info
   return 0;
 }
 
-static int native_kek_revoke(void *state, const char *id, struct nbdc_error *err)
+static int native_kek_state(void *state, const char *id, enum keys_kek_state *kek_state,
+                            struct nbdc_error *err)
 {
   struct native_state *ns = state;
-  (void)id;
-  return nbdc_error_set(err, ENOTSUP,
-                        "native keystore keys have no revoked state; use destroy (provider %s)",
-                        ns->provider);
+  struct native_store store;
+  int r = native_load(ns, &store, err);
+  if (r < 0)
+    return r;
+  ssize_t i = native_store_find(&store, id);
+  if (i < 0)
+    r = native_not_found(ns, id, err);
+  else
+    *kek_state = store.entries[i].state;
+  native_store_free(&store);
+  return r;
+}
+
+/* KMIP's transitions: a compromise from Active or Deactivated (again is a
+ * no-op that keeps the first date), any other reason only from Active. */
+static int native_kek_revoke(void *state, const char *id, bool compromised, struct nbdc_error *err)
+{
+  struct native_state *ns = state;
+  int lock_fd = native_lock(ns, err);
+  if (lock_fd < 0)
+    return lock_fd;
+  struct native_store store;
+  int r = native_load(ns, &store, err);
+  if (r < 0)
+    goto out_unlock;
+  ssize_t found = native_store_find(&store, id);
+  if (found < 0) {
+    r = native_not_found(ns, id, err);
+    goto out;
+  }
+  struct native_entry *e = &store.entries[found];
+  if (compromised && e->state == KEYS_KEK_COMPROMISED) {
+    r = 0;
+    goto out;
+  }
+  if (!compromised && e->state != KEYS_KEK_ACTIVE) {
+    r = nbdc_error_set(err, EPERM,
+                       "kek %s in keystore %s is %s, not active: only a compromise can revoke it "
+                       "again (provider %s)",
+                       id, ns->keystore, keys_kek_state_name(e->state), ns->provider);
+    goto out;
+  }
+  char now[40];
+  if ((r = native_now(now, err)) < 0)
+    goto out;
+  char *revoked = strdup(now);
+  if (!revoked) {
+    r = nbdc_error_set(err, ENOMEM, "out of memory");
+    goto out;
+  }
+  free(e->revoked);
+  e->revoked = revoked;
+  e->state = compromised ? KEYS_KEK_COMPROMISED : KEYS_KEK_DEACTIVATED;
+  r = native_save(ns, &store, err);
+out:
+  native_store_free(&store);
+out_unlock:
+  native_unlock(lock_fd);
+  return r;
 }
 
 static int native_kek_destroy(void *state, const char *id, struct nbdc_error *err)
@@ -875,6 +989,7 @@ static const struct keys_provider_ops native_ops = {
     .kek_create = native_kek_create,
     .kek_get = native_kek_get,
     .kek_list = native_kek_list,
+    .kek_state = native_kek_state,
     .kek_revoke = native_kek_revoke,
     .kek_destroy = native_kek_destroy,
     .close = native_close,

@@ -15,7 +15,9 @@ struct keys_provider_ops {
   int (*kek_get)(void *state, const char *id, uint8_t **kek, struct nbdc_error *err);
   int (*kek_list)(void *state, const char *prefix, struct keys_kek_info **list, size_t *count,
                   struct nbdc_error *err);
-  int (*kek_revoke)(void *state, const char *id, struct nbdc_error *err);
+  int (*kek_state)(void *state, const char *id, enum keys_kek_state *kek_state,
+                   struct nbdc_error *err);
+  int (*kek_revoke)(void *state, const char *id, bool compromised, struct nbdc_error *err);
   int (*kek_destroy)(void *state, const char *id, struct nbdc_error *err);
   int (*kek_wrap)(void *state, const char *id, const uint8_t *plain, size_t plain_len,
                   uint8_t **cipher, size_t *cipher_len, uint8_t iv[12], uint8_t tag[16],
