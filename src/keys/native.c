@@ -20,8 +20,10 @@
  * Key bytes are decoded straight into secure memory; the base64 copies json-c
  * and the serialiser handle are wiped before their memory is released.
  * Unknown fields, top-level or per key, are kept across rewrites. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -599,8 +601,92 @@ static char *native_dirname(const char *path)
   return strndup(path, (size_t)(slash - path));
 }
 
-/* Replace the keystore with store: temporary file in the same directory,
- * fsync, rename over the keystore, fsync the directory. */
+/* The file name part of path. */
+static const char *native_basename(const char *path)
+{
+  const char *slash = strrchr(path, '/');
+  return slash ? slash + 1 : path;
+}
+
+/* Forget a named temporary file: its blocks first (it holds every key), then
+ * its name. */
+static void native_drop_tmp(int dir_fd, const char *name, int fd)
+{
+  if (fd >= 0)
+    (void)ftruncate(fd, 0);
+  else if ((fd = openat(dir_fd, name, O_WRONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)) >= 0) {
+    (void)ftruncate(fd, 0);
+    close(fd);
+  }
+  (void)unlinkat(dir_fd, name, 0);
+}
+
+/* Temporary files a writer left when it was killed between its link and its
+ * rename (or, before O_TMPFILE, at any time): we hold the keystore's lock, so
+ * no writer is using them. */
+static void native_remove_stale_tmp(int dir_fd, const char *base)
+{
+  int fd = dup(dir_fd);
+  DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+  if (!d) {
+    if (fd >= 0)
+      close(fd);
+    return;
+  }
+  size_t base_len = strlen(base);
+  struct dirent *de;
+  while ((de = readdir(d))) {
+    if (strncmp(de->d_name, base, base_len) == 0 &&
+        strncmp(de->d_name + base_len, ".tmp.", 5) == 0 && strlen(de->d_name) == base_len + 13)
+      native_drop_tmp(dir_fd, de->d_name, -1);
+  }
+  closedir(d);
+}
+
+/* A random temporary name beside the keystore. */
+static int native_tmp_name(const struct native_state *ns, char name[NAME_MAX + 1],
+                           struct nbdc_error *err)
+{
+  uint32_t suffix;
+  int r = crypto_random(&suffix, sizeof suffix, err);
+  if (r < 0)
+    return r;
+  int n = snprintf(name, NAME_MAX + 1, "%s.tmp.%08x", native_basename(ns->keystore), suffix);
+  if (n < 0 || n > NAME_MAX)
+    return nbdc_error_set(err, ENAMETOOLONG, "keystore %s: file name too long for a temporary file",
+                          ns->keystore);
+  return 0;
+}
+
+/* Give the complete, synced O_TMPFILE fd a temporary name. */
+static int native_link_tmp(const struct native_state *ns, int dir_fd, int fd,
+                           char name[NAME_MAX + 1], struct nbdc_error *err)
+{
+  char proc[64];
+  snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+  for (int attempt = 0; attempt < 16; attempt++) {
+    int r = native_tmp_name(ns, name, err);
+    if (r < 0)
+      return r;
+    /* AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH; /proc works for everyone */
+    if (linkat(fd, "", dir_fd, name, AT_EMPTY_PATH) == 0 ||
+        (errno != EEXIST && linkat(AT_FDCWD, proc, dir_fd, name, AT_SYMLINK_FOLLOW) == 0))
+      return 0;
+    if (errno != EEXIST)
+      return nbdc_error_set(err, errno, "cannot link the new keystore beside %s: %s", ns->keystore,
+                            strerror(errno));
+  }
+  return nbdc_error_set(err, EEXIST, "cannot name a temporary file beside keystore %s",
+                        ns->keystore);
+}
+
+/* Replace the keystore with store, so that no file holding keys is ever left
+ * behind: the new contents go to an unnamed O_TMPFILE in the keystore's
+ * directory, which gets a temporary name only once it is complete and
+ * synced, and is renamed over the keystore at once; then the directory is
+ * synced.  Without O_TMPFILE (some file systems), a named temporary file
+ * that every failure truncates and removes.  Either way a writer killed
+ * between name and rename leaves a file the next writer removes. */
 static int native_save(const struct native_state *ns, const struct native_store *store,
                        struct nbdc_error *err)
 {
@@ -615,43 +701,48 @@ static int native_save(const struct native_state *ns, const struct native_store 
 
   int r;
   int fd = -1;
-  char *tmp = NULL;
+  bool named = false; /* tmp names a file we must remove on failure */
+  char tmp[NAME_MAX + 1] = "";
+  const char *base = native_basename(ns->keystore);
   char *dir = native_dirname(ns->keystore);
+  int dir_fd = dir ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
   if (!dir) {
     r = nbdc_error_set(err, ENOMEM, "out of memory");
+    goto out;
+  }
+  if (dir_fd < 0) {
+    r = nbdc_error_set(err, errno, "cannot open directory %s of keystore %s: %s", dir, ns->keystore,
+                       strerror(errno));
     goto out;
   }
   if (o.overflow) {
     r = nbdc_error_set(err, EIO, "keystore %s: internal error serialising it", ns->keystore);
     goto out;
   }
+  native_remove_stale_tmp(dir_fd, base);
 
+  fd = openat(dir_fd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+  bool tmpfile = fd >= 0;
+  if (!tmpfile && errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL) {
+    r = nbdc_error_set(err, errno, "cannot create a temporary file in %s: %s", dir,
+                       strerror(errno));
+    goto out;
+  }
   for (int attempt = 0; fd < 0 && attempt < 16; attempt++) {
-    uint32_t suffix;
-    r = crypto_random(&suffix, sizeof suffix, err);
-    if (r < 0)
+    if ((r = native_tmp_name(ns, tmp, err)) < 0)
       goto out;
-    free(tmp);
-    if (asprintf(&tmp, "%s.tmp.%08x", ns->keystore, suffix) < 0) {
-      tmp = NULL;
-      r = nbdc_error_set(err, ENOMEM, "out of memory");
-      goto out;
-    }
-    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    fd = openat(dir_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0 && errno != EEXIST) {
-      r = nbdc_error_set(err, errno, "cannot create %s: %s", tmp, strerror(errno));
-      free(tmp);
-      tmp = NULL;
+      r = nbdc_error_set(err, errno, "cannot create %s/%s: %s", dir, tmp, strerror(errno));
       goto out;
     }
   }
   if (fd < 0) {
-    free(tmp);
-    tmp = NULL;
     r = nbdc_error_set(err, EEXIST, "cannot create a temporary file beside keystore %s",
                        ns->keystore);
     goto out;
   }
+  named = !tmpfile;
 
   const char *failed = NULL;
   if (fchmod(fd, 0600) < 0)
@@ -661,38 +752,39 @@ static int native_save(const struct native_state *ns, const struct native_store 
   else if (fsync(fd) < 0)
     failed = "sync";
   if (failed) {
-    r = nbdc_error_set(err, errno, "cannot %s %s: %s", failed, tmp, strerror(errno));
-    goto out;
-  }
-  int closed = close(fd);
-  fd = -1;
-  if (closed < 0) {
-    r = nbdc_error_set(err, errno, "cannot write %s: %s", tmp, strerror(errno));
-    goto out;
-  }
-  if (rename(tmp, ns->keystore) < 0) {
-    r = nbdc_error_set(err, errno, "cannot rename %s to %s: %s", tmp, ns->keystore,
+    r = nbdc_error_set(err, errno, "cannot %s the new keystore beside %s: %s", failed, ns->keystore,
                        strerror(errno));
     goto out;
   }
-  free(tmp);
-  tmp = NULL; /* renamed: nothing to remove */
-
-  int dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir_fd < 0 || fsync(dir_fd) < 0)
+  if (tmpfile) {
+    if ((r = native_link_tmp(ns, dir_fd, fd, tmp, err)) < 0)
+      goto out;
+    named = true;
+  }
+  if (renameat(dir_fd, tmp, dir_fd, base) < 0) {
+    r = nbdc_error_set(err, errno, "cannot rename %s/%s to %s: %s", dir, tmp, ns->keystore,
+                       strerror(errno));
+    goto out;
+  }
+  named = false; /* renamed: it is the keystore now */
+  if (close(fd) < 0) {
+    fd = -1;
+    r = nbdc_error_set(err, errno, "cannot write keystore %s: %s", ns->keystore, strerror(errno));
+    goto out;
+  }
+  fd = -1;
+  if (fsync(dir_fd) < 0)
     r = nbdc_error_set(err, errno, "cannot sync directory %s: %s", dir, strerror(errno));
   else
     r = 0;
-  if (dir_fd >= 0)
-    close(dir_fd);
 
 out:
+  if (named)
+    native_drop_tmp(dir_fd, tmp, fd);
   if (fd >= 0)
     close(fd);
-  if (tmp) {
-    unlink(tmp);
-    free(tmp);
-  }
+  if (dir_fd >= 0)
+    close(dir_fd);
   free(dir);
   nbdc_wipe(o.data, o.cap);
   free(o.data);
