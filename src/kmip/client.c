@@ -149,6 +149,14 @@ void kmip_call_free(struct kmip_call *call)
   memset(call, 0, sizeof *call);
 }
 
+int kmip_call_parse(struct kmip_call *call, size_t max, struct nbdc_error *err)
+{
+  int r = kmip_decode(call->buf, call->len, max, &call->tree, err);
+  if (r == 0)
+    r = kmip_msg_parse_response(call->tree, &call->resp, err);
+  return r;
+}
+
 static void trace_message(const struct kmip_client *c, const char *dir, const char *server,
                           const uint8_t *buf, size_t len)
 {
@@ -207,9 +215,7 @@ static int try_server(struct kmip_client *c, size_t i, const struct kmip_enc *re
   }
   if (c->trace)
     trace_message(c, "response from", c->servers[i], call->buf, call->len);
-  r = kmip_decode(call->buf, call->len, c->max_message, &call->tree, err);
-  if (r == 0)
-    r = kmip_msg_parse_response(call->tree, &call->resp, err);
+  r = kmip_call_parse(call, c->max_message, err);
   if (r < 0) {
     drop_conn(c); /* the stream can no longer be trusted */
     kmip_call_free(call);

@@ -18,6 +18,23 @@
 #define NAME_TYPE_TEXT            1
 #define USAGE_KEK                 (0x04 | 0x08 | 0x10 | 0x20) /* Encrypt|Decrypt|WrapKey|UnwrapKey */
 
+size_t kmip_answer_versions(const struct kmip_item *payload, struct kmip_version *versions,
+                            size_t max)
+{
+  size_t count = 0;
+  for (const struct kmip_item *it = kmip_item_find(payload, KMIP_TAG_PROTOCOL_VERSION);
+       it && count < max; it = kmip_item_next_same(it)) {
+    const struct kmip_item *maj = kmip_item_find(it, KMIP_TAG_PROTOCOL_VERSION_MAJOR);
+    const struct kmip_item *min = kmip_item_find(it, KMIP_TAG_PROTOCOL_VERSION_MINOR);
+    if (!maj || !min)
+      continue;
+    versions[count].major = (int)maj->integer;
+    versions[count].minor = (int)min->integer;
+    count++;
+  }
+  return count;
+}
+
 /* Discover Versions at version v, offering 1.max down to 1.0 (or, with
  * offer false, nothing: the server then lists all it speaks). */
 static int discover(struct kmip_client *c, struct kmip_version v, bool offer,
@@ -261,6 +278,33 @@ int kmip_destroy(struct kmip_client *c, const char *id, struct nbdc_error *err)
   return simple_id_op(c, KMIP_OP_DESTROY, id, err);
 }
 
+int kmip_answer_key(const struct kmip_item *payload, const char *server, const char *id,
+                    uint8_t *key, size_t key_max, size_t *key_len, struct nbdc_error *err)
+{
+  const struct kmip_item *block =
+      kmip_item_find(kmip_item_find(payload, KMIP_TAG_SYMMETRIC_KEY), KMIP_TAG_KEY_BLOCK);
+  const struct kmip_item *format = kmip_item_find(block, KMIP_TAG_KEY_FORMAT_TYPE);
+  const struct kmip_item *material =
+      kmip_item_find(kmip_item_find(block, KMIP_TAG_KEY_VALUE), KMIP_TAG_KEY_MATERIAL);
+  if (!block)
+    return nbdc_error_set(err, EBADMSG, "kms %s: object %s is not a symmetric key", server, id);
+  if (!format || format->integer != KEY_FORMAT_RAW || !material ||
+      material->type != KMIP_TYPE_BYTE_STRING)
+    return nbdc_error_set(err, EBADMSG, "kms %s: key %s did not come back as a raw key", server,
+                          id);
+  if (material->length != 256 / 8)
+    return nbdc_error_set(err, EBADMSG,
+                          "kms %s: Get answer: Key Material is %u bytes, expected 32 "
+                          "(Cryptographic Length 256)",
+                          server, material->length);
+  if (material->length > key_max)
+    return nbdc_error_set(err, ENOSPC, "kms %s: key %s is %u bytes, more than the %zu expected",
+                          server, id, material->length, key_max);
+  memcpy(key, material->bytes, material->length);
+  *key_len = material->length;
+  return 0;
+}
+
 int kmip_get_key(struct kmip_client *c, const char *id, uint8_t *key, size_t key_max,
                  size_t *key_len, struct nbdc_error *err)
 {
@@ -278,30 +322,7 @@ int kmip_get_key(struct kmip_client *c, const char *id, uint8_t *key, size_t key
   r = run(c, &want, &enc, &call, err);
   if (r < 0)
     return r;
-  const struct kmip_item *block =
-      kmip_item_find(kmip_item_find(payload(&call), KMIP_TAG_SYMMETRIC_KEY), KMIP_TAG_KEY_BLOCK);
-  const struct kmip_item *format = kmip_item_find(block, KMIP_TAG_KEY_FORMAT_TYPE);
-  const struct kmip_item *material =
-      kmip_item_find(kmip_item_find(block, KMIP_TAG_KEY_VALUE), KMIP_TAG_KEY_MATERIAL);
-  if (!block)
-    r = nbdc_error_set(err, EBADMSG, "kms %s: object %s is not a symmetric key",
-                       kmip_client_server(c), id);
-  else if (!format || format->integer != KEY_FORMAT_RAW || !material ||
-           material->type != KMIP_TYPE_BYTE_STRING)
-    r = nbdc_error_set(err, EBADMSG, "kms %s: key %s did not come back as a raw key",
-                       kmip_client_server(c), id);
-  else if (material->length != 256 / 8)
-    r = nbdc_error_set(err, EBADMSG,
-                       "kms %s: Get answer: Key Material is %u bytes, expected 32 (Cryptographic "
-                       "Length 256)",
-                       kmip_client_server(c), material->length);
-  else if (material->length > key_max)
-    r = nbdc_error_set(err, ENOSPC, "kms %s: key %s is %u bytes, more than the %zu expected",
-                       kmip_client_server(c), id, material->length, key_max);
-  else {
-    memcpy(key, material->bytes, material->length);
-    *key_len = material->length;
-  }
+  r = kmip_answer_key(payload(&call), kmip_client_server(c), id, key, key_max, key_len, err);
   kmip_call_free(&call);
   return r;
 }
@@ -401,6 +422,38 @@ int kmip_get_info(struct kmip_client *c, const char *id, char *name, size_t name
   return 0;
 }
 
+int kmip_answer_state(const struct kmip_item *payload, const char *server, const char *id,
+                      enum kmip_state *state, struct nbdc_error *err)
+{
+  const struct kmip_item *value = NULL;
+  int count = 0;
+  for (const struct kmip_item *a = kmip_item_find(payload, KMIP_TAG_ATTRIBUTE); a;
+       a = kmip_item_next_same(a)) {
+    const struct kmip_item *an = kmip_item_find(a, KMIP_TAG_ATTRIBUTE_NAME);
+    if (an && an->length == 5 && memcmp(an->bytes, "State", 5) == 0) {
+      value = kmip_item_find(a, KMIP_TAG_ATTRIBUTE_VALUE);
+      count++;
+    }
+  }
+  if (count == 0)
+    return nbdc_error_set(err, EBADMSG, "kms %s: Get Attributes answer: State of %s is missing",
+                          server, id);
+  if (count > 1)
+    return nbdc_error_set(err, EBADMSG,
+                          "kms %s: Get Attributes answer: %d States for %s, expected 1", server,
+                          count, id);
+  if (!value || value->type != KMIP_TYPE_ENUMERATION)
+    return nbdc_error_set(err, EBADMSG,
+                          "kms %s: Get Attributes answer: State of %s is not an Enumeration",
+                          server, id);
+  if (value->integer < KMIP_STATE_PRE_ACTIVE || value->integer > KMIP_STATE_DESTROYED_COMPROMISED)
+    return nbdc_error_set(err, EBADMSG,
+                          "kms %s: Get Attributes answer: State of %s is %lld, expected 1 to 6",
+                          server, id, (long long)value->integer);
+  *state = (enum kmip_state)value->integer;
+  return 0;
+}
+
 int kmip_get_state(struct kmip_client *c, const char *id, enum kmip_state *state,
                    struct nbdc_error *err)
 {
@@ -417,33 +470,7 @@ int kmip_get_state(struct kmip_client *c, const char *id, enum kmip_state *state
   r = run(c, &want, &enc, &call, err);
   if (r < 0)
     return r;
-  const struct kmip_item *value = NULL;
-  int count = 0;
-  for (const struct kmip_item *a = kmip_item_find(payload(&call), KMIP_TAG_ATTRIBUTE); a;
-       a = kmip_item_next_same(a)) {
-    const struct kmip_item *an = kmip_item_find(a, KMIP_TAG_ATTRIBUTE_NAME);
-    if (an && an->length == 5 && memcmp(an->bytes, "State", 5) == 0) {
-      value = kmip_item_find(a, KMIP_TAG_ATTRIBUTE_VALUE);
-      count++;
-    }
-  }
-  if (count == 0)
-    r = nbdc_error_set(err, EBADMSG, "kms %s: Get Attributes answer: State of %s is missing",
-                       kmip_client_server(c), id);
-  else if (count > 1)
-    r = nbdc_error_set(err, EBADMSG, "kms %s: Get Attributes answer: %d States for %s, expected 1",
-                       kmip_client_server(c), count, id);
-  else if (!value || value->type != KMIP_TYPE_ENUMERATION)
-    r = nbdc_error_set(err, EBADMSG,
-                       "kms %s: Get Attributes answer: State of %s is not an Enumeration",
-                       kmip_client_server(c), id);
-  else if (value->integer < KMIP_STATE_PRE_ACTIVE ||
-           value->integer > KMIP_STATE_DESTROYED_COMPROMISED)
-    r = nbdc_error_set(err, EBADMSG,
-                       "kms %s: Get Attributes answer: State of %s is %lld, expected 1 to 6",
-                       kmip_client_server(c), id, (long long)value->integer);
-  else
-    *state = (enum kmip_state)value->integer;
+  r = kmip_answer_state(payload(&call), kmip_client_server(c), id, state, err);
   kmip_call_free(&call);
   return r;
 }

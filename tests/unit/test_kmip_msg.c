@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "nbdcrypt/kmip.h"
+#include "kmip/client.h"
 #include "kmip/internal.h"
 
 static struct kmip_tree *decode_enc(struct kmip_enc *enc)
@@ -417,6 +418,61 @@ static void test_answer_failure_and_missing_payload(void **state)
   kmip_enc_free(&enc);
 }
 
+/* A Get Attributes payload with the given State attributes (value < 0: an Integer). */
+static struct kmip_tree *state_payload(struct kmip_enc *enc, const int64_t *states, int n)
+{
+  kmip_enc_init(enc, 0);
+  kmip_enc_begin(enc, KMIP_TAG_RESPONSE_PAYLOAD);
+  kmip_enc_text(enc, KMIP_TAG_UNIQUE_IDENTIFIER, "5", 1);
+  for (int i = 0; i < n; i++) {
+    kmip_enc_begin(enc, KMIP_TAG_ATTRIBUTE);
+    kmip_enc_text(enc, KMIP_TAG_ATTRIBUTE_NAME, "State", 5);
+    if (states[i] < 0)
+      kmip_enc_integer(enc, KMIP_TAG_ATTRIBUTE_VALUE, 2);
+    else
+      kmip_enc_enum(enc, KMIP_TAG_ATTRIBUTE_VALUE, (uint32_t)states[i]);
+    kmip_enc_end(enc);
+  }
+  kmip_enc_end(enc);
+  return decode_enc(enc);
+}
+
+static void test_state_answer(void **state)
+{
+  (void)state;
+  static const struct {
+    int64_t states[2];
+    int n;
+    int want; /* state, or 0 for a refusal */
+    const char *text;
+  } cases[] = {
+      {{4}, 1, 4, NULL},
+      {{1}, 1, 1, NULL},
+      {{6}, 1, 6, NULL},
+      {{0}, 0, 0, "kms h:1: Get Attributes answer: State of 5 is missing"},
+      {{2, 2}, 2, 0, "kms h:1: Get Attributes answer: 2 States for 5, expected 1"},
+      {{-1}, 1, 0, "kms h:1: Get Attributes answer: State of 5 is not an Enumeration"},
+      {{7}, 1, 0, "kms h:1: Get Attributes answer: State of 5 is 7, expected 1 to 6"},
+      {{0}, 1, 0, "kms h:1: Get Attributes answer: State of 5 is 0, expected 1 to 6"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    struct kmip_enc enc;
+    struct kmip_tree *tree = state_payload(&enc, cases[i].states, cases[i].n);
+    struct nbdc_error err = {0};
+    enum kmip_state st = 0;
+    int r = kmip_answer_state(kmip_tree_root(tree), "h:1", "5", &st, &err);
+    if (cases[i].want) {
+      assert_int_equal(r, 0);
+      assert_int_equal(st, cases[i].want);
+    } else {
+      assert_int_equal(r, -EBADMSG);
+      assert_string_equal(err.msg, cases[i].text);
+    }
+    kmip_tree_free(tree);
+    kmip_enc_free(&enc);
+  }
+}
+
 static void test_version_choose(void **state)
 {
   (void)state;
@@ -555,6 +611,7 @@ int main(void)
       cmocka_unit_test(test_malformed_responses),
       cmocka_unit_test(test_answer_checked_against_request),
       cmocka_unit_test(test_answer_failure_and_missing_payload),
+      cmocka_unit_test(test_state_answer),
       cmocka_unit_test(test_version_choose),
       cmocka_unit_test(test_split_server),
       cmocka_unit_test(test_client_options_validated),
