@@ -16,13 +16,16 @@
 #   kms_free_port                 print a free loopback port
 #   kms_tool ID [kmip-tool args]  run kmip-tool as client identity ID
 #   kms_config FILE ID SERVER...  write an nbdcrypt config with provider "kms"
-#                                 (and "local" native) for identity ID
+#                                 (and "local" native) for identity ID; with
+#                                 $KMS_VERSION set, its kmip_version
+#   kms_keys CONFIG PROVIDER ...  run keys-tool (provider operations, KEK states)
 #
 # Needs: openssl, /usr/bin/pykmip-server, setsid, python3 (for ports).
 
 KMS_PYTHON=/usr/bin/python3
 KMS_SERVER_BIN=${KMS_SERVER_BIN:-/usr/bin/pykmip-server}
 KMS_TOOL=${KMS_TOOL:-${NBDCRYPT_BUILDDIR:-.}/tests/kms/kmip-tool}
+KMS_KEYS_TOOL=${KMS_KEYS_TOOL:-${NBDCRYPT_BUILDDIR:-.}/tests/kms/keys-tool}
 KMS_NAMES=()
 
 # A missing tool fails the test loudly: CI installs every one of them.
@@ -186,6 +189,11 @@ kms_tool() {
   "$KMS_TOOL" --ca "$KMS_DIR/ca.pem" --cert "$KMS_DIR/$ident.pem" --key "$KMS_DIR/$ident.key" "$@"
 }
 
+# kms_keys CONFIG PROVIDER COMMAND [ARG]: keys-tool (tests/kms/keys-tool.c).
+kms_keys() {
+  "$KMS_KEYS_TOOL" "$@"
+}
+
 # kms_config FILE ID SERVER... (SERVER as host:port)
 kms_config() {
   local file=$1 ident=$2
@@ -199,7 +207,8 @@ kms_config() {
   "providers": {
     "kms": {"type": "kmip", "servers": [$servers],
             "ca": "$KMS_DIR/ca.pem", "cert": "$KMS_DIR/$ident.pem",
-            "key": "$KMS_DIR/$ident.key", "timeout_ms": ${KMS_TIMEOUT_MS:-5000}},
+            "key": "$KMS_DIR/$ident.key", "timeout_ms": ${KMS_TIMEOUT_MS:-5000}${KMS_VERSION:+,
+            "kmip_version": "$KMS_VERSION"}},
     "local": {"type": "native", "keystore": "$KMS_DIR/keystore-$ident.json"}
   },
   "default_provider": "kms"
