@@ -198,7 +198,8 @@ kms_keys() {
 kms_config() {
   local file=$1 ident=$2
   shift 2
-  local servers="" s
+  local servers="" s version=""
+  [ -z "${KMS_VERSION:-}" ] || version=", \"kmip_version\": \"$KMS_VERSION\""
   for s in "$@"; do
     servers+="${servers:+, }\"$s\""
   done
@@ -207,8 +208,7 @@ kms_config() {
   "providers": {
     "kms": {"type": "kmip", "servers": [$servers],
             "ca": "$KMS_DIR/ca.pem", "cert": "$KMS_DIR/$ident.pem",
-            "key": "$KMS_DIR/$ident.key", "timeout_ms": ${KMS_TIMEOUT_MS:-5000}${KMS_VERSION:+,
-            "kmip_version": "$KMS_VERSION"}},
+            "key": "$KMS_DIR/$ident.key", "timeout_ms": ${KMS_TIMEOUT_MS:-5000}$version},
     "local": {"type": "native", "keystore": "$KMS_DIR/keystore-$ident.json"}
   },
   "default_provider": "kms"
