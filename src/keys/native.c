@@ -13,9 +13,10 @@
  * The file is the only secret on the host, so it is handled like an ssh
  * private key: owned by the user, mode 0600 in a 0700 directory, refused when
  * group or others could read it, when it is a symbolic link or not a regular
- * file.  Every change rewrites it atomically (temporary file, fsync, rename,
- * fsync of the directory) under an flock on PATH.lock, so concurrent creators
- * never lose a key.  Readers take no lock: a rename is atomic.
+ * file.  Every change rewrites it atomically (an O_TMPFILE named only once
+ * complete, fsync, rename, fsync of the directory: native_save) under an
+ * flock on PATH.lock, so concurrent creators never lose a key.  Readers take
+ * no lock: a rename is atomic.
  *
  * Key bytes are decoded straight into secure memory; the base64 copies json-c
  * and the serialiser handle are wiped before their memory is released.
