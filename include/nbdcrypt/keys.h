@@ -49,6 +49,19 @@ int keys_provider_open(const struct keys_config *cfg, const char *name, struct k
                        struct nbdc_error *err);
 void keys_provider_close(struct keys_provider *p);
 
+/* Which identity a provider speaks with.  KEYS_ROLE_SERVE (keys_provider_open)
+ * only needs Get (and Decrypt for kms-wrapped): serving and unlocking.
+ * KEYS_ROLE_ADMIN is for the commands that create, activate, locate, revoke,
+ * destroy or wrap; a kmip provider uses its "admin" identity for it when the
+ * configuration names one, and its only identity otherwise.  The KMS
+ * enforces the split (docs/kmip.md: a pykmip-server operation policy). */
+enum keys_role {
+  KEYS_ROLE_SERVE = 0,
+  KEYS_ROLE_ADMIN = 1,
+};
+int keys_provider_open_role(const struct keys_config *cfg, const char *name, enum keys_role role,
+                            struct keys_provider **out, struct nbdc_error *err);
+
 const char *keys_provider_name(const struct keys_provider *p);
 const char *keys_provider_type(const struct keys_provider *p); /* "native", "kmip" */
 

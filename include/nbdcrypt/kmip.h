@@ -220,6 +220,7 @@ struct kmip_client_options {
   struct kmip_version max_version; /* highest offered ({0, 0}: 1.4); negotiated, see below */
   size_t max_message_size;         /* 0: KMIP_MAX_MESSAGE_SIZE */
   bool trace;                      /* dump TTLV exchanged to stderr (also NBDCRYPT_KMIP_TRACE=1) */
+  const char *operation_policy;    /* Operation Policy Name given to created keys (NULL: none) */
 };
 
 /* Validate options and load the TLS credentials (no connection yet: that
@@ -270,7 +271,8 @@ int kmip_query(struct kmip_client *client, uint32_t *ops, size_t max_ops, size_t
 #define KMIP_ID_MAX 128
 
 /* Create an AES-256 symmetric key, usage Encrypt|Decrypt|WrapKey|UnwrapKey,
- * with Name name (NULL: none).  Its Unique Identifier goes to id_out. */
+ * with Name name (NULL: none) and the options' Operation Policy Name.  Its Unique Identifier goes
+ * to id_out. */
 int kmip_create_aes256(struct kmip_client *client, const char *name, char id_out[KMIP_ID_MAX],
                        struct nbdc_error *err);
 int kmip_activate(struct kmip_client *client, const char *id, struct nbdc_error *err);

@@ -3,7 +3,9 @@
  *
  * Configuration (DESIGN.md section 3):
  *   {"type": "kmip", "servers": ["host:port", ...], "ca": PEM, "cert": PEM,
- *    "key": PEM, "timeout_ms": 5000, "protocol": "1.4", "trace": false}
+ *    "key": PEM, "admin": {"cert": PEM, "key": PEM}, "timeout_ms": 5000,
+ *    "kmip_version": "1.4", "operation_policy": NAME, "trace": false}
+ * cert/key is the serving identity; admin (optional) the one of KEYS_ROLE_ADMIN.
  * create = Create + Activate (the Name attribute carries the label),
  * get = Get (Raw), list = Locate + Get Attributes, wrap/unwrap = Encrypt /
  * Decrypt with AES-GCM inside the KMS.
@@ -47,12 +49,21 @@ static int kmip_field_string(const char *name, const char *origin, struct json_o
 }
 
 static int kmip_parse_options(const char *name, struct json_object *conf, const char *origin,
-                              struct kmip_client_options *opts,
+                              enum keys_role role, struct kmip_client_options *opts,
                               const char *servers[KMIP_PROVIDER_MAX_SERVERS],
                               struct nbdc_error *err)
 {
-  static const char *const known[] = {"type",       "servers",  "ca",           "cert", "key",
-                                      "timeout_ms", "protocol", "kmip_version", "trace"};
+  static const char *const known[] = {"type",
+                                      "servers",
+                                      "ca",
+                                      "cert",
+                                      "key",
+                                      "admin",
+                                      "timeout_ms",
+                                      "protocol",
+                                      "kmip_version",
+                                      "trace",
+                                      "operation_policy"};
   json_object_object_foreach(conf, field, value)
   {
     (void)value;
@@ -62,7 +73,7 @@ static int kmip_parse_options(const char *name, struct json_object *conf, const 
     if (!ok)
       return nbdc_error_set(err, EINVAL,
                             "provider %s in %s: unknown field %s (kmip knows servers, ca, cert, "
-                            "key, timeout_ms, kmip_version, trace)",
+                            "key, admin, timeout_ms, kmip_version, trace, operation_policy)",
                             name, origin, field);
   }
 
@@ -90,8 +101,38 @@ static int kmip_parse_options(const char *name, struct json_object *conf, const 
   int r;
   if ((r = kmip_field_string(name, origin, conf, "ca", true, &opts->ca, err)) < 0 ||
       (r = kmip_field_string(name, origin, conf, "cert", true, &opts->cert, err)) < 0 ||
-      (r = kmip_field_string(name, origin, conf, "key", true, &opts->key, err)) < 0)
+      (r = kmip_field_string(name, origin, conf, "key", true, &opts->key, err)) < 0 ||
+      (r = kmip_field_string(name, origin, conf, "operation_policy", false, &opts->operation_policy,
+                             err)) < 0)
     return r;
+
+  /* "admin": {"cert", "key"}, the identity of the commands that manage keys */
+  struct json_object *admin;
+  if (json_object_object_get_ex(conf, "admin", &admin)) {
+    if (!json_object_is_type(admin, json_type_object))
+      return nbdc_error_set(err, EINVAL,
+                            "provider %s in %s: admin must be an object {\"cert\": PEM, \"key\": "
+                            "PEM}",
+                            name, origin);
+    json_object_object_foreach(admin, afield, avalue)
+    {
+      (void)avalue;
+      if (strcmp(afield, "cert") != 0 && strcmp(afield, "key") != 0)
+        return nbdc_error_set(err, EINVAL,
+                              "provider %s in %s: unknown field admin.%s (admin knows cert, key)",
+                              name, origin, afield);
+    }
+    const char *cert, *key;
+    if ((r = kmip_field_string(name, origin, admin, "cert", true, &cert, err)) < 0 ||
+        (r = kmip_field_string(name, origin, admin, "key", true, &key, err)) < 0)
+      return nbdc_error_set(err, EINVAL,
+                            "provider %s in %s: admin needs cert and key (non-empty strings)", name,
+                            origin);
+    if (role == KEYS_ROLE_ADMIN) {
+      opts->cert = cert;
+      opts->key = key;
+    }
+  }
 
   struct json_object *v;
   opts->timeout_ms = 5000;
@@ -335,11 +376,12 @@ static const struct keys_provider_ops kmip_ops = {
 };
 
 int keys_kmip_open(const char *name, struct json_object *conf, const char *origin,
-                   const struct keys_provider_ops **ops, void **state, struct nbdc_error *err)
+                   enum keys_role role, const struct keys_provider_ops **ops, void **state,
+                   struct nbdc_error *err)
 {
   struct kmip_client_options opts = {0};
   const char *servers[KMIP_PROVIDER_MAX_SERVERS];
-  int r = kmip_parse_options(name, conf, origin, &opts, servers, err);
+  int r = kmip_parse_options(name, conf, origin, role, &opts, servers, err);
   if (r < 0)
     return r;
   struct kmip_provider *kp = calloc(1, sizeof *kp);

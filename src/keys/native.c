@@ -1089,8 +1089,10 @@ static const struct keys_provider_ops native_ops = {
 };
 
 int keys_native_open(const char *name, struct json_object *conf, const char *origin,
-                     const struct keys_provider_ops **ops, void **state, struct nbdc_error *err)
+                     enum keys_role role, const struct keys_provider_ops **ops, void **state,
+                     struct nbdc_error *err)
 {
+  (void)role; /* the keystore file has one owner: the file mode is the access control */
   struct json_object *keystore;
   if (!json_object_object_get_ex(conf, "keystore", &keystore) ||
       !json_object_is_type(keystore, json_type_string) ||

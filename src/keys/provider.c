@@ -25,6 +25,12 @@ static const struct {
 int keys_provider_open(const struct keys_config *cfg, const char *name, struct keys_provider **out,
                        struct nbdc_error *err)
 {
+  return keys_provider_open_role(cfg, name, KEYS_ROLE_SERVE, out, err);
+}
+
+int keys_provider_open_role(const struct keys_config *cfg, const char *name, enum keys_role role,
+                            struct keys_provider **out, struct nbdc_error *err)
+{
   if (!cfg || !out)
     return nbdc_error_set(err, EINVAL, "keys_provider_open: no configuration");
   if (!name)
@@ -48,7 +54,12 @@ int keys_provider_open(const struct keys_config *cfg, const char *name, struct k
     free(p);
     return nbdc_error_set(err, ENOMEM, "out of memory");
   }
-  int r = open(name, conf, keys_config_origin(cfg), &p->ops, &p->state, err);
+  if (role != KEYS_ROLE_SERVE && role != KEYS_ROLE_ADMIN) {
+    free(p->name);
+    free(p);
+    return nbdc_error_set(err, EINVAL, "provider %s: unknown role %d", name, (int)role);
+  }
+  int r = open(name, conf, keys_config_origin(cfg), role, &p->ops, &p->state, err);
   if (r < 0) {
     free(p->name);
     free(p);

@@ -30,16 +30,18 @@ struct keys_provider_ops {
 
 /* Constructor of a provider type: name is the provider's name, conf its
  * validated-as-object JSON from the configuration (borrowed), origin the
- * configuration's origin for messages. */
+ * configuration's origin for messages, role the identity wanted. */
 typedef int (*keys_provider_ctor)(const char *name, struct json_object *conf, const char *origin,
-                                  const struct keys_provider_ops **ops, void **state,
-                                  struct nbdc_error *err);
+                                  enum keys_role role, const struct keys_provider_ops **ops,
+                                  void **state, struct nbdc_error *err);
 
-/* src/keys/native.c */
+/* src/keys/native.c (one identity: the file's owner) */
 int keys_native_open(const char *name, struct json_object *conf, const char *origin,
-                     const struct keys_provider_ops **ops, void **state, struct nbdc_error *err);
+                     enum keys_role role, const struct keys_provider_ops **ops, void **state,
+                     struct nbdc_error *err);
 /* src/keys/kmip.c */
 int keys_kmip_open(const char *name, struct json_object *conf, const char *origin,
-                   const struct keys_provider_ops **ops, void **state, struct nbdc_error *err);
+                   enum keys_role role, const struct keys_provider_ops **ops, void **state,
+                   struct nbdc_error *err);
 
 #endif

@@ -28,6 +28,7 @@ struct kmip_client {
   struct kmip_version version; /* of our requests, once negotiated */
   size_t max_message;
   bool trace;
+  char *operation_policy; /* or NULL */
   struct kmip_conn *conn; /* open connection, to servers[conn_server] */
   size_t conn_server;
   char last_server[SERVER_MAX];
@@ -70,6 +71,11 @@ int kmip_client_new(const struct kmip_client_options *opts, struct kmip_client *
   for (size_t i = 0; i < opts->server_count; i++)
     snprintf(c->servers[i], SERVER_MAX, "%s", opts->servers[i]);
   c->server_count = opts->server_count;
+  if (opts->operation_policy && !(c->operation_policy = strdup(opts->operation_policy))) {
+    free(c->servers);
+    free(c);
+    return nbdc_error_set(err, ENOMEM, "out of memory");
+  }
   c->timeout_ms = opts->timeout_ms ? opts->timeout_ms : 5000;
   c->max_version = max;
   c->max_message = opts->max_message_size ? opts->max_message_size : KMIP_MAX_MESSAGE_SIZE;
@@ -77,6 +83,7 @@ int kmip_client_new(const struct kmip_client_options *opts, struct kmip_client *
   c->trace = opts->trace || (env && strcmp(env, "1") == 0);
   int r = kmip_tls_ctx_new(opts->ca, opts->cert, opts->key, &c->ctx, err);
   if (r < 0) {
+    free(c->operation_policy);
     free(c->servers);
     free(c);
     return r;
@@ -95,6 +102,7 @@ void kmip_client_free(struct kmip_client *c)
   kmip_tls_ctx_free(c->ctx);
   pthread_mutex_destroy(&c->lock);
   pthread_mutex_destroy(&c->negotiation);
+  free(c->operation_policy);
   free(c->servers);
   free(c);
 }
@@ -135,6 +143,11 @@ void kmip_client_negotiation_lock(struct kmip_client *c)
 void kmip_client_negotiation_unlock(struct kmip_client *c)
 {
   pthread_mutex_unlock(&c->negotiation);
+}
+
+const char *kmip_client_operation_policy(const struct kmip_client *c)
+{
+  return c->operation_policy;
 }
 
 size_t kmip_client_max_message(const struct kmip_client *c)

@@ -36,6 +36,7 @@ size_t kmip_answer_versions(const struct kmip_item *payload, struct kmip_version
                             size_t max);
 
 size_t kmip_client_max_message(const struct kmip_client *client);
+const char *kmip_client_operation_policy(const struct kmip_client *client);
 
 /* Version negotiation state: ops.c runs Discover Versions under the
  * negotiation lock and stores the result here. */

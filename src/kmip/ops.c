@@ -257,6 +257,13 @@ int kmip_create_aes256(struct kmip_client *c, const char *name, char id_out[KMIP
   enc_attribute_int(&enc, "Cryptographic Usage Mask", USAGE_KEK);
   if (name)
     enc_name_attribute(&enc, name);
+  const char *policy = kmip_client_operation_policy(c);
+  if (policy) {
+    kmip_enc_begin(&enc, KMIP_TAG_ATTRIBUTE);
+    kmip_enc_text(&enc, KMIP_TAG_ATTRIBUTE_NAME, "Operation Policy Name", 21);
+    kmip_enc_text(&enc, KMIP_TAG_ATTRIBUTE_VALUE, policy, strlen(policy));
+    kmip_enc_end(&enc);
+  }
   kmip_enc_end(&enc);
   r = run(c, &want, &enc, &call, err);
   if (r < 0)

@@ -1,8 +1,11 @@
 /* keys-tool: one key provider operation per run, for the shell tests of
  * KEK states (tests/integration/test-keys-*.sh), on any provider type.
  *
- *   keys-tool CONFIG PROVIDER create NAME | state ID | revoke ID |
+ *   keys-tool [--admin] CONFIG PROVIDER create NAME | state ID | revoke ID |
  *             revoke-compromised ID | destroy ID | get ID | list
+ *
+ * --admin opens the provider with its administrative identity
+ * (KEYS_ROLE_ADMIN); without it, the serving one.
  *
  * get prints the KEK in hex (test code); list prints "ID NAME STATE REVOKED".
  * Exit 0 on success, 1 with the error on stderr, 2 on bad usage.
@@ -16,15 +19,22 @@
 
 int main(int argc, char **argv)
 {
+  enum keys_role role = KEYS_ROLE_SERVE;
+  if (argc > 1 && strcmp(argv[1], "--admin") == 0) {
+    role = KEYS_ROLE_ADMIN;
+    argv++;
+    argc--;
+  }
   if (argc < 4 || argc > 5) {
-    fprintf(stderr, "usage: keys-tool CONFIG PROVIDER COMMAND [ARG]\n");
+    fprintf(stderr, "usage: keys-tool [--admin] CONFIG PROVIDER COMMAND [ARG]\n");
     return 2;
   }
   const char *cmd = argv[3], *arg = argc == 5 ? argv[4] : NULL;
   struct nbdc_error err = {0};
   struct keys_config *cfg = NULL;
   struct keys_provider *p = NULL;
-  if (keys_config_load(argv[1], &cfg, &err) < 0 || keys_provider_open(cfg, argv[2], &p, &err) < 0) {
+  if (keys_config_load(argv[1], &cfg, &err) < 0 ||
+      keys_provider_open_role(cfg, argv[2], role, &p, &err) < 0) {
     fprintf(stderr, "keys-tool: %s\n", err.msg);
     keys_config_free(cfg);
     return 1;

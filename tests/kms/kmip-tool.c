@@ -1,7 +1,8 @@
 /* kmip-tool: one KMIP operation per run, for the shell tests.
  *
  *   kmip-tool -s HOST:PORT [-s ...] --ca F --cert F --key F [--timeout MS]
- *             [--protocol 1.0-1.4 (the highest offered)] [--trace] [--verbose] COMMAND [ARGS]
+ *             [--protocol 1.0-1.4 (the highest offered)] [--trace] [--verbose]
+ *             [--policy NAME (Operation Policy Name of created keys)] COMMAND [ARGS]
  *
  * Commands: versions | negotiate (prints the version the handle uses) |
  * query | create [NAME] | activate ID | get ID | locate [NAME] | info ID |
@@ -22,8 +23,9 @@
 
 static void usage(void)
 {
-  fprintf(stderr, "usage: kmip-tool -s HOST:PORT [-s ...] --ca F --cert F --key F [--timeout MS]\n"
-                  "       [--protocol 1.0..1.4] [--trace] [--verbose] COMMAND [ARGS]\n");
+  fprintf(stderr,
+          "usage: kmip-tool -s HOST:PORT [-s ...] --ca F --cert F --key F [--timeout MS]\n"
+          "       [--protocol 1.0..1.4] [--trace] [--verbose] [--policy NAME] COMMAND [ARGS]\n");
   exit(2);
 }
 
@@ -62,15 +64,11 @@ static int fail(const struct nbdc_error *err)
 int main(int argc, char **argv)
 {
   static const struct option longopts[] = {
-      {"server", required_argument, NULL, 's'},
-      {"ca", required_argument, NULL, 'a'},
-      {"cert", required_argument, NULL, 'c'},
-      {"key", required_argument, NULL, 'k'},
-      {"timeout", required_argument, NULL, 't'},
-      {"protocol", required_argument, NULL, 'p'},
-      {"trace", no_argument, NULL, 'T'},
-      {"verbose", no_argument, NULL, 'v'},
-      {NULL, 0, NULL, 0},
+      {"server", required_argument, NULL, 's'},  {"ca", required_argument, NULL, 'a'},
+      {"cert", required_argument, NULL, 'c'},    {"key", required_argument, NULL, 'k'},
+      {"timeout", required_argument, NULL, 't'}, {"protocol", required_argument, NULL, 'p'},
+      {"trace", no_argument, NULL, 'T'},         {"verbose", no_argument, NULL, 'v'},
+      {"policy", required_argument, NULL, 'P'},  {NULL, 0, NULL, 0},
   };
   const char *servers[16];
   struct kmip_client_options opts = {.servers = servers};
@@ -106,6 +104,9 @@ int main(int argc, char **argv)
       break;
     case 'v':
       verbose = true;
+      break;
+    case 'P':
+      opts.operation_policy = optarg;
       break;
     default:
       usage();
