@@ -16,7 +16,18 @@ enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
 struct cli {
   const char *config_path; /* --config FILE, or NULL */
   struct keys_config *cfg; /* loaded on first use by cli_config() */
+  bool allow_compromised;  /* --allow-compromised: set before cli_config() */
 };
+
+/* The --allow-compromised option of the commands that unlock (getopt value). */
+#define CLI_OPT_ALLOW_COMPROMISED 0x100
+#define CLI_ALLOW_COMPROMISED_OPTION                                                               \
+  {                                                                                                \
+    "allow-compromised", no_argument, NULL, CLI_OPT_ALLOW_COMPROMISED                              \
+  }
+#define CLI_ALLOW_COMPROMISED_HELP                                                                 \
+  "  --allow-compromised  unlock even with a KEK the KMS marks compromised, with a\n"              \
+  "                   warning: only to rescue the data (rekey away from it)\n"
 
 /* The configuration (loaded once); NULL after printing the error. */
 struct keys_config *cli_config(struct cli *cli);

@@ -6,6 +6,8 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pwd.h>
+#include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,7 +34,39 @@ struct keys_config {
   struct json_object *root;
   struct keys_config_entry *providers;
   size_t provider_count;
+  /* Set by the program, never read from the file (docs/key-providers.md). */
+  bool allow_compromised;
+  keys_warn_fn warn;
+  void *warn_ctx;
 };
+
+void keys_config_set_allow_compromised(struct keys_config *cfg, bool allow)
+{
+  cfg->allow_compromised = allow;
+}
+
+bool keys_config_allow_compromised(const struct keys_config *cfg)
+{
+  return cfg && cfg->allow_compromised;
+}
+
+void keys_config_set_warn(struct keys_config *cfg, keys_warn_fn fn, void *ctx)
+{
+  cfg->warn = fn;
+  cfg->warn_ctx = ctx;
+}
+
+void keys_config_warn(const struct keys_config *cfg, const char *fmt, ...)
+{
+  if (!cfg || !cfg->warn)
+    return;
+  char msg[NBDC_ERROR_MAX];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  cfg->warn(cfg->warn_ctx, msg);
+}
 
 void keys_config_free(struct keys_config *cfg)
 {
