@@ -5,7 +5,10 @@
 # configuration) with Operation Policy Name "nbdcrypt"; the serving identity
 # (bob, the provider's cert/key) can fetch them, format a disk in kek mode and
 # serve it through the filter, and Decrypt, but its Revoke and Destroy are
-# refused by the KMS; the admin identity can manage the keys.
+# refused by the KMS; the admin identity can manage the keys.  The nbdcrypt
+# command creates, lists, revokes and destroys KEKs, and formats with a new
+# or kms-wrapped KEK, as the admin identity; the filter and check need only
+# the serving identity (they work with the admin key file absent).
 . "$(dirname "${BASH_SOURCE[0]}")/lib-filter.sh"
 . "$NBDCRYPT_SRCDIR/tests/kms/kms.sh"
 kms_skip_unless_available
@@ -70,6 +73,43 @@ admin destroy "$id"
 if serving get "$id" 2>"$T/err"; then fail "get after destroy"; fi
 grep -q "kek $id not found" "$T/err" || fail "after destroy: $(cat "$T/err")"
 pass "admin identity: revoke and destroy"
+
+# The nbdcrypt command: key management speaks as the admin identity, the
+# rest as the serving one; the filter never opens the admin identity.
+cli() { nbdcrypt --config "$T/kms.json" "$@"; }
+sed "s|$KMS_DIR/alice.key|$T/no-such-admin.key|" "$T/kms.json" >"$T/serving-only.json"
+sed '/"admin"/d' "$T/kms.json" >"$T/bob-only.json"
+cli_id=$(cli kek create --provider kms --name cli-kek) || fail "cli: kek create"
+[ "$(serving state "$cli_id")" = active ] || fail "cli: created kek not active"
+cli kek list --provider kms --prefix cli- | grep -q "^$cli_id " || fail "cli: kek list"
+must_refuse 1 "PermissionDenied" - -- nbdcrypt --config "$T/bob-only.json" kek revoke --provider kms "$cli_id"
+cli kek revoke --provider kms "$cli_id" || fail "cli: kek revoke with the admin identity"
+[ "$(serving state "$cli_id")" = deactivated ] || fail "cli: revoke did not deactivate"
+cli kek destroy --force --provider kms "$cli_id" || fail "cli: kek destroy"
+if serving get "$cli_id" 2>"$T/err"; then fail "cli: kek survived destroy"; fi
+pass "nbdcrypt kek create, list, revoke and destroy use the admin identity (the serving one is refused)"
+
+# format creating its KEK (Create: admin), kms-wrapped (Encrypt: admin); the
+# filter serves both with the serving identity alone (admin key absent)
+new_kek=$(cli format "$T/new.img" --size 24M --provider kms) || fail "cli: format with a new kek"
+wrapped_kek=$(cli kek create --provider kms)
+cli format "$T/wrapped.img" --size 24M --provider kms --kek "$wrapped_kek" --kms-wrapped \
+  >/dev/null || fail "cli: format --kms-wrapped"
+for img in new wrapped; do
+  serve "s-$img" "$T/$img.img" nbdcrypt-config="$T/serving-only.json"
+  nbdcopy "$T/plain" "$(uri "s-$img")"
+  rm -f "$T/back"
+  nbdcopy "$(uri "s-$img")" "$T/back"
+  cmp_range "$T/back" 0 "$T/plain" 0 $((4 * 1024 * 1024)) || fail "$img: read back"
+  server_stop "s-$img"
+done
+nbdcrypt --config "$T/serving-only.json" check "$T/wrapped.img" >/dev/null ||
+  fail "check with the serving identity alone"
+cli kek revoke --compromised --provider kms "$new_kek"
+[ "$(serving state "$new_kek")" = compromised ] || fail "cli: revoke --compromised"
+must_refuse 1 "kek $new_kek of provider kms is compromised, not active" "$T/new.img" -- \
+  nbdcrypt --config "$T/serving-only.json" check "$T/new.img"
+pass "format (new kek, kms-wrapped) as admin; filter and check serve with no admin key; revoke --compromised"
 
 # a key created without the policy gets PyKMIP's default one, which has no
 # groups: the serving identity gets nothing (Get works in any state)
