@@ -59,6 +59,12 @@ for provider in local kms; do
   server_stop o
   pass "$provider: nbdcrypt-allow-compromised=true serves it, with a warning naming the kek"
 
+  must_refuse 1 "$msg" "$img" -- nbdcrypt recrypt "$img"
+  # recrypt binds the new key to the disk's KEKs: the compromised one is refused
+  must_refuse 1 "kek $kek of provider $provider is compromised, not active; refusing to bind" \
+    "$img" -- nbdcrypt recrypt --allow-compromised "$img"
+  pass "$provider: recrypt refuses to unlock without the override, and to bind the compromised kek with it"
+
   nbdcrypt check --allow-compromised "$img" >"$T/out" 2>"$T/err" ||
     fail "$provider: check --allow-compromised: $(cat "$T/err")"
   grep -q "warning: kek $kek of provider $provider is compromised" "$T/err" ||

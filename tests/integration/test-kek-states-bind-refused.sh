@@ -1,7 +1,7 @@
 #!/bin/bash
 # A disk is never bound to a KEK that is not active, on the native keystore
 # and on a real pykmip-server alike: format, rekey and enroll refuse a
-# revoked (deactivated) and a compromised KEK with the state in the message,
+# revoked (deactivated) and a compromised KEK (recrypt too) with the state in the message,
 # and leave the image as it was; an active KEK still binds.
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 . "$NBDCRYPT_SRCDIR/tests/kms/kms.sh"
@@ -37,7 +37,9 @@ for provider in local kms; do
       nbdcrypt rekey "$T/disk.img" --provider "$provider" --kek "$kek"
     must_refuse 1 "$msg" "$T/cs.img" -- \
       nbdcrypt enroll "$T/cs.img" --passphrase-file "$T/pass" --provider "$provider" --kek "$kek"
-    pass "$provider: format, rekey and enroll refuse a $state kek, images unchanged"
+    must_refuse 1 "$msg" "$T/disk.img" -- \
+      nbdcrypt recrypt "$T/disk.img" --provider "$provider" --kek "$kek"
+    pass "$provider: format, rekey, enroll and recrypt refuse a $state kek, images unchanged"
   done
   if [ "$provider" = kms ]; then
     msg="kek $retired of provider kms is deactivated, not active"
