@@ -105,6 +105,18 @@ for img in new wrapped; do
 done
 nbdcrypt --config "$T/serving-only.json" check "$T/wrapped.img" >/dev/null ||
   fail "check with the serving identity alone"
+# recrypt of the kms-wrapped disk wraps its new key (Encrypt: admin; PyKMIP
+# 0.10 checks Encrypt as Get, so what shows the role is that recrypt needs the
+# admin identity's key file)
+must_refuse 1 "no-such-admin.key" "$T/wrapped.img" -- \
+  nbdcrypt --config "$T/serving-only.json" recrypt "$T/wrapped.img"
+cli recrypt "$T/wrapped.img" >/dev/null 2>"$T/err" || fail "cli: recrypt as admin: $(cat "$T/err")"
+serve s-recrypted "$T/wrapped.img" nbdcrypt-config="$T/serving-only.json"
+rm -f "$T/back"
+nbdcopy "$(uri s-recrypted)" "$T/back"
+cmp_range "$T/back" 0 "$T/plain" 0 $((4 * 1024 * 1024)) || fail "recrypted: read back"
+server_stop s-recrypted
+pass "recrypt of a kms-wrapped disk wraps as admin (fails without the admin key); served after"
 cli kek revoke --compromised --provider kms "$new_kek"
 [ "$(serving state "$new_kek")" = compromised ] || fail "cli: revoke --compromised"
 must_refuse 1 "kek $new_kek of provider kms is compromised, not active" "$T/new.img" -- \
