@@ -37,13 +37,14 @@ void keys_config_free(struct keys_config *cfg);
 const char *keys_config_origin(const struct keys_config *cfg);
 
 /* Run-time settings of the program that loaded cfg, never read from the file.
- * allow_compromised: a Compromised KEK may unlock (an operator's explicit
- * override, meant to rescue data: rekey away from it); off by default.
+ * allow_revoked: a Deactivated or Compromised KEK may unlock (an operator's
+ * explicit override, meant to rescue data: rekey to an active KEK); off by
+ * default.
  * warn: where the library reports what it allowed but the operator must know
  * (a Compromised or Deactivated KEK used to unlock); NULL drops them. */
 typedef void (*keys_warn_fn)(void *ctx, const char *msg);
-void keys_config_set_allow_compromised(struct keys_config *cfg, bool allow);
-bool keys_config_allow_compromised(const struct keys_config *cfg);
+void keys_config_set_allow_revoked(struct keys_config *cfg, bool allow);
+bool keys_config_allow_revoked(const struct keys_config *cfg);
 void keys_config_set_warn(struct keys_config *cfg, keys_warn_fn fn, void *ctx);
 void keys_config_warn(const struct keys_config *cfg, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

@@ -100,7 +100,7 @@ static int nbdcrypt_config_complete(nbdkit_next_config_complete *next, nbdkit_ba
   "                             (an inline SECRET is printed by nbdkit -v: use +FILE or -FD).\n"   \
   "nbdcrypt-keyfile=<FILE>      Unlock a keyslot with the exact bytes of FILE.\n"                  \
   "nbdcrypt-keyslot=<N>         Only try keyslot N (default: any).\n"                              \
-  "nbdcrypt-allow-compromised=<BOOL> Unlock with a compromised KEK, with a warning (rescue).\n"    \
+  "nbdcrypt-allow-revoked=<BOOL> Unlock with a revoked KEK, with a warning (rescue).\n"            \
   "nbdcrypt-discard=<BOOL>      Pass trim to the plugin (default false: reveals unused blocks).\n" \
   "nbdcrypt-lock=<BOOL>         Lock the file= and dir= images as qemu does (default true).\n"     \
   "nbdcrypt-lock=readonly       Lock file= images as a read-only server (with nbdkit -r)."

@@ -31,7 +31,7 @@ static size_t secret_alloc;     /* bytes allocated (secmem_free needs it) */
 static const char *secret_from; /* which key gave it, for error messages */
 static int keyslot = -1;        /* nbdcrypt-keyslot */
 static bool discard;            /* nbdcrypt-discard */
-static bool allow_compromised;  /* nbdcrypt-allow-compromised */
+static bool allow_revoked;      /* nbdcrypt-allow-revoked */
 static struct keys_config *keys_cfg;
 
 static void secret_free(void)
@@ -141,11 +141,11 @@ int nbdcrypt_config_key(const char *key, const char *value)
     keyslot = n;
     return 1;
   }
-  if (strcmp(key, "nbdcrypt-allow-compromised") == 0) {
+  if (strcmp(key, "nbdcrypt-allow-revoked") == 0) {
     int b = nbdkit_parse_bool(value);
     if (b == -1)
       return -1;
-    allow_compromised = b;
+    allow_revoked = b;
     return 1;
   }
   if (strcmp(key, "nbdcrypt-discard") == 0) {
@@ -186,9 +186,11 @@ int nbdcrypt_config_finish(void)
   }
   nbdkit_debug("nbdcrypt: key configuration from %s", keys_config_origin(keys_cfg));
   keys_config_set_warn(keys_cfg, filter_warn, NULL);
-  keys_config_set_allow_compromised(keys_cfg, allow_compromised);
-  if (allow_compromised)
-    filter_warn(NULL, "nbdcrypt-allow-compromised=true: disks bound to a compromised kek unlock");
+  keys_config_set_allow_revoked(keys_cfg, allow_revoked);
+  if (allow_revoked)
+    filter_warn(
+        NULL,
+        "nbdcrypt-allow-revoked=true: disks bound to a deactivated or compromised kek unlock");
   return 0;
 }
 

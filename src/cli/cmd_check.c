@@ -9,12 +9,12 @@
 #include "nbdcrypt/volume.h"
 
 static const char check_help[] =
-    "Usage: nbdcrypt check TARGET [--json] [--allow-compromised]\n\n"
+    "Usage: nbdcrypt check TARGET [--json] [--allow-revoked]\n\n"
     "Exit 0 when this host can unlock TARGET with its configured key providers\n"
     "(the KEK is fetched, the keyslot opened and the volume key verified), else\n"
     "exit 1 with the reason.  Lists the state of every KEK the disk is bound to\n"
     "(active, deactivated, compromised, ...).  Nothing is written.\n"
-    "  --json           machine-readable result\n" CLI_ALLOW_COMPROMISED_HELP;
+    "  --json           machine-readable result\n" CLI_ALLOW_REVOKED_HELP;
 
 static void check_print(const char *target, const struct luks2_hdr *hdr,
                         const struct volume_kek_status *keks, size_t nkeks,
@@ -67,7 +67,7 @@ int cmd_check(struct cli *cli, int argc, char **argv)
 {
   static const struct option opts[] = {
       {"json", no_argument, NULL, 'j'},
-      CLI_ALLOW_COMPROMISED_OPTION,
+      CLI_ALLOW_REVOKED_OPTION,
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
@@ -79,8 +79,8 @@ int cmd_check(struct cli *cli, int argc, char **argv)
       return CLI_OK;
     } else if (c == 'j') {
       json = true;
-    } else if (c == CLI_OPT_ALLOW_COMPROMISED) {
-      cli->allow_compromised = true;
+    } else if (c == CLI_OPT_ALLOW_REVOKED) {
+      cli->allow_revoked = true;
     } else {
       return cli_usage("check", "bad option");
     }

@@ -20,8 +20,8 @@ static const char kek_help[] =
     "  --prefix P       list only keys whose label starts with P\n"
     "  --json           machine-readable list\n"
     "  --compromised    revoke: the key is compromised (KMIP KeyCompromise); disks\n"
-    "                   bound to it no longer unlock without --allow-compromised\n"
-    "                   (revoke without it: deactivated, still unlocks with a warning)\n"
+    "                   (without it: deactivated).  Disks bound to a revoked key\n"
+    "                   unlock only with --allow-revoked\n"
     "  --force          destroy: really destroy the key.  Every disk bound to it (and\n"
     "                   to no other key) becomes unreadable, for good\n";
 

@@ -8,7 +8,7 @@
 
 static const char rekey_help[] =
     "Usage: nbdcrypt rekey TARGET [--provider NAME] [--kek ID] [--kms-wrapped]\n"
-    "                      [--allow-compromised]\n\n"
+    "                      [--allow-revoked]\n\n"
     "Bind the disk's volume key to a new KEK (created in the provider unless --kek\n"
     "names one) and remove the keyslots of the old KEKs.  The data and the volume\n"
     "key do not change, so this is safe while the disk is being served; each step\n"
@@ -17,13 +17,13 @@ static const char rekey_help[] =
     "Prints the new KEK id on stdout.\n"
     "  --provider NAME  key provider of the new KEK (default: the configuration's)\n"
     "  --kek ID         an existing KEK to bind instead of a new one\n"
-    "  --kms-wrapped    token mode kms-wrapped (kmip providers)\n" CLI_ALLOW_COMPROMISED_HELP;
+    "  --kms-wrapped    token mode kms-wrapped (kmip providers)\n" CLI_ALLOW_REVOKED_HELP;
 
 int cmd_rekey(struct cli *cli, int argc, char **argv)
 {
   static const struct option opts[] = {
       {"provider", required_argument, NULL, 'p'}, {"kek", required_argument, NULL, 'k'},
-      {"kms-wrapped", no_argument, NULL, 'w'},    CLI_ALLOW_COMPROMISED_OPTION,
+      {"kms-wrapped", no_argument, NULL, 'w'},    CLI_ALLOW_REVOKED_OPTION,
       {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
   };
   struct volume_rekey_opts ro = {0};
@@ -39,8 +39,8 @@ int cmd_rekey(struct cli *cli, int argc, char **argv)
     case 'w':
       ro.kms_wrapped = true;
       break;
-    case CLI_OPT_ALLOW_COMPROMISED:
-      cli->allow_compromised = true;
+    case CLI_OPT_ALLOW_REVOKED:
+      cli->allow_revoked = true;
       break;
     case 'h':
       fputs(rekey_help, stdout);

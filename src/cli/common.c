@@ -27,7 +27,7 @@ struct keys_config *cli_config(struct cli *cli)
     }
     keys_config_set_warn(cli->cfg, cli_warn, NULL);
   }
-  keys_config_set_allow_compromised(cli->cfg, cli->allow_compromised);
+  keys_config_set_allow_revoked(cli->cfg, cli->allow_revoked);
   return cli->cfg;
 }
 

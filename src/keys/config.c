@@ -35,19 +35,19 @@ struct keys_config {
   struct keys_config_entry *providers;
   size_t provider_count;
   /* Set by the program, never read from the file (docs/key-providers.md). */
-  bool allow_compromised;
+  bool allow_revoked;
   keys_warn_fn warn;
   void *warn_ctx;
 };
 
-void keys_config_set_allow_compromised(struct keys_config *cfg, bool allow)
+void keys_config_set_allow_revoked(struct keys_config *cfg, bool allow)
 {
-  cfg->allow_compromised = allow;
+  cfg->allow_revoked = allow;
 }
 
-bool keys_config_allow_compromised(const struct keys_config *cfg)
+bool keys_config_allow_revoked(const struct keys_config *cfg)
 {
-  return cfg && cfg->allow_compromised;
+  return cfg && cfg->allow_revoked;
 }
 
 void keys_config_set_warn(struct keys_config *cfg, keys_warn_fn fn, void *ctx)

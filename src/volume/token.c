@@ -183,9 +183,10 @@ int volume_token_check(const char *json_text, struct volume_token_info *info,
 /* KMIP's usage rules (KMIP 1.4 section 3.22): an Active key protects and
  * processes; a Deactivated one may still process (decrypt) but never
  * protect; a Compromised one should only process under exceptional
- * circumstances.  So: binding wants Active; unlock takes Active, takes
- * Deactivated with a warning, and Compromised only with the operator's
- * override, with a warning; anything else (Pre-Active, Destroyed) is refused. */
+ * circumstances.  We are stricter for Deactivated (issue 12: nothing but
+ * Active unlocks by default): binding wants Active; unlock takes Active, and
+ * Deactivated or Compromised only with the operator's override, with a
+ * warning; anything else (Pre-Active, Destroyed) is refused. */
 int volume_kek_check_bind(struct keys_provider *provider, const char *kek_id,
                           struct nbdc_error *err)
 {
@@ -212,24 +213,19 @@ int volume_kek_check_unlock(const struct keys_config *cfg, struct keys_provider 
   case KEYS_KEK_ACTIVE:
     return 0;
   case KEYS_KEK_DEACTIVATED:
-    keys_config_warn(cfg,
-                     "kek %s of provider %s is deactivated: unlocking with it (a deactivated key "
-                     "may still decrypt); rekey the disk to an active kek",
-                     kek_id, name);
-    return 0;
   case KEYS_KEK_COMPROMISED:
-    if (keys_config_allow_compromised(cfg)) {
+    if (keys_config_allow_revoked(cfg)) {
       keys_config_warn(cfg,
-                       "kek %s of provider %s is compromised: unlocking with it only because "
-                       "the compromised override is set; rekey the disk away from it now",
-                       kek_id, name);
+                       "kek %s of provider %s is %s: unlocking with it only because the "
+                       "revoked-kek override is set; rekey the disk to an active kek now",
+                       kek_id, name, keys_kek_state_name(st));
       return 0;
     }
     return nbdc_error_set(err, EKEYREVOKED,
-                          "kek %s of provider %s is compromised, not active; refusing to unlock "
-                          "with it (to rescue the data, override with --allow-compromised or "
-                          "nbdcrypt-allow-compromised=true and rekey away from it)",
-                          kek_id, name);
+                          "kek %s of provider %s is %s, not active; refusing to unlock with it "
+                          "(to rescue the data, override with --allow-revoked or "
+                          "nbdcrypt-allow-revoked=true and rekey to an active kek)",
+                          kek_id, name, keys_kek_state_name(st));
   default:
     return nbdc_error_set(err, EKEYREVOKED,
                           "kek %s of provider %s is %s, not active; refusing to unlock with it",

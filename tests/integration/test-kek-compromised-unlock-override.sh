@@ -1,10 +1,11 @@
 #!/bin/bash
 # A compromised KEK unlocks only with the documented override, on the
 # native keystore and a real pykmip-server alike: the filter and check refuse
-# it, naming the KEK and its state; nbdcrypt-allow-compromised=true and
-# --allow-compromised unlock it with a warning naming the KEK; rekey
-# --allow-compromised moves the disk away from it, after which it unlocks
-# with no override.  A deactivated KEK unlocks with a warning.  check lists
+# it, naming the KEK and its state; nbdcrypt-allow-revoked=true and
+# --allow-revoked unlock it with a warning naming the KEK; rekey
+# --allow-revoked moves the disk away from it, after which it unlocks
+# with no override.  A deactivated KEK is refused the same way and unlocks
+# only with the override, with a warning.  check lists
 # each KEK's state, as text and as JSON.
 . "$(dirname "${BASH_SOURCE[0]}")/lib-filter.sh"
 . "$NBDCRYPT_SRCDIR/tests/kms/kms.sh"
@@ -50,27 +51,27 @@ for provider in local kms; do
   server_stop r
   pass "$provider: the filter refuses a compromised kek without the override"
 
-  serve o "$img" nbdcrypt-config="$T/config.json" nbdcrypt-allow-compromised=true
+  serve o "$img" nbdcrypt-config="$T/config.json" nbdcrypt-allow-revoked=true
   rm -f "$T/back"
   nbdcopy "$(uri o)" "$T/back"
   cmp_range "$T/back" 0 "$T/plain" 0 "$len" || fail "$provider: override: read back"
   log_has o "nbdcrypt: warning: kek $kek of provider $provider is compromised: unlocking" ||
     fail "$provider: override: no warning naming the kek"
   server_stop o
-  pass "$provider: nbdcrypt-allow-compromised=true serves it, with a warning naming the kek"
+  pass "$provider: nbdcrypt-allow-revoked=true serves it, with a warning naming the kek"
 
   must_refuse 1 "$msg" "$img" -- nbdcrypt recrypt "$img"
   # recrypt binds the new key to the disk's KEKs: the compromised one is refused
   must_refuse 1 "kek $kek of provider $provider is compromised, not active; refusing to bind" \
-    "$img" -- nbdcrypt recrypt --allow-compromised "$img"
+    "$img" -- nbdcrypt recrypt --allow-revoked "$img"
   pass "$provider: recrypt refuses to unlock without the override, and to bind the compromised kek with it"
 
-  nbdcrypt check --allow-compromised "$img" >"$T/out" 2>"$T/err" ||
-    fail "$provider: check --allow-compromised: $(cat "$T/err")"
+  nbdcrypt check --allow-revoked "$img" >"$T/out" 2>"$T/err" ||
+    fail "$provider: check --allow-revoked: $(cat "$T/err")"
   grep -q "warning: kek $kek of provider $provider is compromised" "$T/err" ||
     fail "$provider: check override: no warning: $(cat "$T/err")"
   must_refuse 1 "$msg" "$img" -- nbdcrypt rekey "$img" --provider "$provider"
-  new=$(nbdcrypt rekey --allow-compromised "$img" --provider "$provider" 2>"$T/err") ||
+  new=$(nbdcrypt rekey --allow-revoked "$img" --provider "$provider" 2>"$T/err") ||
     fail "$provider: rekey away: $(cat "$T/err")"
   grep -q "warning: kek $kek of provider $provider is compromised" "$T/err" ||
     fail "$provider: rekey override: no warning"
@@ -83,12 +84,16 @@ for provider in local kms; do
   nbdcopy "$(uri n)" "$T/back"
   cmp_range "$T/back" 0 "$T/plain" 0 "$len" || fail "$provider: read back after rekey"
   server_stop n
-  pass "$provider: rekey --allow-compromised moves the disk to a new kek; it serves without override"
+  pass "$provider: rekey --allow-revoked moves the disk to a new kek; it serves without override"
 
   nbdcrypt kek revoke --provider "$provider" "$new"
-  nbdcrypt check "$img" >"$T/out" 2>"$T/err" || fail "$provider: deactivated: $(cat "$T/err")"
-  grep -q "warning: kek $new of provider $provider is deactivated: unlocking" "$T/err" ||
+  must_refuse 1 "kek $new of provider $provider is deactivated, not active; refusing to unlock" \
+    "$img" -- nbdcrypt check "$img"
+  grep -q "kek $new: deactivated$" "$T/must_refuse.out" ||
+    fail "$provider: deactivated: check does not list the state: $(cat "$T/must_refuse.out")"
+  nbdcrypt check --allow-revoked "$img" >"$T/out" 2>"$T/err" ||
+    fail "$provider: deactivated with the override: $(cat "$T/err")"
+  grep -q "warning: kek $new of provider $provider is deactivated: unlocking with it only because" "$T/err" ||
     fail "$provider: deactivated: no warning: $(cat "$T/err")"
-  grep -q "kek $new: deactivated$" "$T/out" || fail "$provider: deactivated: $(cat "$T/out")"
-  pass "$provider: a deactivated kek unlocks with a warning, check says deactivated"
+  pass "$provider: a deactivated kek is refused, listed as deactivated by check, unlocks with the override and a warning"
 done
