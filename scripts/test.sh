@@ -4,7 +4,10 @@
 # ctest.  Options:
 #   --sanitize   also build with -fsanitize=address,undefined and run the tests labelled
 #                sanitize there: unit tests, the filter's tests (in nbdkit with the ASan
-#                runtime preloaded, see docs/decisions.md) and the CLI tests marked so
+#                runtime preloaded, see docs/decisions.md) and the CLI tests marked so;
+#                then builds the libFuzzer targets with clang (tests/fuzz), runs each
+#                over its corpus and fuzzes each for 20 s (tests/fuzz/run.sh): a crash
+#                fails the run
 #   --build DIR  build directory (default: build); the OpenSSL-backend build is DIR-openssl
 # The main build uses the default crypto backend (libgcrypt); a second build
 # with -DNBDCRYPT_CRYPTO_BACKEND=openssl runs the unit tests and the tests of
@@ -51,5 +54,14 @@ if [ "$sanitize" = 1 ]; then
   cmake --build "$asan" -j "$jobs"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir "$asan" -L sanitize --output-on-failure || status=1
+
+  # libFuzzer needs clang; only the fuzz targets (and what they link) are built.
+  fuzz=$build-fuzz
+  CC=clang cmake -S "$top" -B "$fuzz" -DCMAKE_BUILD_TYPE=Debug -DNBDCRYPT_SANITIZE=ON \
+    -DNBDCRYPT_FUZZ=ON >/dev/null
+  cmake --build "$fuzz" -j "$jobs" --target fuzz_kmip_ttlv fuzz_kmip_msg fuzz_keys_config \
+    fuzz_luks2_load fuzz_volume_token
+  ASAN_OPTIONS=detect_leaks=1 ctest --test-dir "$fuzz" -L fuzz --output-on-failure || status=1
+  ASAN_OPTIONS=detect_leaks=1 "$top/tests/fuzz/run.sh" "$fuzz" 20 || status=1
 fi
 exit $status

@@ -35,6 +35,19 @@ void keys_config_free(struct keys_config *cfg);
 
 /* Where the configuration came from: a path, or "built-in default". */
 const char *keys_config_origin(const struct keys_config *cfg);
+
+/* Run-time settings of the program that loaded cfg, never read from the file.
+ * allow_revoked: a Deactivated or Compromised KEK may unlock (an operator's
+ * explicit override, meant to rescue data: rekey to an active KEK); off by
+ * default.
+ * warn: where the library reports what it allowed but the operator must know
+ * (a Compromised or Deactivated KEK used to unlock); NULL drops them. */
+typedef void (*keys_warn_fn)(void *ctx, const char *msg);
+void keys_config_set_allow_revoked(struct keys_config *cfg, bool allow);
+bool keys_config_allow_revoked(const struct keys_config *cfg);
+void keys_config_set_warn(struct keys_config *cfg, keys_warn_fn fn, void *ctx);
+void keys_config_warn(const struct keys_config *cfg, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 const char *keys_config_default_provider(const struct keys_config *cfg);
 
 /* Number of providers and the name of the i-th (borrowed). */
@@ -48,6 +61,19 @@ const char *keys_config_provider_name(const struct keys_config *cfg, size_t i);
 int keys_provider_open(const struct keys_config *cfg, const char *name, struct keys_provider **out,
                        struct nbdc_error *err);
 void keys_provider_close(struct keys_provider *p);
+
+/* Which identity a provider speaks with.  KEYS_ROLE_SERVE (keys_provider_open)
+ * only needs Get (and Decrypt for kms-wrapped): serving and unlocking.
+ * KEYS_ROLE_ADMIN is for the commands that create, activate, locate, revoke,
+ * destroy or wrap; a kmip provider uses its "admin" identity for it when the
+ * configuration names one, and its only identity otherwise.  The KMS
+ * enforces the split (docs/kmip.md: a pykmip-server operation policy). */
+enum keys_role {
+  KEYS_ROLE_SERVE = 0,
+  KEYS_ROLE_ADMIN = 1,
+};
+int keys_provider_open_role(const struct keys_config *cfg, const char *name, enum keys_role role,
+                            struct keys_provider **out, struct nbdc_error *err);
 
 const char *keys_provider_name(const struct keys_provider *p);
 const char *keys_provider_type(const struct keys_provider *p); /* "native", "kmip" */
@@ -65,16 +91,43 @@ struct keys_kek_info {
   char id[KEYS_ID_MAX];
   char name[KEYS_NAME_MAX];
   char created[40]; /* RFC 3339 UTC, "" if unknown */
-  char state[24];   /* "active", ... ("" if the provider has no states) */
+  char state[24];   /* keys_kek_state_name of its state ("" if the provider did not say) */
+  char revoked[40]; /* RFC 3339 UTC date of the revocation, "" if none or unknown */
 };
 
 /* List KEKs whose name starts with prefix (NULL: all).  *list malloc'ed, free(). */
 int keys_kek_list(struct keys_provider *p, const char *prefix, struct keys_kek_info **list,
                   size_t *count, struct nbdc_error *err);
 
-/* Revoke / destroy a KEK (-ENOTSUP where the provider has no such notion;
- * native: destroy removes it from the keystore). */
+/* The state of a KEK, the same on every provider: KMIP's object states (KMIP
+ * 1.4 section 3.22, same numbers).  A native KEK is Active from its creation
+ * until revoked; a destroyed native KEK is gone (keys_kek_get_state -ENOENT). */
+enum keys_kek_state {
+  KEYS_KEK_PRE_ACTIVE = 1,
+  KEYS_KEK_ACTIVE = 2,
+  KEYS_KEK_DEACTIVATED = 3,
+  KEYS_KEK_COMPROMISED = 4,
+  KEYS_KEK_DESTROYED = 5,
+  KEYS_KEK_DESTROYED_COMPROMISED = 6,
+};
+
+/* "pre-active", "active", "deactivated", "compromised", "destroyed",
+ * "destroyed-compromised"; "unknown" for anything else. */
+const char *keys_kek_state_name(enum keys_kek_state state);
+
+/* Read the state of KEK id (kmip: Get Attributes State; native: the
+ * keystore's record).  -ENOENT "kek ID not found in ..." as keys_kek_get. */
+int keys_kek_get_state(struct keys_provider *p, const char *id, enum keys_kek_state *state,
+                       struct nbdc_error *err);
+
+/* Revoke a KEK: keys_kek_revoke because it is no longer used (Active ->
+ * Deactivated; refused for a KEK that is not Active), keys_kek_revoke_compromised
+ * because its secret may be known (-> Compromised, from Active or
+ * Deactivated).  The revocation date is recorded (native: "revoked").
+ * Destroy: kmip Destroy (a KMS refuses an Active key: revoke first); native:
+ * removes the key from the keystore. */
 int keys_kek_revoke(struct keys_provider *p, const char *id, struct nbdc_error *err);
+int keys_kek_revoke_compromised(struct keys_provider *p, const char *id, struct nbdc_error *err);
 int keys_kek_destroy(struct keys_provider *p, const char *id, struct nbdc_error *err);
 
 /* Wrapping inside the provider (token mode "kms-wrapped"): the KEK never

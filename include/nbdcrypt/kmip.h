@@ -204,16 +204,23 @@ void kmip_tree_dump(const struct kmip_tree *tree, void *f, const char *prefix);
 
 struct kmip_client;
 
+struct kmip_version {
+  int major;
+  int minor;
+};
+
 struct kmip_client_options {
   const char *const *servers; /* "host:port" (IPv6 as "[addr]:port"), tried in order */
   size_t server_count;
-  const char *ca;          /* PEM file of the CA(s) that sign the servers' certificates */
-  const char *cert;        /* PEM client certificate (the identity) */
-  const char *key;         /* PEM private key of cert */
-  int timeout_ms;          /* connect, handshake and each round trip; 0: 5000 */
-  int protocol_minor;      /* KMIP 1.x: 2 or 4; 0: 4 */
-  size_t max_message_size; /* 0: KMIP_MAX_MESSAGE_SIZE */
-  bool trace;              /* dump TTLV exchanged to stderr (also NBDCRYPT_KMIP_TRACE=1) */
+  const char *ca;                  /* PEM file of the CA(s) that sign the servers' certificates */
+  const char *cert;                /* PEM client certificate (the identity) */
+  const char *key;                 /* PEM private key of cert */
+  int timeout_ms;                  /* connect, handshake and each round trip; 0: 5000 */
+  int protocol_minor;              /* deprecated: same as max_version 1.protocol_minor */
+  struct kmip_version max_version; /* highest offered ({0, 0}: 1.4); negotiated, see below */
+  size_t max_message_size;         /* 0: KMIP_MAX_MESSAGE_SIZE */
+  bool trace;                      /* dump TTLV exchanged to stderr (also NBDCRYPT_KMIP_TRACE=1) */
+  const char *operation_policy;    /* Operation Policy Name given to created keys (NULL: none) */
 };
 
 /* Validate options and load the TLS credentials (no connection yet: that
@@ -236,14 +243,25 @@ const char *kmip_client_server(const struct kmip_client *client);
  * next server; when every server failed: -EHOSTUNREACH (or the errno of a
  * single server) "all KMIP servers failed: A: why; B: why". */
 
-struct kmip_version {
-  int major;
-  int minor;
-};
-
-/* Discover Versions: the server's protocol versions, best first. */
+/* Discover Versions: the server's protocol versions, best first (the request
+ * lists none, so the server names every version it speaks). */
 int kmip_discover_versions(struct kmip_client *client, struct kmip_version *versions, size_t max,
                            size_t *count, struct nbdc_error *err);
+
+/* Versions this client speaks: 1.0 to 1.4.  KMIP 2.0 re-encodes every
+ * attribute (Create, Locate, Get Attributes) and is not offered: docs/kmip.md. */
+#define KMIP_VERSION_MAX_MINOR 4
+
+/* The protocol version of the client's requests.  Before the first operation
+ * of a handle it asks the server with Discover Versions (listing 1.max down
+ * to 1.0) and keeps the first version the server answers, the highest both
+ * speak; with max_version 1.0 (which has no Discover Versions) it uses 1.0.
+ * A server without Discover Versions (OperationNotSupported) is spoken to at
+ * max_version.  -EPROTO "no common KMIP version" when the server lists none
+ * of ours.  The handle negotiates once; a cluster's servers are assumed to
+ * speak the same versions. */
+int kmip_client_negotiate(struct kmip_client *client, struct kmip_version *used,
+                          struct nbdc_error *err);
 
 /* Query (Operations, Objects, Server Information): operations supported
  * (up to max_ops) and the vendor identification (NUL-terminated, may be ""). */
@@ -253,13 +271,16 @@ int kmip_query(struct kmip_client *client, uint32_t *ops, size_t max_ops, size_t
 #define KMIP_ID_MAX 128
 
 /* Create an AES-256 symmetric key, usage Encrypt|Decrypt|WrapKey|UnwrapKey,
- * with Name name (NULL: none).  Its Unique Identifier goes to id_out. */
+ * with Name name (NULL: none) and the options' Operation Policy Name.  Its Unique Identifier goes
+ * to id_out. */
 int kmip_create_aes256(struct kmip_client *client, const char *name, char id_out[KMIP_ID_MAX],
                        struct nbdc_error *err);
 int kmip_activate(struct kmip_client *client, const char *id, struct nbdc_error *err);
 
-/* Get a symmetric key in Raw format into key (caller's memory, secure memory
- * for a secret): -ENOSPC if longer than key_max, -EBADMSG if not a raw key. */
+/* Get an AES-256 symmetric key in Raw format into key (caller's memory,
+ * secure memory for a secret): -ENOSPC if longer than key_max, -EBADMSG if
+ * the answer is not that key (another Unique Identifier, Object Type,
+ * Cryptographic Algorithm or Length, or not Raw), naming the field. */
 int kmip_get_key(struct kmip_client *client, const char *id, uint8_t *key, size_t key_max,
                  size_t *key_len, struct nbdc_error *err);
 
@@ -274,6 +295,21 @@ void kmip_ids_free(char **ids, size_t count);
  * *state 0 if not given, *initial_date -1 if not given. */
 int kmip_get_info(struct kmip_client *client, const char *id, char *name, size_t name_size,
                   uint32_t *state, int64_t *initial_date, struct nbdc_error *err);
+
+/* KMIP object states (KMIP 1.4 section 3.22). */
+enum kmip_state {
+  KMIP_STATE_PRE_ACTIVE = 1,
+  KMIP_STATE_ACTIVE = 2,
+  KMIP_STATE_DEACTIVATED = 3,
+  KMIP_STATE_COMPROMISED = 4,
+  KMIP_STATE_DESTROYED = 5,
+  KMIP_STATE_DESTROYED_COMPROMISED = 6,
+};
+
+/* Get Attributes (State) of an object: *state is 1..6; -EBADMSG when the
+ * answer has no State, or one outside 1..6, or names another object. */
+int kmip_get_state(struct kmip_client *client, const char *id, enum kmip_state *state,
+                   struct nbdc_error *err);
 
 /* Revocation Reason Codes */
 #define KMIP_REVOKE_UNSPECIFIED            1

@@ -89,6 +89,22 @@ int volume_unlock_keyslot(const struct luks2_hdr *hdr, struct bdev *dev,
                           const struct keys_config *cfg, int keyslot, uint8_t **key,
                           size_t *key_len, struct nbdc_error *err);
 
+/* The KEK of each nbdcrypt token of hdr and its state in its provider, for
+ * `nbdcrypt check`: up to max entries in out, *count of them filled.  A
+ * token whose provider cannot say has state 0 and the reason in error.
+ * Nothing is unlocked.  0, or -EINVAL without a configuration. */
+struct volume_kek_status {
+  int keyslot;
+  char provider[KEYS_NAME_MAX];
+  char kek_id[KEYS_ID_MAX];
+  bool kms_wrapped;
+  enum keys_kek_state state; /* 0: unknown, see error */
+  char error[NBDC_ERROR_MAX];
+};
+int volume_kek_states(const struct luks2_hdr *hdr, const struct keys_config *cfg,
+                      struct volume_kek_status *out, size_t max, size_t *count,
+                      struct nbdc_error *err);
+
 /* ---- one nbdcrypt token on its own (src/volume/token.c) ----------------------
  * For code that is handed a token's JSON text without the header around it:
  * cryptsetup's token plugin (plugins/cryptsetup-token). */

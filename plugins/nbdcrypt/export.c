@@ -15,7 +15,11 @@
  * nbdcrypt disk) refuses that export only.  It is tried again at most once
  * per NBDCRYPT_RETRY_SECONDS counted from the end of the last attempt, so a
  * slow KMS is not hammered by a client that reconnects at once; connections
- * in between fail with the last attempt's error.
+ * in between fail with the last attempt's error.  Connections that arrive
+ * while an attempt runs wait for it on x->lock (at most its KMS time-outs)
+ * and then, finding it failed inside the window, fail with its error: they
+ * never start a second attempt, and on a healthy KMS they are served as soon
+ * as the one unlock is done (test-filter-hung-kms-one-attempt.sh).
  *
  * The table is only walked at .open and at an unlock (control path).  The
  * data path reads the segment, master context and read-modify-write lock

@@ -34,6 +34,7 @@ struct held_lock {
 };
 
 static bool lock_enabled = true; /* nbdcrypt-lock */
+static bool lock_readonly;       /* nbdcrypt-lock=readonly: file= as a read-only server */
 static char **files;             /* every file= value, absolute where it resolves */
 static size_t n_files;
 static char *dir; /* the last dir= value, absolute */
@@ -52,10 +53,15 @@ static char *absolute(const char *value)
 int nbdcrypt_lock_config_key(const char *key, const char *value)
 {
   if (strcmp(key, "nbdcrypt-lock") == 0) {
+    if (strcmp(value, "readonly") == 0) {
+      lock_enabled = lock_readonly = true;
+      return 1;
+    }
     int b = nbdkit_parse_bool(value);
     if (b == -1)
       return -1;
     lock_enabled = b;
+    lock_readonly = false;
     return 1;
   }
   if (strcmp(key, "file") == 0) {
@@ -119,7 +125,8 @@ static int lock_one(const char *path, bool readonly)
 }
 
 /* Whether the server is read-only is not known yet here (nbdkit tells
- * filters only in .open): lock as a read-write server. */
+ * filters only in .open): lock as a read-write server unless
+ * nbdcrypt-lock=readonly said so (nbdcrypt serve --readonly does). */
 int nbdcrypt_lock_ready(void)
 {
   if (!lock_enabled)
@@ -128,7 +135,7 @@ int nbdcrypt_lock_ready(void)
   int r = 0;
   for (size_t i = 0; i < n_files && r == 0; i++)
     if (lockable(files[i]))
-      r = lock_one(files[i], false);
+      r = lock_one(files[i], lock_readonly);
   pthread_mutex_unlock(&held_mu);
   return r;
 }

@@ -96,11 +96,14 @@ static int nbdcrypt_config_complete(nbdkit_next_config_complete *next, nbdkit_ba
 
 #define nbdcrypt_config_help                                                                       \
   "nbdcrypt-config=<FILE>       Key providers (JSON; default as for the nbdcrypt command).\n"      \
-  "nbdcrypt-passphrase=<SECRET> Unlock a passphrase keyslot: SECRET, +FILE, -FD or - (prompt).\n"  \
+  "nbdcrypt-passphrase=<SECRET> Unlock a passphrase keyslot: +FILE, -FD, - (prompt) or SECRET\n"   \
+  "                             (an inline SECRET is printed by nbdkit -v: use +FILE or -FD).\n"   \
   "nbdcrypt-keyfile=<FILE>      Unlock a keyslot with the exact bytes of FILE.\n"                  \
   "nbdcrypt-keyslot=<N>         Only try keyslot N (default: any).\n"                              \
+  "nbdcrypt-allow-revoked=<BOOL> Unlock with a revoked KEK, with a warning (rescue).\n"            \
   "nbdcrypt-discard=<BOOL>      Pass trim to the plugin (default false: reveals unused blocks).\n" \
-  "nbdcrypt-lock=<BOOL>         Lock the file= and dir= images as qemu does (default true)."
+  "nbdcrypt-lock=<BOOL>         Lock the file= and dir= images as qemu does (default true).\n"     \
+  "nbdcrypt-lock=readonly       Lock file= images as a read-only server (with nbdkit -r)."
 
 static int nbdcrypt_get_ready(int thread_model)
 {

@@ -31,6 +31,7 @@ static size_t secret_alloc;     /* bytes allocated (secmem_free needs it) */
 static const char *secret_from; /* which key gave it, for error messages */
 static int keyslot = -1;        /* nbdcrypt-keyslot */
 static bool discard;            /* nbdcrypt-discard */
+static bool allow_revoked;      /* nbdcrypt-allow-revoked */
 static struct keys_config *keys_cfg;
 
 static void secret_free(void)
@@ -140,6 +141,13 @@ int nbdcrypt_config_key(const char *key, const char *value)
     keyslot = n;
     return 1;
   }
+  if (strcmp(key, "nbdcrypt-allow-revoked") == 0) {
+    int b = nbdkit_parse_bool(value);
+    if (b == -1)
+      return -1;
+    allow_revoked = b;
+    return 1;
+  }
   if (strcmp(key, "nbdcrypt-discard") == 0) {
     int b = nbdkit_parse_bool(value);
     if (b == -1)
@@ -155,6 +163,14 @@ int nbdcrypt_config_key(const char *key, const char *value)
  * connects, which happens after configuration. */
 NBDKIT_DLL_PUBLIC int nbdcrypt_debug_kmip;
 
+/* What the library allowed but the operator must see even without -v
+ * (nbdkit has no warning level: errors always reach the log). */
+static void filter_warn(void *ctx, const char *msg)
+{
+  (void)ctx;
+  nbdkit_error("nbdcrypt: warning: %s", msg);
+}
+
 int nbdcrypt_config_finish(void)
 {
   if (nbdcrypt_debug_kmip)
@@ -169,6 +185,12 @@ int nbdcrypt_config_finish(void)
     return -1;
   }
   nbdkit_debug("nbdcrypt: key configuration from %s", keys_config_origin(keys_cfg));
+  keys_config_set_warn(keys_cfg, filter_warn, NULL);
+  keys_config_set_allow_revoked(keys_cfg, allow_revoked);
+  if (allow_revoked)
+    filter_warn(
+        NULL,
+        "nbdcrypt-allow-revoked=true: disks bound to a deactivated or compromised kek unlock");
   return 0;
 }
 

@@ -16,7 +16,19 @@ enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
 struct cli {
   const char *config_path; /* --config FILE, or NULL */
   struct keys_config *cfg; /* loaded on first use by cli_config() */
+  bool allow_revoked;      /* --allow-revoked: set before cli_config() */
 };
+
+/* The --allow-revoked option of the commands that unlock (getopt value). */
+#define CLI_OPT_ALLOW_REVOKED 0x100
+#define CLI_ALLOW_REVOKED_OPTION                                                                   \
+  {                                                                                                \
+    "allow-revoked", no_argument, NULL, CLI_OPT_ALLOW_REVOKED                                      \
+  }
+#define CLI_ALLOW_REVOKED_HELP                                                                     \
+  "  --allow-revoked  unlock even with a KEK the KMS marks deactivated or\n"                       \
+  "                   compromised, with a warning: only to rescue the data (rekey\n"               \
+  "                   it to an active KEK)\n"
 
 /* The configuration (loaded once); NULL after printing the error. */
 struct keys_config *cli_config(struct cli *cli);

@@ -8,7 +8,7 @@ static const char decrypt_help[] =
     "data is decrypted in place and FILE is removed at the end.  Crash-safe: run\n"
     "the same command again (or with --resume) after a crash or Ctrl-C.\n"
     "  --hotzone SIZE  bytes per header commit (16M..256M, default 64M)\n"
-    "  --json          progress events as JSON lines on stdout\n";
+    "  --json          progress events as JSON lines on stdout\n" CLI_ALLOW_REVOKED_HELP;
 
 int cmd_decrypt(struct cli *cli, int argc, char **argv)
 {

@@ -110,7 +110,9 @@ int cmd_enroll(struct cli *cli, int argc, char **argv)
   }
   nbdc_error_clear(&err);
   if (volume_open(dev, &uo, &vol, &err) < 0 ||
-      keys_provider_open(cfg, provider_name, &provider, &err) < 0) {
+      keys_provider_open_role(cfg, provider_name,
+                              !kek_arg || kms_wrapped ? KEYS_ROLE_ADMIN : KEYS_ROLE_SERVE,
+                              &provider, &err) < 0) {
     r = cli_fail("cannot enroll %s: %s", target, err.msg);
     goto out;
   }

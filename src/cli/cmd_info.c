@@ -16,14 +16,15 @@
 #include "nbdcrypt/volume.h"
 
 static const char info_help[] =
-    "Usage: nbdcrypt info TARGET [--json] [--dump-volume-key FILE]\n\n"
+    "Usage: nbdcrypt info TARGET [--json] [--dump-volume-key FILE [--allow-revoked]]\n\n"
     "Show the LUKS2 header of TARGET (image file or NBD URI): uuid, label, cipher,\n"
     "sector size, data offset and size, keyslots, tokens (provider, KEK id) and\n"
     "requirement flags.  Needs no keys.\n"
     "  --json                  machine-readable output\n"
     "  --dump-volume-key FILE  unlock with the configured providers and write the\n"
     "                          volume key (raw bytes) to FILE, created mode 0600;\n"
-    "                          never written to a terminal\n";
+    "                          never written to a terminal\n"
+    "  --allow-revoked     --dump-volume-key: unlock even with a revoked KEK\n";
 
 /* Everything the header says, as one JSON object (also the source of the text output). */
 static struct json_object *info_json(struct luks2_hdr *hdr, uint64_t dev_size)
@@ -202,6 +203,7 @@ int cmd_info(struct cli *cli, int argc, char **argv)
   static const struct option opts[] = {
       {"json", no_argument, NULL, 'j'},
       {"dump-volume-key", required_argument, NULL, 'd'},
+      CLI_ALLOW_REVOKED_OPTION,
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
@@ -215,6 +217,9 @@ int cmd_info(struct cli *cli, int argc, char **argv)
       break;
     case 'd':
       dump_path = optarg;
+      break;
+    case CLI_OPT_ALLOW_REVOKED:
+      cli->allow_revoked = true;
       break;
     case 'h':
       fputs(info_help, stdout);

@@ -11,13 +11,17 @@
 static const char kek_help[] =
     "Usage: nbdcrypt kek create [--provider NAME] [--name LABEL]\n"
     "       nbdcrypt kek list [--provider NAME] [--prefix P] [--json]\n"
-    "       nbdcrypt kek revoke ID [--provider NAME]\n"
+    "       nbdcrypt kek revoke ID [--compromised] [--provider NAME]\n"
     "       nbdcrypt kek destroy ID --force [--provider NAME]\n\n"
     "create prints the new KEK id, alone, on stdout.  Key material is never printed.\n"
+    "These commands speak with the provider's admin identity when it has one.\n"
     "  --provider NAME  key provider from the configuration (default: default_provider)\n"
     "  --name LABEL     label stored with the key\n"
     "  --prefix P       list only keys whose label starts with P\n"
     "  --json           machine-readable list\n"
+    "  --compromised    revoke: the key is compromised (KMIP KeyCompromise); disks\n"
+    "                   (without it: deactivated).  Disks bound to a revoked key\n"
+    "                   unlock only with --allow-revoked\n"
     "  --force          destroy: really destroy the key.  Every disk bound to it (and\n"
     "                   to no other key) becomes unreadable, for good\n";
 
@@ -53,7 +57,7 @@ static int kek_list_print(struct keys_provider *p, const char *prefix, bool json
 
 struct kek_opts {
   const char *provider, *label, *prefix;
-  bool json, force;
+  bool json, force, compromised;
 };
 
 /* Parse all options (GNU getopt moves the action and id behind them);
@@ -61,13 +65,10 @@ struct kek_opts {
 static int kek_parse_opts(int argc, char **argv, struct kek_opts *o)
 {
   static const struct option opts[] = {
-      {"provider", required_argument, NULL, 'p'},
-      {"name", required_argument, NULL, 'n'},
-      {"prefix", required_argument, NULL, 'x'},
-      {"json", no_argument, NULL, 'j'},
-      {"force", no_argument, NULL, 'f'},
-      {"help", no_argument, NULL, 'h'},
-      {NULL, 0, NULL, 0},
+      {"provider", required_argument, NULL, 'p'}, {"name", required_argument, NULL, 'n'},
+      {"prefix", required_argument, NULL, 'x'},   {"json", no_argument, NULL, 'j'},
+      {"force", no_argument, NULL, 'f'},          {"compromised", no_argument, NULL, 'c'},
+      {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
   };
   int c;
   while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -86,6 +87,9 @@ static int kek_parse_opts(int argc, char **argv, struct kek_opts *o)
       break;
     case 'f':
       o->force = true;
+      break;
+    case 'c':
+      o->compromised = true;
       break;
     case 'h':
       fputs(kek_help, stdout);
@@ -119,6 +123,8 @@ int cmd_kek(struct cli *cli, int argc, char **argv)
     return cli_usage("kek", "unexpected argument '%s'", argv[optind]);
   if (o.force && strcmp(action, "destroy") != 0)
     return cli_usage("kek", "--force applies to destroy only");
+  if (o.compromised && strcmp(action, "revoke") != 0)
+    return cli_usage("kek", "--compromised applies to revoke only");
   /* Refused before the provider is even opened: nothing can be undone. */
   if (strcmp(action, "destroy") == 0 && !o.force)
     return cli_fail("not destroying kek %s without --force: disks bound to this KEK become "
@@ -130,7 +136,7 @@ int cmd_kek(struct cli *cli, int argc, char **argv)
     return CLI_FAIL;
   struct keys_provider *p = NULL;
   struct nbdc_error err = {0};
-  if (keys_provider_open(cfg, o.provider, &p, &err) < 0)
+  if (keys_provider_open_role(cfg, o.provider, KEYS_ROLE_ADMIN, &p, &err) < 0)
     return cli_fail("%s", err.msg);
 
   r = CLI_OK;
@@ -143,7 +149,8 @@ int cmd_kek(struct cli *cli, int argc, char **argv)
   } else if (strcmp(action, "list") == 0) {
     r = kek_list_print(p, o.prefix, o.json);
   } else if (strcmp(action, "revoke") == 0) {
-    if (keys_kek_revoke(p, id, &err) < 0)
+    if ((o.compromised ? keys_kek_revoke_compromised(p, id, &err) : keys_kek_revoke(p, id, &err)) <
+        0)
       r = cli_fail("%s", err.msg);
   } else if (keys_kek_destroy(p, id, &err) < 0) {
     r = cli_fail("%s", err.msg);

@@ -17,7 +17,7 @@ static const char recrypt_help[] =
     "Exit status: 0 done, 1 failed or stopped (Ctrl-C) at a resumable point.\n"
     "  --hotzone SIZE  bytes re-encrypted per header commit (16M..256M, default 64M)\n"
     "  --resume        only resume an operation in progress\n"
-    "  --json          progress events as JSON lines on stdout\n";
+    "  --json          progress events as JSON lines on stdout\n" CLI_ALLOW_REVOKED_HELP;
 
 int cmd_recrypt(struct cli *cli, int argc, char **argv)
 {

@@ -7,7 +7,8 @@
 #include "nbdcrypt/volume.h"
 
 static const char rekey_help[] =
-    "Usage: nbdcrypt rekey TARGET [--provider NAME] [--kek ID] [--kms-wrapped]\n\n"
+    "Usage: nbdcrypt rekey TARGET [--provider NAME] [--kek ID] [--kms-wrapped]\n"
+    "                      [--allow-revoked]\n\n"
     "Bind the disk's volume key to a new KEK (created in the provider unless --kek\n"
     "names one) and remove the keyslots of the old KEKs.  The data and the volume\n"
     "key do not change, so this is safe while the disk is being served; each step\n"
@@ -16,16 +17,14 @@ static const char rekey_help[] =
     "Prints the new KEK id on stdout.\n"
     "  --provider NAME  key provider of the new KEK (default: the configuration's)\n"
     "  --kek ID         an existing KEK to bind instead of a new one\n"
-    "  --kms-wrapped    token mode kms-wrapped (kmip providers)\n";
+    "  --kms-wrapped    token mode kms-wrapped (kmip providers)\n" CLI_ALLOW_REVOKED_HELP;
 
 int cmd_rekey(struct cli *cli, int argc, char **argv)
 {
   static const struct option opts[] = {
-      {"provider", required_argument, NULL, 'p'},
-      {"kek", required_argument, NULL, 'k'},
-      {"kms-wrapped", no_argument, NULL, 'w'},
-      {"help", no_argument, NULL, 'h'},
-      {NULL, 0, NULL, 0},
+      {"provider", required_argument, NULL, 'p'}, {"kek", required_argument, NULL, 'k'},
+      {"kms-wrapped", no_argument, NULL, 'w'},    CLI_ALLOW_REVOKED_OPTION,
+      {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
   };
   struct volume_rekey_opts ro = {0};
   int c;
@@ -39,6 +38,9 @@ int cmd_rekey(struct cli *cli, int argc, char **argv)
       break;
     case 'w':
       ro.kms_wrapped = true;
+      break;
+    case CLI_OPT_ALLOW_REVOKED:
+      cli->allow_revoked = true;
       break;
     case 'h':
       fputs(rekey_help, stdout);

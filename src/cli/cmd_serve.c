@@ -520,6 +520,9 @@ int cmd_serve(struct cli *cli, int argc, char **argv)
     add(&b, "file");
     if (!add_kv(&b, "file=", target_abs))
       goto oom;
+    /* Read-only servers of one image coexist (the filter cannot see -r). */
+    if (readonly)
+      add(&b, "nbdcrypt-lock=readonly");
   }
   if (cli->config_path) {
     config_abs = realpath(cli->config_path, NULL);

@@ -11,6 +11,12 @@
 #include "cli/cli.h"
 #include "nbdcrypt/crypto.h"
 
+static void cli_warn(void *ctx, const char *msg)
+{
+  (void)ctx;
+  fprintf(stderr, "nbdcrypt: warning: %s\n", msg);
+}
+
 struct keys_config *cli_config(struct cli *cli)
 {
   if (!cli->cfg) {
@@ -19,7 +25,9 @@ struct keys_config *cli_config(struct cli *cli)
       cli_fail("%s", err.msg);
       return NULL;
     }
+    keys_config_set_warn(cli->cfg, cli_warn, NULL);
   }
+  keys_config_set_allow_revoked(cli->cfg, cli->allow_revoked);
   return cli->cfg;
 }
 

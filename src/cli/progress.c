@@ -125,6 +125,7 @@ int cli_reenc_command(struct cli *cli, int argc, char **argv, enum reenc_mode mo
       {"json", no_argument, NULL, 'j'},
       {"drop-passphrase-keyslots", no_argument, NULL, 'D'},
       {"passphrase-file", required_argument, NULL, 'f'},
+      CLI_ALLOW_REVOKED_OPTION,
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
@@ -175,6 +176,11 @@ int cli_reenc_command(struct cli *cli, int argc, char **argv, enum reenc_mode mo
       if (n_pass == LUKS2_MAX_KEYSLOTS)
         return cli_usage(cmd, "at most %d --passphrase-file options", LUKS2_MAX_KEYSLOTS);
       pass_files[n_pass++] = optarg;
+      break;
+    case CLI_OPT_ALLOW_REVOKED:
+      if (mode == REENC_ENCRYPT)
+        return cli_usage(cmd, "encrypt takes no --allow-revoked");
+      cli->allow_revoked = true;
       break;
     case 'h':
       fputs(help, stdout);

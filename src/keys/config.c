@@ -3,8 +3,11 @@
  * keys_provider_open can hand it to the provider type's constructor; fields
  * this file does not know are accepted for forward compatibility. */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pwd.h>
+#include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +34,39 @@ struct keys_config {
   struct json_object *root;
   struct keys_config_entry *providers;
   size_t provider_count;
+  /* Set by the program, never read from the file (docs/key-providers.md). */
+  bool allow_revoked;
+  keys_warn_fn warn;
+  void *warn_ctx;
 };
+
+void keys_config_set_allow_revoked(struct keys_config *cfg, bool allow)
+{
+  cfg->allow_revoked = allow;
+}
+
+bool keys_config_allow_revoked(const struct keys_config *cfg)
+{
+  return cfg && cfg->allow_revoked;
+}
+
+void keys_config_set_warn(struct keys_config *cfg, keys_warn_fn fn, void *ctx)
+{
+  cfg->warn = fn;
+  cfg->warn_ctx = ctx;
+}
+
+void keys_config_warn(const struct keys_config *cfg, const char *fmt, ...)
+{
+  if (!cfg || !cfg->warn)
+    return;
+  char msg[NBDC_ERROR_MAX];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  cfg->warn(cfg->warn_ctx, msg);
+}
 
 void keys_config_free(struct keys_config *cfg)
 {
@@ -321,16 +356,48 @@ int keys_config_parse(const char *json_text, const char *origin, struct keys_con
   return r;
 }
 
+/* The configuration decides which servers and keystores are trusted with
+ * keys: like sudo with sudoers, refuse one that someone other than its owner
+ * (this user or root) could change. */
+static int config_check_file(int fd, const char *path, const char *how, struct nbdc_error *err)
+{
+  struct stat st;
+  if (fstat(fd, &st) < 0)
+    return nbdc_error_set(err, errno, "cannot examine configuration file %s%s: %s", path, how,
+                          strerror(errno));
+  if (st.st_mode & 022)
+    return nbdc_error_set(err, EPERM,
+                          "configuration file %s%s has mode %04o: group or others can change it "
+                          "(and with it which keys are trusted); refusing it (fix with: chmod "
+                          "go-w %s)",
+                          path, how, (unsigned)(st.st_mode & 07777), path);
+  if (st.st_uid != 0 && st.st_uid != geteuid())
+    return nbdc_error_set(err, EPERM,
+                          "configuration file %s%s is owned by uid %u, neither root nor this user "
+                          "(uid %u); refusing it",
+                          path, how, (unsigned)st.st_uid, (unsigned)geteuid());
+  return 0;
+}
+
 static int config_load_file(const char *path, const char *how, struct keys_config **out,
                             struct nbdc_error *err)
 {
-  FILE *f = fopen(path, "re");
-  if (!f) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) {
     int e = errno;
     if (e == ENOENT)
       return nbdc_error_set(err, e, "configuration file %s%s does not exist", path, how);
     return nbdc_error_set(err, e, "cannot open configuration file %s%s: %s", path, how,
                           strerror(e));
+  }
+  int r = config_check_file(fd, path, how, err);
+  FILE *f = r < 0 ? NULL : fdopen(fd, "r");
+  if (!f) {
+    if (r == 0)
+      r = nbdc_error_set(err, errno, "cannot read configuration file %s%s: %s", path, how,
+                         strerror(errno));
+    close(fd);
+    return r;
   }
   char *text = malloc(KEYS_CONFIG_MAX_BYTES + 1);
   if (!text) {
@@ -340,7 +407,6 @@ static int config_load_file(const char *path, const char *how, struct keys_confi
   size_t len = fread(text, 1, KEYS_CONFIG_MAX_BYTES + 1, f);
   int read_error = ferror(f);
   fclose(f);
-  int r;
   if (read_error) {
     r = nbdc_error_set(err, EIO, "cannot read configuration file %s%s", path, how);
   } else if (memchr(text, '\0', len)) {

@@ -3,7 +3,9 @@
  *
  * Configuration (DESIGN.md section 3):
  *   {"type": "kmip", "servers": ["host:port", ...], "ca": PEM, "cert": PEM,
- *    "key": PEM, "timeout_ms": 5000, "protocol": "1.4", "trace": false}
+ *    "key": PEM, "admin": {"cert": PEM, "key": PEM}, "timeout_ms": 5000,
+ *    "kmip_version": "1.4", "operation_policy": NAME, "trace": false}
+ * cert/key is the serving identity; admin (optional) the one of KEYS_ROLE_ADMIN.
  * create = Create + Activate (the Name attribute carries the label),
  * get = Get (Raw), list = Locate + Get Attributes, wrap/unwrap = Encrypt /
  * Decrypt with AES-GCM inside the KMS.
@@ -47,12 +49,21 @@ static int kmip_field_string(const char *name, const char *origin, struct json_o
 }
 
 static int kmip_parse_options(const char *name, struct json_object *conf, const char *origin,
-                              struct kmip_client_options *opts,
+                              enum keys_role role, struct kmip_client_options *opts,
                               const char *servers[KMIP_PROVIDER_MAX_SERVERS],
                               struct nbdc_error *err)
 {
-  static const char *const known[] = {"type", "servers",    "ca",       "cert",
-                                      "key",  "timeout_ms", "protocol", "trace"};
+  static const char *const known[] = {"type",
+                                      "servers",
+                                      "ca",
+                                      "cert",
+                                      "key",
+                                      "admin",
+                                      "timeout_ms",
+                                      "protocol",
+                                      "kmip_version",
+                                      "trace",
+                                      "operation_policy"};
   json_object_object_foreach(conf, field, value)
   {
     (void)value;
@@ -62,7 +73,7 @@ static int kmip_parse_options(const char *name, struct json_object *conf, const 
     if (!ok)
       return nbdc_error_set(err, EINVAL,
                             "provider %s in %s: unknown field %s (kmip knows servers, ca, cert, "
-                            "key, timeout_ms, protocol, trace)",
+                            "key, admin, timeout_ms, kmip_version, trace, operation_policy)",
                             name, origin, field);
   }
 
@@ -90,8 +101,38 @@ static int kmip_parse_options(const char *name, struct json_object *conf, const 
   int r;
   if ((r = kmip_field_string(name, origin, conf, "ca", true, &opts->ca, err)) < 0 ||
       (r = kmip_field_string(name, origin, conf, "cert", true, &opts->cert, err)) < 0 ||
-      (r = kmip_field_string(name, origin, conf, "key", true, &opts->key, err)) < 0)
+      (r = kmip_field_string(name, origin, conf, "key", true, &opts->key, err)) < 0 ||
+      (r = kmip_field_string(name, origin, conf, "operation_policy", false, &opts->operation_policy,
+                             err)) < 0)
     return r;
+
+  /* "admin": {"cert", "key"}, the identity of the commands that manage keys */
+  struct json_object *admin;
+  if (json_object_object_get_ex(conf, "admin", &admin)) {
+    if (!json_object_is_type(admin, json_type_object))
+      return nbdc_error_set(err, EINVAL,
+                            "provider %s in %s: admin must be an object {\"cert\": PEM, \"key\": "
+                            "PEM}",
+                            name, origin);
+    json_object_object_foreach(admin, afield, avalue)
+    {
+      (void)avalue;
+      if (strcmp(afield, "cert") != 0 && strcmp(afield, "key") != 0)
+        return nbdc_error_set(err, EINVAL,
+                              "provider %s in %s: unknown field admin.%s (admin knows cert, key)",
+                              name, origin, afield);
+    }
+    const char *cert, *key;
+    if ((r = kmip_field_string(name, origin, admin, "cert", true, &cert, err)) < 0 ||
+        (r = kmip_field_string(name, origin, admin, "key", true, &key, err)) < 0)
+      return nbdc_error_set(err, EINVAL,
+                            "provider %s in %s: admin needs cert and key (non-empty strings)", name,
+                            origin);
+    if (role == KEYS_ROLE_ADMIN) {
+      opts->cert = cert;
+      opts->key = key;
+    }
+  }
 
   struct json_object *v;
   opts->timeout_ms = 5000;
@@ -103,17 +144,29 @@ static int kmip_parse_options(const char *name, struct json_object *conf, const 
                             name, origin);
     opts->timeout_ms = (int)t;
   }
-  const char *protocol;
-  if ((r = kmip_field_string(name, origin, conf, "protocol", false, &protocol, err)) < 0)
+  /* kmip_version: the highest version offered (negotiated down with Discover
+   * Versions); "protocol" is its older name. */
+  const char *version, *protocol;
+  if ((r = kmip_field_string(name, origin, conf, "kmip_version", false, &version, err)) < 0 ||
+      (r = kmip_field_string(name, origin, conf, "protocol", false, &protocol, err)) < 0)
     return r;
-  if (!protocol || strcmp(protocol, "1.4") == 0)
-    opts->protocol_minor = 4;
-  else if (strcmp(protocol, "1.2") == 0)
-    opts->protocol_minor = 2;
-  else
+  if (version && protocol && strcmp(version, protocol) != 0)
     return nbdc_error_set(err, EINVAL,
-                          "provider %s in %s: protocol \"%s\" (use \"1.2\" or \"1.4\")", name,
-                          origin, protocol);
+                          "provider %s in %s: kmip_version \"%s\" and protocol \"%s\" disagree "
+                          "(protocol is the old name of kmip_version: keep one)",
+                          name, origin, version, protocol);
+  if (!version)
+    version = protocol;
+  opts->max_version = (struct kmip_version){1, KMIP_VERSION_MAX_MINOR};
+  if (version) {
+    if (strlen(version) != 3 || strncmp(version, "1.", 2) != 0 || version[2] < '0' ||
+        version[2] > '0' + KMIP_VERSION_MAX_MINOR)
+      return nbdc_error_set(err, EINVAL,
+                            "provider %s in %s: kmip_version \"%s\" (use \"1.0\" to \"1.%d\"; "
+                            "2.0 is not supported)",
+                            name, origin, version, KMIP_VERSION_MAX_MINOR);
+    opts->max_version.minor = version[2] - '0';
+  }
   if (json_object_object_get_ex(conf, "trace", &v)) {
     if (!json_object_is_type(v, json_type_boolean))
       return nbdc_error_set(err, EINVAL, "provider %s in %s: trace must be true or false", name,
@@ -192,26 +245,6 @@ static int kmip_kek_get(void *state, const char *id, uint8_t **kek, struct nbdc_
   return 0;
 }
 
-static const char *kmip_state_word(uint32_t state)
-{
-  switch (state) {
-  case 1:
-    return "pre-active";
-  case 2:
-    return "active";
-  case 3:
-    return "deactivated";
-  case 4:
-    return "compromised";
-  case 5:
-    return "destroyed";
-  case 6:
-    return "destroyed-compromised";
-  default:
-    return "";
-  }
-}
-
 static int kmip_kek_list(void *state, const char *prefix, struct keys_kek_info **list,
                          size_t *count, struct nbdc_error *err)
 {
@@ -244,7 +277,8 @@ static int kmip_kek_list(void *state, const char *prefix, struct keys_kek_info *
     struct keys_kek_info *info = &out[k++];
     snprintf(info->id, sizeof info->id, "%s", ids[i]);
     snprintf(info->name, sizeof info->name, "%s", name);
-    snprintf(info->state, sizeof info->state, "%s", kmip_state_word(st));
+    if (st)
+      snprintf(info->state, sizeof info->state, "%s", keys_kek_state_name(st));
     if (date >= 0) {
       time_t t = (time_t)date;
       struct tm tm;
@@ -258,11 +292,25 @@ static int kmip_kek_list(void *state, const char *prefix, struct keys_kek_info *
   return 0;
 }
 
-static int kmip_kek_revoke(void *state, const char *id, struct nbdc_error *err)
+static int kmip_kek_state(void *state, const char *id, enum keys_kek_state *kek_state,
+                          struct nbdc_error *err)
 {
   struct kmip_provider *kp = state;
-  int r =
-      kmip_revoke(kp->client, id, KMIP_REVOKE_CESSATION_OF_OPERATION, "revoked by nbdcrypt", err);
+  enum kmip_state st;
+  int r = kmip_get_state(kp->client, id, &st, err);
+  if (r < 0)
+    return kmip_fail(kp, id, r, err);
+  *kek_state = (enum keys_kek_state)st; /* the same numbers, checked 1..6 by kmip_get_state */
+  return 0;
+}
+
+static int kmip_kek_revoke(void *state, const char *id, bool compromised, struct nbdc_error *err)
+{
+  struct kmip_provider *kp = state;
+  int r = compromised ? kmip_revoke(kp->client, id, KMIP_REVOKE_KEY_COMPROMISE,
+                                    "compromised (nbdcrypt)", err)
+                      : kmip_revoke(kp->client, id, KMIP_REVOKE_CESSATION_OF_OPERATION,
+                                    "revoked by nbdcrypt", err);
   return r < 0 ? kmip_fail(kp, id, r, err) : 0;
 }
 
@@ -319,6 +367,7 @@ static const struct keys_provider_ops kmip_ops = {
     .kek_create = kmip_kek_create,
     .kek_get = kmip_kek_get,
     .kek_list = kmip_kek_list,
+    .kek_state = kmip_kek_state,
     .kek_revoke = kmip_kek_revoke,
     .kek_destroy = kmip_kek_destroy,
     .kek_wrap = kmip_kek_wrap,
@@ -327,11 +376,12 @@ static const struct keys_provider_ops kmip_ops = {
 };
 
 int keys_kmip_open(const char *name, struct json_object *conf, const char *origin,
-                   const struct keys_provider_ops **ops, void **state, struct nbdc_error *err)
+                   enum keys_role role, const struct keys_provider_ops **ops, void **state,
+                   struct nbdc_error *err)
 {
   struct kmip_client_options opts = {0};
   const char *servers[KMIP_PROVIDER_MAX_SERVERS];
-  int r = kmip_parse_options(name, conf, origin, &opts, servers, err);
+  int r = kmip_parse_options(name, conf, origin, role, &opts, servers, err);
   if (r < 0)
     return r;
   struct kmip_provider *kp = calloc(1, sizeof *kp);

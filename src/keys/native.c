@@ -2,20 +2,29 @@
  *
  *   {"version": 1,
  *    "keys": {"<uuid>": {"key": "<base64 of 32 bytes>", "name": "<label>",
- *                        "created": "2026-11-22T18:00:00Z"}}}
+ *                        "created": "2026-11-22T18:00:00Z",
+ *                        "state": "compromised", "revoked": "2026-12-01T10:00:00Z"}}}
+ *
+ * "state" (KMIP's words: "deactivated", "compromised") and "revoked" appear
+ * once a key is revoked; a key without them is Active, so keystores written
+ * before states existed read as they did.  (An older nbdcrypt keeps the two
+ * fields as unknown ones and treats the key as usable.)
  *
  * The file is the only secret on the host, so it is handled like an ssh
  * private key: owned by the user, mode 0600 in a 0700 directory, refused when
  * group or others could read it, when it is a symbolic link or not a regular
- * file.  Every change rewrites it atomically (temporary file, fsync, rename,
- * fsync of the directory) under an flock on PATH.lock, so concurrent creators
- * never lose a key.  Readers take no lock: a rename is atomic.
+ * file.  Every change rewrites it atomically (an O_TMPFILE named only once
+ * complete, fsync, rename, fsync of the directory: native_save) under an
+ * flock on PATH.lock, so concurrent creators never lose a key.  Readers take
+ * no lock: a rename is atomic.
  *
  * Key bytes are decoded straight into secure memory; the base64 copies json-c
  * and the serialiser handle are wiped before their memory is released.
  * Unknown fields, top-level or per key, are kept across rewrites. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +55,8 @@ struct native_entry {
   char *id;
   char *name;
   char *created;
+  enum keys_kek_state state;
+  char *revoked;
   struct json_object *extra; /* unknown fields of the key's object, or NULL */
 };
 
@@ -65,6 +76,7 @@ static void native_entry_clear(struct native_entry *e)
   free(e->id);
   free(e->name);
   free(e->created);
+  free(e->revoked);
   json_object_put(e->extra);
   memset(e, 0, sizeof *e);
 }
@@ -309,12 +321,43 @@ static int native_opt_string(const struct native_state *ns, struct json_object *
   return 0;
 }
 
+/* The states a native key can be in; absent means Active. */
+static const struct {
+  const char *word;
+  enum keys_kek_state state;
+} native_states[] = {
+    {"active", KEYS_KEK_ACTIVE},
+    {"deactivated", KEYS_KEK_DEACTIVATED},
+    {"compromised", KEYS_KEK_COMPROMISED},
+};
+
+static int native_read_state(const struct native_state *ns, struct json_object *entry,
+                             const char *id, enum keys_kek_state *state, struct nbdc_error *err)
+{
+  struct json_object *value;
+  *state = KEYS_KEK_ACTIVE;
+  if (!json_object_object_get_ex(entry, "state", &value))
+    return 0;
+  const char *word =
+      json_object_is_type(value, json_type_string) ? json_object_get_string(value) : NULL;
+  for (size_t i = 0; word && i < sizeof native_states / sizeof native_states[0]; i++) {
+    if (strcmp(word, native_states[i].word) == 0) {
+      *state = native_states[i].state;
+      return 0;
+    }
+  }
+  return nbdc_error_set(err, EINVAL,
+                        "keystore %s: field state of kek %s is %s (expected \"active\", "
+                        "\"deactivated\" or \"compromised\")",
+                        ns->keystore, id, json_object_to_json_string(value));
+}
+
 /* Check the parsed keystore and move it into store (KEKs into secure memory). */
 static int native_convert(const struct native_state *ns, struct json_object *root,
                           struct native_store *store, struct nbdc_error *err)
 {
   static const char *const top_fields[] = {"version", "keys", NULL};
-  static const char *const key_fields[] = {"key", "name", "created", NULL};
+  static const char *const key_fields[] = {"key", "name", "created", "state", "revoked", NULL};
 
   if (!json_object_is_type(root, json_type_object))
     return nbdc_error_set(err, EINVAL, "keystore %s is not a JSON object", ns->keystore);
@@ -385,6 +428,8 @@ static int native_convert(const struct native_state *ns, struct json_object *roo
     }
     if ((r = native_opt_string(ns, entry, id, "name", &e->name, err)) < 0 ||
         (r = native_opt_string(ns, entry, id, "created", &e->created, err)) < 0 ||
+        (r = native_opt_string(ns, entry, id, "revoked", &e->revoked, err)) < 0 ||
+        (r = native_read_state(ns, entry, id, &e->state, err)) < 0 ||
         (r = native_extra_fields(entry, key_fields, &e->extra, err)) < 0)
       goto out;
   }
@@ -516,6 +561,14 @@ static void native_serialise(const struct native_store *store, struct native_out
       out_str(o, ",\n      \"created\": ");
       out_json_string(o, e->created);
     }
+    if (e->state != KEYS_KEK_ACTIVE) {
+      out_str(o, ",\n      \"state\": ");
+      out_json_string(o, keys_kek_state_name(e->state));
+    }
+    if (e->revoked) {
+      out_str(o, ",\n      \"revoked\": ");
+      out_json_string(o, e->revoked);
+    }
     out_extra(o, e->extra, "      ");
     out_str(o, "\n    }");
   }
@@ -549,8 +602,92 @@ static char *native_dirname(const char *path)
   return strndup(path, (size_t)(slash - path));
 }
 
-/* Replace the keystore with store: temporary file in the same directory,
- * fsync, rename over the keystore, fsync the directory. */
+/* The file name part of path. */
+static const char *native_basename(const char *path)
+{
+  const char *slash = strrchr(path, '/');
+  return slash ? slash + 1 : path;
+}
+
+/* Forget a named temporary file: its blocks first (it holds every key), then
+ * its name. */
+static void native_drop_tmp(int dir_fd, const char *name, int fd)
+{
+  if (fd >= 0)
+    (void)ftruncate(fd, 0);
+  else if ((fd = openat(dir_fd, name, O_WRONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)) >= 0) {
+    (void)ftruncate(fd, 0);
+    close(fd);
+  }
+  (void)unlinkat(dir_fd, name, 0);
+}
+
+/* Temporary files a writer left when it was killed between its link and its
+ * rename (or, before O_TMPFILE, at any time): we hold the keystore's lock, so
+ * no writer is using them. */
+static void native_remove_stale_tmp(int dir_fd, const char *base)
+{
+  int fd = dup(dir_fd);
+  DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+  if (!d) {
+    if (fd >= 0)
+      close(fd);
+    return;
+  }
+  size_t base_len = strlen(base);
+  struct dirent *de;
+  while ((de = readdir(d))) {
+    if (strncmp(de->d_name, base, base_len) == 0 &&
+        strncmp(de->d_name + base_len, ".tmp.", 5) == 0 && strlen(de->d_name) == base_len + 13)
+      native_drop_tmp(dir_fd, de->d_name, -1);
+  }
+  closedir(d);
+}
+
+/* A random temporary name beside the keystore. */
+static int native_tmp_name(const struct native_state *ns, char name[NAME_MAX + 1],
+                           struct nbdc_error *err)
+{
+  uint32_t suffix;
+  int r = crypto_random(&suffix, sizeof suffix, err);
+  if (r < 0)
+    return r;
+  int n = snprintf(name, NAME_MAX + 1, "%s.tmp.%08x", native_basename(ns->keystore), suffix);
+  if (n < 0 || n > NAME_MAX)
+    return nbdc_error_set(err, ENAMETOOLONG, "keystore %s: file name too long for a temporary file",
+                          ns->keystore);
+  return 0;
+}
+
+/* Give the complete, synced O_TMPFILE fd a temporary name. */
+static int native_link_tmp(const struct native_state *ns, int dir_fd, int fd,
+                           char name[NAME_MAX + 1], struct nbdc_error *err)
+{
+  char proc[64];
+  snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+  for (int attempt = 0; attempt < 16; attempt++) {
+    int r = native_tmp_name(ns, name, err);
+    if (r < 0)
+      return r;
+    /* AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH; /proc works for everyone */
+    if (linkat(fd, "", dir_fd, name, AT_EMPTY_PATH) == 0 ||
+        (errno != EEXIST && linkat(AT_FDCWD, proc, dir_fd, name, AT_SYMLINK_FOLLOW) == 0))
+      return 0;
+    if (errno != EEXIST)
+      return nbdc_error_set(err, errno, "cannot link the new keystore beside %s: %s", ns->keystore,
+                            strerror(errno));
+  }
+  return nbdc_error_set(err, EEXIST, "cannot name a temporary file beside keystore %s",
+                        ns->keystore);
+}
+
+/* Replace the keystore with store, so that no file holding keys is ever left
+ * behind: the new contents go to an unnamed O_TMPFILE in the keystore's
+ * directory, which gets a temporary name only once it is complete and
+ * synced, and is renamed over the keystore at once; then the directory is
+ * synced.  Without O_TMPFILE (some file systems), a named temporary file
+ * that every failure truncates and removes.  Either way a writer killed
+ * between name and rename leaves a file the next writer removes. */
 static int native_save(const struct native_state *ns, const struct native_store *store,
                        struct nbdc_error *err)
 {
@@ -565,43 +702,48 @@ static int native_save(const struct native_state *ns, const struct native_store 
 
   int r;
   int fd = -1;
-  char *tmp = NULL;
+  bool named = false; /* tmp names a file we must remove on failure */
+  char tmp[NAME_MAX + 1] = "";
+  const char *base = native_basename(ns->keystore);
   char *dir = native_dirname(ns->keystore);
+  int dir_fd = dir ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
   if (!dir) {
     r = nbdc_error_set(err, ENOMEM, "out of memory");
+    goto out;
+  }
+  if (dir_fd < 0) {
+    r = nbdc_error_set(err, errno, "cannot open directory %s of keystore %s: %s", dir, ns->keystore,
+                       strerror(errno));
     goto out;
   }
   if (o.overflow) {
     r = nbdc_error_set(err, EIO, "keystore %s: internal error serialising it", ns->keystore);
     goto out;
   }
+  native_remove_stale_tmp(dir_fd, base);
 
+  fd = openat(dir_fd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+  bool tmpfile = fd >= 0;
+  if (!tmpfile && errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL) {
+    r = nbdc_error_set(err, errno, "cannot create a temporary file in %s: %s", dir,
+                       strerror(errno));
+    goto out;
+  }
   for (int attempt = 0; fd < 0 && attempt < 16; attempt++) {
-    uint32_t suffix;
-    r = crypto_random(&suffix, sizeof suffix, err);
-    if (r < 0)
+    if ((r = native_tmp_name(ns, tmp, err)) < 0)
       goto out;
-    free(tmp);
-    if (asprintf(&tmp, "%s.tmp.%08x", ns->keystore, suffix) < 0) {
-      tmp = NULL;
-      r = nbdc_error_set(err, ENOMEM, "out of memory");
-      goto out;
-    }
-    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    fd = openat(dir_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0 && errno != EEXIST) {
-      r = nbdc_error_set(err, errno, "cannot create %s: %s", tmp, strerror(errno));
-      free(tmp);
-      tmp = NULL;
+      r = nbdc_error_set(err, errno, "cannot create %s/%s: %s", dir, tmp, strerror(errno));
       goto out;
     }
   }
   if (fd < 0) {
-    free(tmp);
-    tmp = NULL;
     r = nbdc_error_set(err, EEXIST, "cannot create a temporary file beside keystore %s",
                        ns->keystore);
     goto out;
   }
+  named = !tmpfile;
 
   const char *failed = NULL;
   if (fchmod(fd, 0600) < 0)
@@ -611,38 +753,39 @@ static int native_save(const struct native_state *ns, const struct native_store 
   else if (fsync(fd) < 0)
     failed = "sync";
   if (failed) {
-    r = nbdc_error_set(err, errno, "cannot %s %s: %s", failed, tmp, strerror(errno));
-    goto out;
-  }
-  int closed = close(fd);
-  fd = -1;
-  if (closed < 0) {
-    r = nbdc_error_set(err, errno, "cannot write %s: %s", tmp, strerror(errno));
-    goto out;
-  }
-  if (rename(tmp, ns->keystore) < 0) {
-    r = nbdc_error_set(err, errno, "cannot rename %s to %s: %s", tmp, ns->keystore,
+    r = nbdc_error_set(err, errno, "cannot %s the new keystore beside %s: %s", failed, ns->keystore,
                        strerror(errno));
     goto out;
   }
-  free(tmp);
-  tmp = NULL; /* renamed: nothing to remove */
-
-  int dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir_fd < 0 || fsync(dir_fd) < 0)
+  if (tmpfile) {
+    if ((r = native_link_tmp(ns, dir_fd, fd, tmp, err)) < 0)
+      goto out;
+    named = true;
+  }
+  if (renameat(dir_fd, tmp, dir_fd, base) < 0) {
+    r = nbdc_error_set(err, errno, "cannot rename %s/%s to %s: %s", dir, tmp, ns->keystore,
+                       strerror(errno));
+    goto out;
+  }
+  named = false; /* renamed: it is the keystore now */
+  if (close(fd) < 0) {
+    fd = -1;
+    r = nbdc_error_set(err, errno, "cannot write keystore %s: %s", ns->keystore, strerror(errno));
+    goto out;
+  }
+  fd = -1;
+  if (fsync(dir_fd) < 0)
     r = nbdc_error_set(err, errno, "cannot sync directory %s: %s", dir, strerror(errno));
   else
     r = 0;
-  if (dir_fd >= 0)
-    close(dir_fd);
 
 out:
+  if (named)
+    native_drop_tmp(dir_fd, tmp, fd);
   if (fd >= 0)
     close(fd);
-  if (tmp) {
-    unlink(tmp);
-    free(tmp);
-  }
+  if (dir_fd >= 0)
+    close(dir_fd);
   free(dir);
   nbdc_wipe(o.data, o.cap);
   free(o.data);
@@ -714,6 +857,16 @@ static int native_not_found(const struct native_state *ns, const char *id, struc
                         ns->keystore, ns->provider);
 }
 
+/* The current time, RFC 3339 UTC. */
+static int native_now(char out[40], struct nbdc_error *err)
+{
+  struct tm tm;
+  time_t now = time(NULL);
+  if (!gmtime_r(&now, &tm) || strftime(out, 40, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+    return nbdc_error_set(err, EOVERFLOW, "cannot format the current time");
+  return 0;
+}
+
 static int native_kek_create(void *state, const char *name, char id_out[KEYS_ID_MAX],
                              struct nbdc_error *err)
 {
@@ -738,15 +891,12 @@ static int native_kek_create(void *state, const char *name, char id_out[KEYS_ID_
   } while (native_store_find(&store, id) >= 0);
 
   char created[40];
-  struct tm tm;
-  time_t now = time(NULL);
-  if (!gmtime_r(&now, &tm) || strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
-    r = nbdc_error_set(err, EOVERFLOW, "cannot format the current time");
+  if ((r = native_now(created, err)) < 0)
     goto out;
-  }
 
   struct native_entry *e = &store.entries[store.count];
   memset(e, 0, sizeof *e);
+  e->state = KEYS_KEK_ACTIVE;
   r = crypto_random(store.keks + store.count * KEYS_KEK_SIZE, KEYS_KEK_SIZE, err);
   if (r < 0)
     goto out;
@@ -811,7 +961,8 @@ static int native_kek_list(void *state, const char *prefix, struct keys_kek_info
     snprintf(info->id, sizeof info->id, "%s", e->id);
     snprintf(info->name, sizeof info->name, "%s", name);
     snprintf(info->created, sizeof info->created, "%s", e->created ? e->created : "");
-    snprintf(info->state, sizeof info->state, "active");
+    snprintf(info->state, sizeof info->state, "%s", keys_kek_state_name(e->state));
+    snprintf(info->revoked, sizeof info->revoked, "%s", e->revoked ? e->revoked : "");
   }
   native_store_free(&store);
   *list = infos;
@@ -819,13 +970,69 @@ static int native_kek_list(void *state, const char *prefix, struct keys_kek_info
   return 0;
 }
 
-static int native_kek_revoke(void *state, const char *id, struct nbdc_error *err)
+static int native_kek_state(void *state, const char *id, enum keys_kek_state *kek_state,
+                            struct nbdc_error *err)
 {
   struct native_state *ns = state;
-  (void)id;
-  return nbdc_error_set(err, ENOTSUP,
-                        "native keystore keys have no revoked state; use destroy (provider %s)",
-                        ns->provider);
+  struct native_store store;
+  int r = native_load(ns, &store, err);
+  if (r < 0)
+    return r;
+  ssize_t i = native_store_find(&store, id);
+  if (i < 0)
+    r = native_not_found(ns, id, err);
+  else
+    *kek_state = store.entries[i].state;
+  native_store_free(&store);
+  return r;
+}
+
+/* KMIP's transitions: a compromise from Active or Deactivated (again is a
+ * no-op that keeps the first date), any other reason only from Active. */
+static int native_kek_revoke(void *state, const char *id, bool compromised, struct nbdc_error *err)
+{
+  struct native_state *ns = state;
+  int lock_fd = native_lock(ns, err);
+  if (lock_fd < 0)
+    return lock_fd;
+  struct native_store store;
+  int r = native_load(ns, &store, err);
+  if (r < 0)
+    goto out_unlock;
+  ssize_t found = native_store_find(&store, id);
+  if (found < 0) {
+    r = native_not_found(ns, id, err);
+    goto out;
+  }
+  struct native_entry *e = &store.entries[found];
+  if (compromised && e->state == KEYS_KEK_COMPROMISED) {
+    r = 0;
+    goto out;
+  }
+  if (!compromised && e->state != KEYS_KEK_ACTIVE) {
+    r = nbdc_error_set(err, EPERM,
+                       "kek %s in keystore %s is %s, not active: only a compromise can revoke it "
+                       "again (provider %s)",
+                       id, ns->keystore, keys_kek_state_name(e->state), ns->provider);
+    goto out;
+  }
+  char now[40];
+  if ((r = native_now(now, err)) < 0)
+    goto out;
+  char *revoked = strdup(now);
+  if (!revoked) {
+    r = nbdc_error_set(err, ENOMEM, "out of memory");
+    goto out;
+  }
+  free(e->revoked);
+  e->revoked = revoked;
+  e->state = compromised ? KEYS_KEK_COMPROMISED : KEYS_KEK_DEACTIVATED;
+  r = native_save(ns, &store, err);
+out:
+  native_store_free(&store);
+out_unlock:
+  native_unlock(lock_fd);
+  return r;
 }
 
 static int native_kek_destroy(void *state, const char *id, struct nbdc_error *err)
@@ -875,14 +1082,17 @@ static const struct keys_provider_ops native_ops = {
     .kek_create = native_kek_create,
     .kek_get = native_kek_get,
     .kek_list = native_kek_list,
+    .kek_state = native_kek_state,
     .kek_revoke = native_kek_revoke,
     .kek_destroy = native_kek_destroy,
     .close = native_close,
 };
 
 int keys_native_open(const char *name, struct json_object *conf, const char *origin,
-                     const struct keys_provider_ops **ops, void **state, struct nbdc_error *err)
+                     enum keys_role role, const struct keys_provider_ops **ops, void **state,
+                     struct nbdc_error *err)
 {
+  (void)role; /* the keystore file has one owner: the file mode is the access control */
   struct json_object *keystore;
   if (!json_object_object_get_ex(conf, "keystore", &keystore) ||
       !json_object_is_type(keystore, json_type_string) ||

@@ -25,6 +25,12 @@ static const struct {
 int keys_provider_open(const struct keys_config *cfg, const char *name, struct keys_provider **out,
                        struct nbdc_error *err)
 {
+  return keys_provider_open_role(cfg, name, KEYS_ROLE_SERVE, out, err);
+}
+
+int keys_provider_open_role(const struct keys_config *cfg, const char *name, enum keys_role role,
+                            struct keys_provider **out, struct nbdc_error *err)
+{
   if (!cfg || !out)
     return nbdc_error_set(err, EINVAL, "keys_provider_open: no configuration");
   if (!name)
@@ -48,7 +54,12 @@ int keys_provider_open(const struct keys_config *cfg, const char *name, struct k
     free(p);
     return nbdc_error_set(err, ENOMEM, "out of memory");
   }
-  int r = open(name, conf, keys_config_origin(cfg), &p->ops, &p->state, err);
+  if (role != KEYS_ROLE_SERVE && role != KEYS_ROLE_ADMIN) {
+    free(p->name);
+    free(p);
+    return nbdc_error_set(err, EINVAL, "provider %s: unknown role %d", name, (int)role);
+  }
+  int r = open(name, conf, keys_config_origin(cfg), role, &p->ops, &p->state, err);
   if (r < 0) {
     free(p->name);
     free(p);
@@ -143,14 +154,58 @@ int keys_kek_list(struct keys_provider *p, const char *prefix, struct keys_kek_i
   return p->ops->kek_list(p->state, prefix, list, count, err);
 }
 
-int keys_kek_revoke(struct keys_provider *p, const char *id, struct nbdc_error *err)
+const char *keys_kek_state_name(enum keys_kek_state state)
+{
+  switch (state) {
+  case KEYS_KEK_PRE_ACTIVE:
+    return "pre-active";
+  case KEYS_KEK_ACTIVE:
+    return "active";
+  case KEYS_KEK_DEACTIVATED:
+    return "deactivated";
+  case KEYS_KEK_COMPROMISED:
+    return "compromised";
+  case KEYS_KEK_DESTROYED:
+    return "destroyed";
+  case KEYS_KEK_DESTROYED_COMPROMISED:
+    return "destroyed-compromised";
+  }
+  return "unknown";
+}
+
+int keys_kek_get_state(struct keys_provider *p, const char *id, enum keys_kek_state *state,
+                       struct nbdc_error *err)
+{
+  int r = provider_check(p, id, true, err);
+  if (r < 0)
+    return r;
+  if (!state)
+    return nbdc_error_set(err, EINVAL, "keys_kek_get_state: no place for the state");
+  *state = 0;
+  if (!p->ops->kek_state)
+    return provider_cannot(p, "tell the state of keys", err);
+  return p->ops->kek_state(p->state, id, state, err);
+}
+
+static int provider_revoke(struct keys_provider *p, const char *id, bool compromised,
+                           struct nbdc_error *err)
 {
   int r = provider_check(p, id, true, err);
   if (r < 0)
     return r;
   if (!p->ops->kek_revoke)
     return provider_cannot(p, "revoke keys", err);
-  return p->ops->kek_revoke(p->state, id, err);
+  return p->ops->kek_revoke(p->state, id, compromised, err);
+}
+
+int keys_kek_revoke(struct keys_provider *p, const char *id, struct nbdc_error *err)
+{
+  return provider_revoke(p, id, false, err);
+}
+
+int keys_kek_revoke_compromised(struct keys_provider *p, const char *id, struct nbdc_error *err)
+{
+  return provider_revoke(p, id, true, err);
 }
 
 int keys_kek_destroy(struct keys_provider *p, const char *id, struct nbdc_error *err)

@@ -22,9 +22,13 @@ struct kmip_client {
   size_t server_count;
   SSL_CTX *ctx;
   int timeout_ms;
-  int minor;
+  struct kmip_version max_version; /* highest we offer */
+  pthread_mutex_t negotiation;     /* held while Discover Versions runs */
+  bool negotiated;
+  struct kmip_version version; /* of our requests, once negotiated */
   size_t max_message;
   bool trace;
+  char *operation_policy; /* or NULL */
   struct kmip_conn *conn; /* open connection, to servers[conn_server] */
   size_t conn_server;
   char last_server[SERVER_MAX];
@@ -39,9 +43,13 @@ int kmip_client_new(const struct kmip_client_options *opts, struct kmip_client *
   if (opts->timeout_ms < 0 || opts->timeout_ms > 600000)
     return nbdc_error_set(err, EINVAL, "kmip: timeout %d ms out of range 1..600000",
                           opts->timeout_ms);
-  if (opts->protocol_minor != 0 && (opts->protocol_minor < 2 || opts->protocol_minor > 4))
-    return nbdc_error_set(err, EINVAL, "kmip: protocol 1.%d not supported (1.2 to 1.4)",
-                          opts->protocol_minor);
+  struct kmip_version max = opts->max_version;
+  if (max.major == 0 && max.minor == 0)
+    max = (struct kmip_version){1, opts->protocol_minor ? opts->protocol_minor
+                                                        : KMIP_VERSION_MAX_MINOR};
+  if (max.major != 1 || max.minor < 0 || max.minor > KMIP_VERSION_MAX_MINOR)
+    return nbdc_error_set(err, EINVAL, "kmip: protocol %d.%d not supported (1.0 to 1.%d)",
+                          max.major, max.minor, KMIP_VERSION_MAX_MINOR);
   for (size_t i = 0; i < opts->server_count; i++) {
     char host[256], port[8];
     if (!opts->servers[i])
@@ -63,18 +71,25 @@ int kmip_client_new(const struct kmip_client_options *opts, struct kmip_client *
   for (size_t i = 0; i < opts->server_count; i++)
     snprintf(c->servers[i], SERVER_MAX, "%s", opts->servers[i]);
   c->server_count = opts->server_count;
+  if (opts->operation_policy && !(c->operation_policy = strdup(opts->operation_policy))) {
+    free(c->servers);
+    free(c);
+    return nbdc_error_set(err, ENOMEM, "out of memory");
+  }
   c->timeout_ms = opts->timeout_ms ? opts->timeout_ms : 5000;
-  c->minor = opts->protocol_minor ? opts->protocol_minor : 4;
+  c->max_version = max;
   c->max_message = opts->max_message_size ? opts->max_message_size : KMIP_MAX_MESSAGE_SIZE;
   const char *env = getenv("NBDCRYPT_KMIP_TRACE");
   c->trace = opts->trace || (env && strcmp(env, "1") == 0);
   int r = kmip_tls_ctx_new(opts->ca, opts->cert, opts->key, &c->ctx, err);
   if (r < 0) {
+    free(c->operation_policy);
     free(c->servers);
     free(c);
     return r;
   }
   pthread_mutex_init(&c->lock, NULL);
+  pthread_mutex_init(&c->negotiation, NULL);
   *out = c;
   return 0;
 }
@@ -86,6 +101,8 @@ void kmip_client_free(struct kmip_client *c)
   kmip_conn_close(c->conn);
   kmip_tls_ctx_free(c->ctx);
   pthread_mutex_destroy(&c->lock);
+  pthread_mutex_destroy(&c->negotiation);
+  free(c->operation_policy);
   free(c->servers);
   free(c);
 }
@@ -95,9 +112,42 @@ const char *kmip_client_server(const struct kmip_client *c)
   return c->last_server;
 }
 
-int kmip_client_minor(const struct kmip_client *c)
+struct kmip_version kmip_client_max_version(const struct kmip_client *c)
 {
-  return c->minor;
+  return c->max_version;
+}
+
+bool kmip_client_version(struct kmip_client *c, struct kmip_version *version)
+{
+  pthread_mutex_lock(&c->lock);
+  bool known = c->negotiated;
+  if (known)
+    *version = c->version;
+  pthread_mutex_unlock(&c->lock);
+  return known;
+}
+
+void kmip_client_set_version(struct kmip_client *c, struct kmip_version version)
+{
+  pthread_mutex_lock(&c->lock);
+  c->version = version;
+  c->negotiated = true;
+  pthread_mutex_unlock(&c->lock);
+}
+
+void kmip_client_negotiation_lock(struct kmip_client *c)
+{
+  pthread_mutex_lock(&c->negotiation);
+}
+
+void kmip_client_negotiation_unlock(struct kmip_client *c)
+{
+  pthread_mutex_unlock(&c->negotiation);
+}
+
+const char *kmip_client_operation_policy(const struct kmip_client *c)
+{
+  return c->operation_policy;
 }
 
 size_t kmip_client_max_message(const struct kmip_client *c)
@@ -110,6 +160,14 @@ void kmip_call_free(struct kmip_call *call)
   kmip_tree_free(call->tree);
   secmem_free(call->buf, call->len);
   memset(call, 0, sizeof *call);
+}
+
+int kmip_call_parse(struct kmip_call *call, size_t max, struct nbdc_error *err)
+{
+  int r = kmip_decode(call->buf, call->len, max, &call->tree, err);
+  if (r == 0)
+    r = kmip_msg_parse_response(call->tree, &call->resp, err);
+  return r;
 }
 
 static void trace_message(const struct kmip_client *c, const char *dir, const char *server,
@@ -170,9 +228,7 @@ static int try_server(struct kmip_client *c, size_t i, const struct kmip_enc *re
   }
   if (c->trace)
     trace_message(c, "response from", c->servers[i], call->buf, call->len);
-  r = kmip_decode(call->buf, call->len, c->max_message, &call->tree, err);
-  if (r == 0)
-    r = kmip_msg_parse_response(call->tree, &call->resp, err);
+  r = kmip_call_parse(call, c->max_message, err);
   if (r < 0) {
     drop_conn(c); /* the stream can no longer be trusted */
     kmip_call_free(call);
@@ -180,8 +236,8 @@ static int try_server(struct kmip_client *c, size_t i, const struct kmip_enc *re
   return r;
 }
 
-int kmip_client_call(struct kmip_client *c, uint32_t op, const struct kmip_enc *req,
-                     struct kmip_call *call, struct nbdc_error *err)
+int kmip_client_call(struct kmip_client *c, const struct kmip_expect *want,
+                     const struct kmip_enc *req, struct kmip_call *call, struct nbdc_error *err)
 {
   memset(call, 0, sizeof *call);
   int r = kmip_enc_finish(req, err);
@@ -235,6 +291,8 @@ int kmip_client_call(struct kmip_client *c, uint32_t op, const struct kmip_enc *
     else
       r = nbdc_error_set(err, code, "all KMIP servers failed: %s", summary);
   }
+  char server[SERVER_MAX];
+  memcpy(server, c->last_server, sizeof server);
   pthread_mutex_unlock(&c->lock);
 
   if (!was_pending) {
@@ -246,21 +304,8 @@ int kmip_client_call(struct kmip_client *c, uint32_t op, const struct kmip_enc *
   if (r < 0)
     return r;
 
-  /* one request, one answer, and it must be a success */
-  const struct kmip_result *res = &call->resp.items[0];
-  if (call->resp.count != 1) {
-    kmip_call_free(call);
-    return nbdc_error_set(err, EBADMSG, "kms %s: %s answered with %zu batch items, not 1",
-                          c->last_server, kmip_operation_name(op), call->resp.count);
-  }
-  r = kmip_msg_result_error(res, c->last_server, op, err);
-  if (r == 0 && res->operation != op) {
-    r = nbdc_error_set(err, EBADMSG, "kms %s: %s answered as operation %s", c->last_server,
-                       kmip_operation_name(op), kmip_operation_name(res->operation));
-  }
-  if (r == 0 && !res->payload && op != KMIP_OP_DISCOVER_VERSIONS)
-    r = nbdc_error_set(err, EBADMSG, "kms %s: %s answered without a payload", c->last_server,
-                       kmip_operation_name(op));
+  /* one request, one answer, and it must be a success that answers it */
+  r = kmip_msg_check(&call->resp, want, server, err);
   if (r < 0)
     kmip_call_free(call);
   return r;

@@ -48,6 +48,32 @@ struct kmip_response {
 int kmip_msg_parse_response(const struct kmip_tree *tree, struct kmip_response *resp,
                             struct nbdc_error *err);
 
+/* What the one batch item of an answer must match: the request's operation
+ * and protocol version, the Unique Identifier it named, and for Create and
+ * Get the object.  Zero / NULL fields are not checked. */
+struct kmip_expect {
+  uint32_t operation;
+  struct kmip_version version;
+  const char *unique_id; /* the request named this object */
+  uint32_t object_type;  /* Object Type of the payload */
+  uint32_t algorithm;    /* Cryptographic Algorithm of the Key Block (Get) */
+  int32_t length;        /* Cryptographic Length of the Key Block in bits (Get) */
+  bool payload_optional; /* Discover Versions may answer with none */
+};
+
+/* Check a parsed response against want: one batch item, a Success (else the
+ * KMS's error, as kmip_msg_result_error), then operation, protocol version,
+ * payload, Unique Identifier, Object Type, Cryptographic Algorithm and
+ * Length.  A mismatch is -EBADMSG "kms SERVER: OP answer: FIELD is X,
+ * expected Y". */
+int kmip_msg_check(const struct kmip_response *resp, const struct kmip_expect *want,
+                   const char *server, struct nbdc_error *err);
+
+/* The highest version in theirs (n entries) that we speak (1.0 to 1.max):
+ * 0 and *out, or -EPROTO when there is none. */
+int kmip_version_choose(const struct kmip_version *theirs, size_t n, struct kmip_version max,
+                        struct kmip_version *out);
+
 /* Turn a failed result into err: "kms SERVER: OP failed: Reason (message)"
  * and the errno of kmip.h.  Returns that negative errno; 0 for Success. */
 int kmip_msg_result_error(const struct kmip_result *res, const char *server, uint32_t op,

@@ -172,3 +172,124 @@ int kmip_payload_text(const struct kmip_item *payload, uint32_t tag, char *out, 
   copy_text(it, out, size);
   return 0;
 }
+
+static const char *object_type_name(uint32_t type)
+{
+  static const char *const names[] = {NULL,           "Certificate", "SymmetricKey", "PublicKey",
+                                      "PrivateKey",   "SplitKey",    "Template",     "SecretData",
+                                      "OpaqueObject", "PGPKey"};
+  return type >= 1 && type <= 9 ? names[type] : "unknown";
+}
+
+static const char *algorithm_name(uint32_t alg)
+{
+  switch (alg) {
+  case 1:
+    return "DES";
+  case 2:
+    return "3DES";
+  case 3:
+    return "AES";
+  case 4:
+    return "RSA";
+  default:
+    return "unknown";
+  }
+}
+
+/* A required enumeration/integer field of an answer, compared with want. */
+static int check_number(const struct kmip_item *parent, uint32_t tag, int64_t want,
+                        const char *(*name)(uint32_t), const char *server, const char *op,
+                        struct nbdc_error *err)
+{
+  char tag_name[16];
+  const struct kmip_item *it = kmip_item_find(parent, tag);
+  if (!it || (it->type != KMIP_TYPE_ENUMERATION && it->type != KMIP_TYPE_INTEGER))
+    return nbdc_error_set(err, EBADMSG, "kms %s: %s answer: %s is missing, expected %lld", server,
+                          op, kmip_tag_name(tag, tag_name), (long long)want);
+  if (it->integer == want)
+    return 0;
+  if (name)
+    return nbdc_error_set(err, EBADMSG, "kms %s: %s answer: %s is %lld (%s), expected %lld (%s)",
+                          server, op, kmip_tag_name(tag, tag_name), (long long)it->integer,
+                          name((uint32_t)it->integer), (long long)want, name((uint32_t)want));
+  return nbdc_error_set(err, EBADMSG, "kms %s: %s answer: %s is %lld, expected %lld", server, op,
+                        kmip_tag_name(tag, tag_name), (long long)it->integer, (long long)want);
+}
+
+int kmip_msg_check(const struct kmip_response *resp, const struct kmip_expect *want,
+                   const char *server, struct nbdc_error *err)
+{
+  const char *op = kmip_operation_name(want->operation);
+  if (resp->count != 1)
+    return nbdc_error_set(err, EBADMSG, "kms %s: %s answer: Batch Count is %zu, expected 1", server,
+                          op, resp->count);
+  const struct kmip_result *res = &resp->items[0];
+  /* a failure first: session-layer errors come at 1.0 without an Operation */
+  int r = kmip_msg_result_error(res, server, want->operation, err);
+  if (r < 0)
+    return r;
+  if (res->operation != want->operation)
+    return nbdc_error_set(err, EBADMSG, "kms %s: %s answer: Operation is %s, expected %s", server,
+                          op, kmip_operation_name(res->operation), op);
+  if (want->version.major &&
+      (resp->major != want->version.major || resp->minor != want->version.minor))
+    return nbdc_error_set(err, EBADMSG,
+                          "kms %s: %s answer: Protocol Version is %d.%d, expected %d.%d", server,
+                          op, resp->major, resp->minor, want->version.major, want->version.minor);
+  const struct kmip_item *payload = res->payload;
+  if (!payload) {
+    if (want->payload_optional)
+      return 0;
+    return nbdc_error_set(err, EBADMSG, "kms %s: %s answer: Response Payload is missing", server,
+                          op);
+  }
+  if (want->unique_id) {
+    const struct kmip_item *uid = kmip_item_find(payload, KMIP_TAG_UNIQUE_IDENTIFIER);
+    size_t len = strlen(want->unique_id);
+    if (!uid || uid->type != KMIP_TYPE_TEXT_STRING)
+      return nbdc_error_set(err, EBADMSG,
+                            "kms %s: %s answer: Unique Identifier is missing, expected \"%s\"",
+                            server, op, want->unique_id);
+    if (uid->length != len || memcmp(uid->bytes, want->unique_id, len) != 0) {
+      int shown = uid->length > 64 ? 64 : (int)uid->length;
+      return nbdc_error_set(err, EBADMSG,
+                            "kms %s: %s answer: Unique Identifier is \"%.*s\"%s, expected \"%s\"",
+                            server, op, shown, (const char *)uid->bytes,
+                            uid->length > 64 ? "..." : "", want->unique_id);
+    }
+  }
+  if (want->object_type && (r = check_number(payload, KMIP_TAG_OBJECT_TYPE, want->object_type,
+                                             object_type_name, server, op, err)) < 0)
+    return r;
+  if (want->algorithm || want->length) {
+    const struct kmip_item *block =
+        kmip_item_find(kmip_item_find(payload, KMIP_TAG_SYMMETRIC_KEY), KMIP_TAG_KEY_BLOCK);
+    if (!block)
+      return nbdc_error_set(err, EBADMSG, "kms %s: %s answer: Symmetric Key/Key Block is missing",
+                            server, op);
+    if (want->algorithm && (r = check_number(block, KMIP_TAG_CRYPTOGRAPHIC_ALGORITHM,
+                                             want->algorithm, algorithm_name, server, op, err)) < 0)
+      return r;
+    if (want->length && (r = check_number(block, KMIP_TAG_CRYPTOGRAPHIC_LENGTH, want->length, NULL,
+                                          server, op, err)) < 0)
+      return r;
+  }
+  return 0;
+}
+
+int kmip_version_choose(const struct kmip_version *theirs, size_t n, struct kmip_version max,
+                        struct kmip_version *out)
+{
+  bool found = false;
+  for (size_t i = 0; i < n; i++) {
+    if (theirs[i].major != 1 || theirs[i].minor < 0 || theirs[i].minor > max.minor ||
+        max.major != 1)
+      continue;
+    if (!found || theirs[i].minor > out->minor) {
+      *out = theirs[i];
+      found = true;
+    }
+  }
+  return found ? 0 : -EPROTO;
+}

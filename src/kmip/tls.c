@@ -10,11 +10,14 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
@@ -42,6 +45,90 @@ static const char *ossl_text(char *buf, size_t size)
   }
   ERR_clear_error();
   return buf;
+}
+
+/* No passphrase prompt on a terminal for an encrypted key: refuse it. */
+static int no_passphrase(char *buf, int size, int rwflag, void *userdata)
+{
+  (void)buf;
+  (void)size;
+  (void)rwflag;
+  (void)userdata;
+  return -1;
+}
+
+/* The client key is the host's identity on the KMS: like ssh, refuse one
+ * that group or others may read or change, judged on the file we opened. */
+static int kmip_tls_use_key(SSL_CTX *ctx, const char *key, struct nbdc_error *err)
+{
+  char detail[256];
+  int fd = open(key, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0)
+    return nbdc_error_set(err, errno == ENOENT ? ENOENT : errno,
+                          "kmip: cannot open client key %s: %s", key, strerror(errno));
+  struct stat st;
+  if (fstat(fd, &st) < 0) {
+    int e = errno;
+    close(fd);
+    return nbdc_error_set(err, e, "kmip: cannot examine client key %s: %s", key, strerror(e));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    close(fd);
+    return nbdc_error_set(err, EPERM, "kmip: client key %s is not a regular file; refusing it",
+                          key);
+  }
+  if (st.st_mode & 077) {
+    close(fd);
+    return nbdc_error_set(err, EPERM,
+                          "kmip: client key %s has mode %04o: group or others can read or change "
+                          "it; refusing it (fix with: chmod 600 %s)",
+                          key, (unsigned)(st.st_mode & 07777), key);
+  }
+  /* read into locked memory, wiped afterwards: stdio would leave the PEM
+   * text in a heap buffer */
+  enum { KEY_FILE_MAX = 64 * 1024 };
+  if (st.st_size > KEY_FILE_MAX) {
+    close(fd);
+    return nbdc_error_set(err, EFBIG, "kmip: client key %s is larger than %d bytes", key,
+                          KEY_FILE_MAX);
+  }
+  size_t size = (size_t)st.st_size;
+  uint8_t *pem = secmem_alloc(size + 1);
+  if (!pem) {
+    close(fd);
+    return nbdc_error_set(err, ENOMEM, "kmip: no secure memory for client key %s", key);
+  }
+  size_t len = 0;
+  while (len < size) {
+    ssize_t n = read(fd, pem + len, size - len);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      break;
+    len += (size_t)n;
+  }
+  int read_errno = errno;
+  close(fd);
+  if (len < size) {
+    secmem_free(pem, size + 1);
+    return nbdc_error_set(err, EIO, "kmip: cannot read client key %s: %s", key,
+                          strerror(read_errno));
+  }
+  ERR_clear_error();
+  BIO *bio = BIO_new_mem_buf(pem, (int)len);
+  EVP_PKEY *pkey = bio ? PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL) : NULL;
+  BIO_free(bio);
+  secmem_free(pem, size + 1);
+  if (!pkey)
+    return nbdc_error_set(err, EINVAL,
+                          "kmip: cannot load client key %s (PEM, without a passphrase): %s", key,
+                          ossl_text(detail, sizeof detail));
+  int ok = SSL_CTX_use_PrivateKey(ctx, pkey);
+  EVP_PKEY_free(pkey);
+  if (ok != 1)
+    return nbdc_error_set(err, EINVAL, "kmip: cannot use client key %s: %s", key,
+                          ossl_text(detail, sizeof detail));
+  return 0;
 }
 
 int kmip_tls_ctx_new(const char *ca, const char *cert, const char *key, SSL_CTX **out,
@@ -79,10 +166,10 @@ int kmip_tls_ctx_new(const char *ca, const char *cert, const char *key, SSL_CTX 
     return nbdc_error_set(err, EINVAL, "kmip: cannot load client certificate %s: %s", cert,
                           ossl_text(detail, sizeof detail));
   }
-  if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+  int r = kmip_tls_use_key(ctx, key, err);
+  if (r < 0) {
     SSL_CTX_free(ctx);
-    return nbdc_error_set(err, EINVAL, "kmip: cannot load client key %s: %s", key,
-                          ossl_text(detail, sizeof detail));
+    return r;
   }
   if (SSL_CTX_check_private_key(ctx) != 1) {
     SSL_CTX_free(ctx);

@@ -32,7 +32,9 @@ static int bind_new_key(struct reenc *re, const char *provider_name, const char 
   struct keys_provider *p = NULL;
   char created[KEYS_ID_MAX];
   int slot = -1;
-  int r = keys_provider_open(re->opts->cfg, provider_name, &p, err);
+  /* Creating a KEK or wrapping with it is the admin identity's (as rekey). */
+  enum keys_role role = !kek_id || kms_wrapped ? KEYS_ROLE_ADMIN : KEYS_ROLE_SERVE;
+  int r = keys_provider_open_role(re->opts->cfg, provider_name, role, &p, err);
   if (r < 0)
     return r;
   if (!kek_id) {

@@ -88,7 +88,8 @@ int volume_rekey(struct bdev *dev, const struct volume_rekey_opts *opts,
   if ((r = volume_open(dev, &uo, &vol, err)) < 0)
     goto out;
   struct luks2_hdr *hdr = volume_hdr_mut(vol);
-  if ((r = keys_provider_open(opts->cfg, opts->provider, &provider, err)) < 0)
+  enum keys_role role = !opts->kek_id || opts->kms_wrapped ? KEYS_ROLE_ADMIN : KEYS_ROLE_SERVE;
+  if ((r = keys_provider_open_role(opts->cfg, opts->provider, role, &provider, err)) < 0)
     goto out;
 
   if (opts->kek_id) {

@@ -180,6 +180,59 @@ int volume_token_check(const char *json_text, struct volume_token_info *info,
   return r;
 }
 
+/* KMIP's usage rules (KMIP 1.4 section 3.22): an Active key protects and
+ * processes; a Deactivated one may still process (decrypt) but never
+ * protect; a Compromised one should only process under exceptional
+ * circumstances.  We are stricter for Deactivated (issue 12: nothing but
+ * Active unlocks by default): binding wants Active; unlock takes Active, and
+ * Deactivated or Compromised only with the operator's override, with a
+ * warning; anything else (Pre-Active, Destroyed) is refused. */
+int volume_kek_check_bind(struct keys_provider *provider, const char *kek_id,
+                          struct nbdc_error *err)
+{
+  enum keys_kek_state st;
+  int r = keys_kek_get_state(provider, kek_id, &st, err);
+  if (r < 0)
+    return r;
+  if (st != KEYS_KEK_ACTIVE)
+    return nbdc_error_set(err, EKEYREVOKED,
+                          "kek %s of provider %s is %s, not active; refusing to bind a disk to it",
+                          kek_id, keys_provider_name(provider), keys_kek_state_name(st));
+  return 0;
+}
+
+int volume_kek_check_unlock(const struct keys_config *cfg, struct keys_provider *provider,
+                            const char *kek_id, struct nbdc_error *err)
+{
+  enum keys_kek_state st;
+  int r = keys_kek_get_state(provider, kek_id, &st, err);
+  if (r < 0)
+    return r;
+  const char *name = keys_provider_name(provider);
+  switch (st) {
+  case KEYS_KEK_ACTIVE:
+    return 0;
+  case KEYS_KEK_DEACTIVATED:
+  case KEYS_KEK_COMPROMISED:
+    if (keys_config_allow_revoked(cfg)) {
+      keys_config_warn(cfg,
+                       "kek %s of provider %s is %s: unlocking with it only because the "
+                       "revoked-kek override is set; rekey the disk to an active kek now",
+                       kek_id, name, keys_kek_state_name(st));
+      return 0;
+    }
+    return nbdc_error_set(err, EKEYREVOKED,
+                          "kek %s of provider %s is %s, not active; refusing to unlock with it "
+                          "(to rescue the data, override with --allow-revoked or "
+                          "nbdcrypt-allow-revoked=true and rekey to an active kek)",
+                          kek_id, name, keys_kek_state_name(st));
+  default:
+    return nbdc_error_set(err, EKEYREVOKED,
+                          "kek %s of provider %s is %s, not active; refusing to unlock with it",
+                          kek_id, name, keys_kek_state_name(st));
+  }
+}
+
 int volume_token_secret_of(const struct keys_config *cfg, const struct volume_token *tok,
                            uint8_t **secret, size_t *secret_len, struct nbdc_error *err)
 {
@@ -189,6 +242,10 @@ int volume_token_secret_of(const struct keys_config *cfg, const struct volume_to
   int r = keys_provider_open(cfg, tok->provider, &provider, err);
   if (r < 0)
     return r;
+  if ((r = volume_kek_check_unlock(cfg, provider, tok->kek_id, err)) < 0) {
+    keys_provider_close(provider);
+    return r;
+  }
   if (tok->kms_wrapped) {
     r = keys_kek_unwrap(provider, tok->kek_id, tok->wrapped, tok->wrapped_len, tok->iv, tok->tag,
                         secret, secret_len, err);

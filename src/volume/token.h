@@ -43,6 +43,15 @@ bool volume_token_of_keyslot(const struct luks2_hdr *hdr, int keyslot, struct vo
 int volume_token_secret_of(const struct keys_config *cfg, const struct volume_token *tok,
                            uint8_t **secret, size_t *secret_len, struct nbdc_error *err);
 
+/* The KEK state rules (src/volume/token.c): binding a disk to kek_id needs
+ * an Active KEK; unlocking takes Active, Deactivated (warning through cfg)
+ * and Compromised only when cfg allows it (warning).  -EKEYREVOKED naming
+ * the KEK, the provider and the state; else the provider's error. */
+int volume_kek_check_bind(struct keys_provider *provider, const char *kek_id,
+                          struct nbdc_error *err);
+int volume_kek_check_unlock(const struct keys_config *cfg, struct keys_provider *provider,
+                            const char *kek_id, struct nbdc_error *err);
+
 /* Build the JSON of tok (new reference in *out). */
 int volume_token_build(const struct volume_token *tok, struct json_object **out,
                        struct nbdc_error *err);

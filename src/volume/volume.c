@@ -140,6 +140,39 @@ int volume_unlock_keyslot(const struct luks2_hdr *hdr, struct bdev *dev,
   return r;
 }
 
+int volume_kek_states(const struct luks2_hdr *hdr, const struct keys_config *cfg,
+                      struct volume_kek_status *out, size_t max, size_t *count,
+                      struct nbdc_error *err)
+{
+  *count = 0;
+  if (!cfg)
+    return nbdc_error_set(err, EINVAL, "no key provider configuration");
+  for (int id = luks2_token_next(hdr, -1, VOLUME_TOKEN_TYPE); id >= 0 && *count < max;
+       id = luks2_token_next(hdr, id, VOLUME_TOKEN_TYPE)) {
+    struct volume_token tok;
+    struct volume_kek_status *s = &out[*count];
+    struct nbdc_error e = {0};
+    memset(s, 0, sizeof *s);
+    int r = volume_token_parse(hdr, id, &tok, &e);
+    s->keyslot = tok.keyslot;
+    snprintf(s->provider, sizeof s->provider, "%s", tok.provider);
+    snprintf(s->kek_id, sizeof s->kek_id, "%s", tok.kek_id);
+    s->kms_wrapped = tok.kms_wrapped;
+    struct keys_provider *p = NULL;
+    if (r == 0)
+      r = keys_provider_open(cfg, tok.provider, &p, &e);
+    if (r == 0)
+      r = keys_kek_get_state(p, tok.kek_id, &s->state, &e);
+    keys_provider_close(p);
+    if (r < 0) {
+      s->state = 0;
+      snprintf(s->error, sizeof s->error, "%s", e.msg);
+    }
+    (*count)++;
+  }
+  return 0;
+}
+
 static int unlock_with_tokens(struct volume *vol, struct bdev *dev,
                               const struct volume_unlock_opts *opts, struct nbdc_error *err)
 {
@@ -246,6 +279,8 @@ int volume_bind_key(struct luks2_hdr *hdr, struct bdev *dev, const uint8_t *key,
     return nbdc_error_set(err, EINVAL, "kek id too long: %s", kek_id);
   snprintf(tok.provider, sizeof tok.provider, "%s", keys_provider_name(provider));
   snprintf(tok.kek_id, sizeof tok.kek_id, "%s", kek_id);
+  if ((r = volume_kek_check_bind(provider, kek_id, err)) < 0)
+    return r;
 
   if (kms_wrapped) {
     secret = secmem_alloc(secret_len);
@@ -360,7 +395,9 @@ int volume_format(struct bdev *dev, const struct volume_format_opts *opts,
                           "bytes (16 MiB of header and keyslots, then data)",
                           bdev_name(dev), dev_size, LUKS2_DEFAULT_DATA_OFFSET + params.sector_size);
 
-  if ((r = keys_provider_open(opts->cfg, opts->provider, &provider, err)) < 0)
+  /* Creating a KEK and wrapping with it are the admin identity's (docs/kmip.md). */
+  enum keys_role role = !opts->kek_id || opts->kms_wrapped ? KEYS_ROLE_ADMIN : KEYS_ROLE_SERVE;
+  if ((r = keys_provider_open_role(opts->cfg, opts->provider, role, &provider, err)) < 0)
     return r;
 
   vol = calloc(1, sizeof *vol);

@@ -172,3 +172,34 @@ for i in range(0, len(data), ss):
 sys.stdout.buffer.write(out)
 PYEOF
 xts_py() { "$PY" "$T/xts.py" "$@"; }
+
+# fuse_setup: a mount point $mnt for nbdfuse, unmounted at exit.
+# fuse_mount URI: nbdfuse serves the export as the file $mnt/disk (at most
+# 10 s to appear); fuse_umount unmounts it and waits (10 s) for nbdfuse to exit.
+fuse_setup() {
+  need nbdfuse fusermount3
+  [ -c /dev/fuse ] || fail "/dev/fuse is absent: nbdfuse cannot run"
+  mnt=$T/mnt
+  mkdir "$mnt"
+  on_exit fuse_umount
+}
+fuse_mount() {
+  rm -f "$T/fuse.pid"
+  nbdfuse -P "$T/fuse.pid" "$mnt/disk" "$1" 2>>"$T/fuse.log" &
+  local i
+  for ((i = 0; i < 100; i++)); do
+    [ -s "$T/fuse.pid" ] && [ -f "$mnt/disk" ] && return 0
+    sleep 0.1
+  done
+  cat "$T/fuse.log" >&2
+  fail "nbdfuse did not mount"
+}
+fuse_umount() {
+  [ -s "$T/fuse.pid" ] || return 0
+  local pid i
+  pid=$(cat "$T/fuse.pid")
+  rm -f "$T/fuse.pid"
+  fusermount3 -u "$mnt" 2>/dev/null || true
+  for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+  kill "$pid" 2>/dev/null || true
+}

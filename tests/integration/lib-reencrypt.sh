@@ -57,13 +57,7 @@ PYEOF
 # step is done (waits at most 15 s for it), so that the disk is certainly
 # left half way.  Progress events in $T/ev.
 kill_after_first_step() {
-  local pid i
-  NBDCRYPT_TEST_HOTZONE_DELAY_MS=3000 "$NBDCRYPT" "$@" --hotzone 16M --json >"$T/ev" 2>/dev/null &
-  pid=$!
-  for ((i = 0; i < 300; i++)); do
-    grep -q '"done":[1-9]' "$T/ev" && break
-    sleep 0.05
-  done
-  kill -KILL "$pid"
-  wait "$pid" 2>/dev/null || true
+  DELAY_MS=3000 paused_after_first_step "$@"
+  kill -KILL "$PAUSED_PID"
+  wait "$PAUSED_PID" 2>/dev/null || true
 }

@@ -147,3 +147,23 @@ cmp_range() {
   [ $((ob + len)) -le "$sb" ] || fail "cmp_range: $b has $sb bytes, range ends at $((ob + len))"
   cmp -s <(tail -c +$((oa + 1)) "$a" | head -c "$len") <(tail -c +$((ob + 1)) "$b" | head -c "$len")
 }
+
+# paused_after_first_step CMD ARGS...: start "nbdcrypt CMD ARGS --hotzone 16M
+# --json" held DELAY_MS (default 20000) ms after every step, and return once
+# its first step is done (at most 15 s), the operation then holding its disk.
+# Its pid in PAUSED_PID (killed at exit), progress events in $T/ev, stderr in
+# $T/paused.err.
+paused_after_first_step() {
+  local i
+  rm -f "$T/ev" # else the loop below may read an earlier run's events
+  NBDCRYPT_TEST_HOTZONE_DELAY_MS=${DELAY_MS:-20000} "$NBDCRYPT" "$@" --hotzone 16M --json \
+    >"$T/ev" 2>"$T/paused.err" &
+  PAUSED_PID=$!
+  on_exit "kill -KILL $PAUSED_PID 2>/dev/null"
+  for ((i = 0; i < 300; i++)); do
+    grep -q '"done":[1-9]' "$T/ev" && return 0
+    kill -0 "$PAUSED_PID" 2>/dev/null || fail "nbdcrypt $1 ended early: $(cat "$T/paused.err")"
+    sleep 0.05
+  done
+  fail "nbdcrypt $1 made no step within 15 s"
+}

@@ -5,7 +5,7 @@
 # for a disk made by `nbdcrypt format` and one made by cryptsetup and
 # `nbdcrypt enroll`, native and kmip, modes kek and kms-wrapped; luksDump
 # shows the token; a destroyed or wrong KEK, a missing configuration, an
-# unknown provider, a stopped KMS and a malformed token fail with a message
+# unknown provider, a stopped KMS, a compromised KEK and a malformed token fail with a message
 # that names the cause.
 #
 # cryptsetup 2.6 loads token plugins only from its compiled-in directory, so
@@ -196,8 +196,13 @@ token_opens "$T/kms-wrapped.img" "KMS back"
 pass "KMS stopped: refused as a missing resource (-EAGAIN) with the reason; back: opens"
 
 nbdcrypt kek revoke --provider kms "$kms_kek"
-token_fails "$T/kms-wrapped.img" "revoked KEK, kms-wrapped" "Decrypt failed: PermissionDenied"
-token_opens "$T/kek.img" "revoked KEK, mode kek (Get works in any state)"
+for mode in kek kms-wrapped; do
+  token_fails "$T/$mode.img" "revoked (deactivated) KEK, $mode" \
+    "kek $kms_kek of provider kms is deactivated, not active; refusing to unlock" --token-type nbdcrypt
+done
+nbdcrypt kek revoke --compromised --provider kms "$kms_kek"
+token_fails "$T/kek.img" "compromised KEK, mode kek" \
+  "kek $kms_kek of provider kms is compromised, not active; refusing to unlock" --token-type nbdcrypt
 nbdcrypt kek destroy --force --provider kms "$kms_kek"
 token_fails "$T/kek.img" "destroyed KEK, kmip" "kek $kms_kek not found in provider kms"
-pass "kmip: revoked and destroyed KEKs refused with the KMS's reason"
+pass "kmip: revoked, compromised and destroyed KEKs refused with the reason"

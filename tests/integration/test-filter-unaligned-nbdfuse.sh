@@ -5,32 +5,9 @@
 # failed it with EINVAL), reads back through the mount, and after a restart
 # of the server the bytes around every write are unchanged.
 . "$(dirname "$0")/lib-filter.sh"
-need nbdfuse fusermount3 nbdsh dd cmp
-[ -c /dev/fuse ] || fail "/dev/fuse is absent: nbdfuse cannot run"
+need nbdsh dd cmp
 
-mnt=$T/mnt
-mkdir "$mnt"
-fuse_mount() { # URI
-  rm -f "$T/fuse.pid"
-  nbdfuse -P "$T/fuse.pid" "$mnt/disk" "$1" 2>>"$T/fuse.log" &
-  local i
-  for ((i = 0; i < 100; i++)); do
-    [ -s "$T/fuse.pid" ] && [ -f "$mnt/disk" ] && return 0
-    sleep 0.1
-  done
-  cat "$T/fuse.log" >&2
-  fail "nbdfuse did not mount"
-}
-fuse_umount() {
-  [ -s "$T/fuse.pid" ] || return 0
-  local pid i
-  pid=$(cat "$T/fuse.pid")
-  rm -f "$T/fuse.pid"
-  fusermount3 -u "$mnt" 2>/dev/null || true
-  for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-  kill "$pid" 2>/dev/null || true
-}
-on_exit fuse_umount
+fuse_setup
 
 img=$T/disk.img
 new_disk "$img" 48M >/dev/null

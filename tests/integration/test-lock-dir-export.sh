@@ -23,16 +23,8 @@ must_refuse 1 'Failed to get "write" lock' "$dir/a.img" -- qemu-io -f raw -c 'wr
 pass "a served dir= export's image: recrypt and qemu-io refused, image unchanged"
 
 # A recrypt of b.img paused after its first step (test hook: 20 s per step).
-NBDCRYPT_TEST_HOTZONE_DELAY_MS=20000 "$NBDCRYPT" recrypt "$dir/b.img" --hotzone 16M --json \
-  >"$T/ev" 2>"$T/re.err" &
-re_pid=$!
-on_exit "kill -KILL $re_pid 2>/dev/null"
-for ((i = 0; i < 300; i++)); do
-  grep -q '"done":[1-9]' "$T/ev" && break
-  kill -0 "$re_pid" 2>/dev/null || fail "recrypt ended early: $(cat "$T/re.err")"
-  sleep 0.05
-done
-grep -q '"done":[1-9]' "$T/ev" || fail "recrypt made no step within 15 s"
+paused_after_first_step recrypt "$dir/b.img"
+re_pid=$PAUSED_PID
 must_refuse 1 "server has no export named 'b.img'" "$dir/b.img" -- nbdinfo --size "$(euri b.img)"
 log_has vms "$dir/b.img is in use by another process \\(pid $re_pid, nbdcrypt\\)" ||
   fail "the server log does not name the recrypt holding b.img"

@@ -43,15 +43,8 @@ qnbd_stop q2
 qnbd_stop q1
 
 # A recrypt paused after its first step holds the image (test hook: 20 s per step).
-NBDCRYPT_TEST_HOTZONE_DELAY_MS=20000 "$NBDCRYPT" recrypt "$img" --hotzone 16M --json >"$T/ev" 2>"$T/re.err" &
-re_pid=$!
-on_exit "kill -KILL $re_pid 2>/dev/null"
-for ((i = 0; i < 300; i++)); do
-  grep -q '"done":[1-9]' "$T/ev" && break
-  kill -0 "$re_pid" 2>/dev/null || fail "recrypt ended early: $(cat "$T/re.err")"
-  sleep 0.05
-done
-grep -q '"done":[1-9]' "$T/ev" || fail "recrypt made no step within 15 s"
+paused_after_first_step recrypt "$img"
+re_pid=$PAUSED_PID
 must_refuse 1 "cannot serve $img: .*in use by another process \\(pid $re_pid, nbdcrypt\\)" "$img" -- \
   "${_nbdkit[@]}" -f -U "$T/no.sock" --filter="$NBDCRYPT_FILTER" file file="$img"
 must_refuse 1 'Failed to get "write" lock' "$img" -- qemu-io -f raw -c 'write 0 4096' "$img"

@@ -34,7 +34,7 @@ refused "$T/plain.img" "LUKS2"
 refused "$T/plain.img" "LUKS2" --foreground
 pass "a plain image: exit 1, 'LUKS2' in the reason, no server left (background, foreground)"
 
-u=$("$NBDCRYPT" serve "$T/good.img" --socket "$T/good.sock" --pidfile "$T/good.pid" 2>>"$T/good.log")
+u=$("$NBDCRYPT" serve "$T/good.img" --socket "$T/good.sock" --pidfile "$T/good.pid" -- -v 2>>"$T/good.log")
 _servers+=(good)
 [ "$u" = "nbd+unix:///?socket=$T/good.sock" ] || fail "good disk: printed '$u'"
 nbdsh -u "$u" -c 'h.pwrite(b"\x5a" * 4096, 8192); assert h.pread(4096, 8192) == b"\x5a" * 4096'

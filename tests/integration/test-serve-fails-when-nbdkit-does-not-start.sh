@@ -7,7 +7,8 @@ need nbdsh
 
 new_disk "$T/a.img" 32M >/dev/null
 new_disk "$T/b.img" 32M >/dev/null
-u=$("$NBDCRYPT" serve "$T/a.img" --socket "$T/a.sock" --pidfile "$T/a.pid" 2>>"$T/a.log")
+new_disk "$T/c.img" 32M >/dev/null
+u=$("$NBDCRYPT" serve "$T/a.img" --socket "$T/a.sock" --pidfile "$T/a.pid" -- -v 2>>"$T/a.log")
 _servers+=(a)
 first=$(cat "$T/a.pid")
 _servers+=(b tcp2) # stopped at exit should a refused serve wrongly start
@@ -21,7 +22,7 @@ nbdsh -u "$u" -c 'assert h.get_size() > 0'
 pass "a second serve on a taken socket: exit 1, nbdkit's reason shown, the first one untouched"
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-u2=$("$NBDCRYPT" serve "$T/a.img" --port "$port" --pidfile "$T/tcp.pid" --readonly 2>>"$T/tcp.log")
+u2=$("$NBDCRYPT" serve "$T/c.img" --port "$port" --pidfile "$T/tcp.pid" --readonly -- -v 2>>"$T/tcp.log")
 _servers+=(tcp)
 [ "$u2" = "nbd://127.0.0.1:$port" ] || fail "TCP serve printed '$u2'"
 must_refuse 1 "cannot serve $T/b.img: nbdkit exited with status 1 before listening" "$T/b.img" \

@@ -1,10 +1,12 @@
 /* kmip-tool: one KMIP operation per run, for the shell tests.
  *
  *   kmip-tool -s HOST:PORT [-s ...] --ca F --cert F --key F [--timeout MS]
- *             [--protocol 1.2|1.4] [--trace] [--verbose] COMMAND [ARGS]
+ *             [--protocol 1.0-1.4 (the highest offered)] [--trace] [--verbose]
+ *             [--policy NAME (Operation Policy Name of created keys)] COMMAND [ARGS]
  *
- * Commands: versions | query | create [NAME] | activate ID | get ID |
- * locate [NAME] | info ID | revoke ID | destroy ID |
+ * Commands: versions | negotiate (prints the version the handle uses) |
+ * query | create [NAME] | activate ID | get ID | locate [NAME] | info ID |
+ * state ID | revoke ID | revoke-compromised ID | destroy ID |
  * encrypt ID PLAINHEX [AADHEX] (prints "IV TAG CIPHER" in hex) |
  * decrypt ID IVHEX TAGHEX CIPHERHEX [AADHEX] | get-twice ID SECONDS (two Gets
  * on one handle with a pause between: connection reuse and reconnection).
@@ -21,8 +23,9 @@
 
 static void usage(void)
 {
-  fprintf(stderr, "usage: kmip-tool -s HOST:PORT [-s ...] --ca F --cert F --key F [--timeout MS]\n"
-                  "       [--protocol 1.2|1.4] [--trace] [--verbose] COMMAND [ARGS]\n");
+  fprintf(stderr,
+          "usage: kmip-tool -s HOST:PORT [-s ...] --ca F --cert F --key F [--timeout MS]\n"
+          "       [--protocol 1.0..1.4] [--trace] [--verbose] [--policy NAME] COMMAND [ARGS]\n");
   exit(2);
 }
 
@@ -61,15 +64,11 @@ static int fail(const struct nbdc_error *err)
 int main(int argc, char **argv)
 {
   static const struct option longopts[] = {
-      {"server", required_argument, NULL, 's'},
-      {"ca", required_argument, NULL, 'a'},
-      {"cert", required_argument, NULL, 'c'},
-      {"key", required_argument, NULL, 'k'},
-      {"timeout", required_argument, NULL, 't'},
-      {"protocol", required_argument, NULL, 'p'},
-      {"trace", no_argument, NULL, 'T'},
-      {"verbose", no_argument, NULL, 'v'},
-      {NULL, 0, NULL, 0},
+      {"server", required_argument, NULL, 's'},  {"ca", required_argument, NULL, 'a'},
+      {"cert", required_argument, NULL, 'c'},    {"key", required_argument, NULL, 'k'},
+      {"timeout", required_argument, NULL, 't'}, {"protocol", required_argument, NULL, 'p'},
+      {"trace", no_argument, NULL, 'T'},         {"verbose", no_argument, NULL, 'v'},
+      {"policy", required_argument, NULL, 'P'},  {NULL, 0, NULL, 0},
   };
   const char *servers[16];
   struct kmip_client_options opts = {.servers = servers};
@@ -95,18 +94,19 @@ int main(int argc, char **argv)
       opts.timeout_ms = atoi(optarg);
       break;
     case 'p':
-      if (strcmp(optarg, "1.2") == 0)
-        opts.protocol_minor = 2;
-      else if (strcmp(optarg, "1.4") == 0)
-        opts.protocol_minor = 4;
-      else
+      if (strlen(optarg) != 3 || strncmp(optarg, "1.", 2) != 0 || optarg[2] < '0' ||
+          optarg[2] > '9')
         usage();
+      opts.max_version = (struct kmip_version){1, optarg[2] - '0'};
       break;
     case 'T':
       opts.trace = true;
       break;
     case 'v':
       verbose = true;
+      break;
+    case 'P':
+      opts.operation_policy = optarg;
       break;
     default:
       usage();
@@ -183,6 +183,18 @@ int main(int argc, char **argv)
     r = kmip_get_info(client, args[0], name, sizeof name, &state, &date, &err);
     if (r == 0)
       printf("name=%s state=%s initial_date=%lld\n", name, kmip_state_name(state), (long long)date);
+  } else if (strcmp(cmd, "negotiate") == 0 && nargs == 0) {
+    struct kmip_version v;
+    r = kmip_client_negotiate(client, &v, &err);
+    if (r == 0)
+      printf("%d.%d\n", v.major, v.minor);
+  } else if (strcmp(cmd, "state") == 0 && nargs == 1) {
+    enum kmip_state state;
+    r = kmip_get_state(client, args[0], &state, &err);
+    if (r == 0)
+      printf("%s\n", kmip_state_name(state));
+  } else if (strcmp(cmd, "revoke-compromised") == 0 && nargs == 1) {
+    r = kmip_revoke(client, args[0], KMIP_REVOKE_KEY_COMPROMISE, "kmip-tool", &err);
   } else if (strcmp(cmd, "revoke") == 0 && nargs == 1) {
     r = kmip_revoke(client, args[0], KMIP_REVOKE_CESSATION_OF_OPERATION, "kmip-tool", &err);
   } else if (strcmp(cmd, "destroy") == 0 && nargs == 1) {

@@ -11,18 +11,26 @@
 #   kms_start NAME [PORT] [ID]    start pykmip-server NAME (own db, policy dir,
 #                                 log) on PORT (default: a free one) with server
 #                                 identity ID (server|rogue|wrongname)
+#                                 $KMS_POLICY: an operation policy file copied
+#                                 into its policy directory (waits until loaded);
+#                                 $KMS_SLUGS_URL: groups from that SLUGS service
+#   kms_slugs_start USER=GROUP... a fake SLUGS service (the group source PyKMIP's
+#                                 policies need) on a free port; sets KMS_SLUGS_URL
 #   kms_stop NAME                 TERM its process group, KILL after 1 s
 #   kms_port NAME                 print its port
 #   kms_free_port                 print a free loopback port
 #   kms_tool ID [kmip-tool args]  run kmip-tool as client identity ID
 #   kms_config FILE ID SERVER...  write an nbdcrypt config with provider "kms"
-#                                 (and "local" native) for identity ID
+#                                 (and "local" native) for identity ID; with
+#                                 $KMS_VERSION set, its kmip_version
+#   kms_keys CONFIG PROVIDER ...  run keys-tool (provider operations, KEK states)
 #
 # Needs: openssl, /usr/bin/pykmip-server, setsid, python3 (for ports).
 
 KMS_PYTHON=/usr/bin/python3
 KMS_SERVER_BIN=${KMS_SERVER_BIN:-/usr/bin/pykmip-server}
 KMS_TOOL=${KMS_TOOL:-${NBDCRYPT_BUILDDIR:-.}/tests/kms/kmip-tool}
+KMS_KEYS_TOOL=${KMS_KEYS_TOOL:-${NBDCRYPT_BUILDDIR:-.}/tests/kms/keys-tool}
 KMS_NAMES=()
 
 # A missing tool fails the test loudly: CI installs every one of them.
@@ -128,9 +136,16 @@ enable_tls_client_auth=True
 database_path=$dir/pykmip.db
 logging_level=DEBUG
 EOF
+  if [ -n "${KMS_SLUGS_URL:-}" ]; then
+    printf '\n[auth:slugs]\nenabled=True\nurl=%s\n' "$KMS_SLUGS_URL" >>"$dir/server.conf"
+  fi
+  if [ -n "${KMS_POLICY:-}" ]; then
+    cp "$KMS_POLICY" "$dir/policies/"
+  fi
   # setsid: its own session and process group, so that we can stop exactly
   # it and the workers it forks, and nothing else.
-  setsid "$KMS_SERVER_BIN" -f "$dir/server.conf" -l "$dir/server.log" \
+  NO_PROXY=127.0.0.1 no_proxy=127.0.0.1 \
+    setsid "$KMS_SERVER_BIN" -f "$dir/server.conf" -l "$dir/server.log" \
     >"$dir/stdout.log" 2>&1 </dev/null &
   local pid=$!
   echo "$pid" > "$dir/pid"
@@ -141,6 +156,50 @@ EOF
     tail -20 "$dir/server.log" "$dir/stdout.log" >&2 2>/dev/null
     return 1
   fi
+  if [ -n "${KMS_POLICY:-}" ]; then
+    local i
+    for ((i = 0; i < 100; i++)); do
+      grep -q "Loading policies for file: .*$(basename "$KMS_POLICY")" "$dir/server.log" && return 0
+      sleep 0.1
+    done
+    echo "kms_start: pykmip-server $name did not load $KMS_POLICY" >&2
+    return 1
+  fi
+}
+
+# kms_slugs_start USER=GROUP...: a SLUGS stand-in (GET /users/U and
+# /users/U/groups), stopped with the other servers.
+kms_slugs_start() {
+  local port
+  port=$(kms_free_port)
+  mkdir -p "$KMS_DIR/slugs"
+  setsid "$KMS_PYTHON" - "$port" "$@" >"$KMS_DIR/slugs/log" 2>&1 <<'PY' &
+import http.server, json, sys
+port = int(sys.argv[1])
+groups = {}
+for arg in sys.argv[2:]:
+    user, group = arg.split("=", 1)
+    groups.setdefault(user, []).append(group)
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        parts = self.path.strip("/").split("/")
+        if len(parts) >= 2 and parts[0] == "users" and parts[1] in groups:
+            body = json.dumps({"groups": groups[parts[1]]} if parts[2:] == ["groups"] else
+                              {"user": parts[1]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+        else:
+            self.send_response(404)
+            self.end_headers()
+http.server.HTTPServer(("127.0.0.1", port), Handler).serve_forever()
+PY
+  echo $! >"$KMS_DIR/slugs/pid"
+  echo "$port" >"$KMS_DIR/slugs/port"
+  KMS_NAMES+=(slugs)
+  KMS_SLUGS_URL=http://127.0.0.1:$port/
+  kms_wait_port "$port" || { echo "kms_slugs_start: no SLUGS on $port" >&2; return 1; }
 }
 
 kms_port() {
@@ -186,11 +245,17 @@ kms_tool() {
   "$KMS_TOOL" --ca "$KMS_DIR/ca.pem" --cert "$KMS_DIR/$ident.pem" --key "$KMS_DIR/$ident.key" "$@"
 }
 
+# kms_keys CONFIG PROVIDER COMMAND [ARG]: keys-tool (tests/kms/keys-tool.c).
+kms_keys() {
+  "$KMS_KEYS_TOOL" "$@"
+}
+
 # kms_config FILE ID SERVER... (SERVER as host:port)
 kms_config() {
   local file=$1 ident=$2
   shift 2
-  local servers="" s
+  local servers="" s version=""
+  [ -z "${KMS_VERSION:-}" ] || version=", \"kmip_version\": \"$KMS_VERSION\""
   for s in "$@"; do
     servers+="${servers:+, }\"$s\""
   done
@@ -199,7 +264,7 @@ kms_config() {
   "providers": {
     "kms": {"type": "kmip", "servers": [$servers],
             "ca": "$KMS_DIR/ca.pem", "cert": "$KMS_DIR/$ident.pem",
-            "key": "$KMS_DIR/$ident.key", "timeout_ms": ${KMS_TIMEOUT_MS:-5000}},
+            "key": "$KMS_DIR/$ident.key", "timeout_ms": ${KMS_TIMEOUT_MS:-5000}$version},
     "local": {"type": "native", "keystore": "$KMS_DIR/keystore-$ident.json"}
   },
   "default_provider": "kms"

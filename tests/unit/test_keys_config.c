@@ -332,8 +332,8 @@ static void test_provider_open_dispatch(void **state)
   assert_int_equal(keys_kek_unwrap(p, "x", plain, sizeof plain, iv, tag, &out, &out_len, &err),
                    -ENOTSUP);
   assert_non_null(strstr(err.msg, "provider local (type native) cannot unwrap"));
-  assert_int_equal(keys_kek_revoke(p, "x", &err), -ENOTSUP);
-  assert_non_null(strstr(err.msg, "native keystore keys have no revoked state; use destroy"));
+  assert_int_equal(keys_kek_revoke(p, "x", &err), -ENOENT);
+  assert_non_null(strstr(err.msg, "kek x not found in keystore"));
   keys_provider_close(p);
 
   /* A kmip provider goes to the kmip constructor, which judges its fields
@@ -343,6 +343,63 @@ static void test_provider_open_dispatch(void **state)
   assert_null(p);
   assert_non_null(strstr(err.msg, "corp"));
   assert_null(strstr(err.msg, "keystore"));
+  keys_config_free(cfg);
+}
+
+/* The kmip provider's own fields (src/keys/kmip.c), judged before any TLS
+ * file is read: kmip_version, protocol, admin, operation_policy. */
+static void test_kmip_fields(void **state)
+{
+  (void)state;
+  static const struct {
+    const char *fields;
+    const char *text;
+  } cases[] = {
+      {"\"kmip_version\": \"2.0\"",
+       "kmip_version \"2.0\" (use \"1.0\" to \"1.4\"; 2.0 is not supported)"},
+      {"\"kmip_version\": \"1.5\"", "kmip_version \"1.5\""},
+      {"\"kmip_version\": 1.4", "field kmip_version must be a non-empty string"},
+      {"\"kmip_version\": \"1.2\", \"protocol\": \"1.4\"",
+       "kmip_version \"1.2\" and protocol \"1.4\" disagree"},
+      {"\"admin\": \"alice\"", "admin must be an object"},
+      {"\"admin\": {\"cert\": \"a.pem\"}", "admin needs cert and key"},
+      {"\"admin\": {\"cert\": \"a.pem\", \"key\": \"a.key\", \"ca\": \"x\"}",
+       "unknown field admin.ca (admin knows cert, key)"},
+      {"\"operation_policy\": \"\"", "field operation_policy must be a non-empty string"},
+      {"\"roles\": {}", "unknown field roles"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char text[1024];
+    snprintf(text, sizeof text,
+             "{\"providers\": {\"kms\": {\"type\": \"kmip\", \"servers\": [\"127.0.0.1:1\"], "
+             "\"ca\": \"/nonexistent/ca.pem\", \"cert\": \"/nonexistent/c.pem\", \"key\": "
+             "\"/nonexistent/c.key\", %s}}}",
+             cases[i].fields);
+    struct keys_config *cfg = NULL;
+    struct keys_provider *p = NULL;
+    struct nbdc_error err = {0};
+    assert_int_equal(keys_config_parse(text, "test", &cfg, &err), 0);
+    for (int role = KEYS_ROLE_SERVE; role <= KEYS_ROLE_ADMIN; role++) {
+      if (keys_provider_open_role(cfg, "kms", role, &p, &err) != -EINVAL ||
+          !strstr(err.msg, cases[i].text))
+        fail_msg("%s (role %d): \"%s\"", cases[i].fields, role, err.msg);
+      assert_null(p);
+    }
+    keys_config_free(cfg);
+  }
+  /* valid fields get as far as the TLS files */
+  char text[1024];
+  snprintf(text, sizeof text,
+           "{\"providers\": {\"kms\": {\"type\": \"kmip\", \"servers\": [\"127.0.0.1:1\"], "
+           "\"ca\": \"/nonexistent/ca.pem\", \"cert\": \"c.pem\", \"key\": \"c.key\", "
+           "\"kmip_version\": \"1.2\", \"operation_policy\": \"nbdcrypt\", \"admin\": "
+           "{\"cert\": \"a.pem\", \"key\": \"a.key\"}}}}");
+  struct keys_config *cfg = NULL;
+  struct keys_provider *p = NULL;
+  struct nbdc_error err = {0};
+  assert_int_equal(keys_config_parse(text, "test", &cfg, &err), 0);
+  assert_int_equal(keys_provider_open_role(cfg, "kms", KEYS_ROLE_ADMIN, &p, &err), -EINVAL);
+  assert_non_null(strstr(err.msg, "cannot load CA file /nonexistent/ca.pem"));
   keys_config_free(cfg);
 }
 
@@ -359,6 +416,7 @@ int main(void)
       cmocka_unit_test(test_file_parse_error_names_file),
       cmocka_unit_test(test_builtin_default),
       cmocka_unit_test(test_provider_open_dispatch),
+      cmocka_unit_test(test_kmip_fields),
   };
   return cmocka_run_group_tests(tests, make_tmpdir, remove_tmpdir);
 }

@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "nbdcrypt/kmip.h"
+#include "kmip/client.h"
 #include "kmip/internal.h"
 
 static struct kmip_tree *decode_enc(struct kmip_enc *enc)
@@ -274,6 +275,226 @@ static void test_malformed_responses(void **state)
   kmip_enc_free(&enc);
 }
 
+/* A successful Get answer at 1.minor: object type, unique id, key block. */
+static void get_answer(struct kmip_enc *enc, int minor, uint32_t op, const char *uid,
+                       uint32_t object_type, uint32_t algorithm, int32_t length, int items)
+{
+  static const uint8_t key[32] = {1, 2, 3};
+  kmip_enc_init(enc, 0);
+  kmip_enc_begin(enc, KMIP_TAG_RESPONSE_MESSAGE);
+  kmip_enc_begin(enc, KMIP_TAG_RESPONSE_HEADER);
+  kmip_enc_begin(enc, KMIP_TAG_PROTOCOL_VERSION);
+  kmip_enc_integer(enc, KMIP_TAG_PROTOCOL_VERSION_MAJOR, 1);
+  kmip_enc_integer(enc, KMIP_TAG_PROTOCOL_VERSION_MINOR, minor);
+  kmip_enc_end(enc);
+  kmip_enc_integer(enc, KMIP_TAG_BATCH_COUNT, items);
+  kmip_enc_end(enc);
+  for (int i = 0; i < items; i++) {
+    kmip_enc_begin(enc, KMIP_TAG_BATCH_ITEM);
+    kmip_enc_enum(enc, KMIP_TAG_OPERATION, op);
+    kmip_enc_enum(enc, KMIP_TAG_RESULT_STATUS, 0);
+    kmip_enc_begin(enc, KMIP_TAG_RESPONSE_PAYLOAD);
+    if (object_type)
+      kmip_enc_enum(enc, KMIP_TAG_OBJECT_TYPE, object_type);
+    if (uid)
+      kmip_enc_text(enc, KMIP_TAG_UNIQUE_IDENTIFIER, uid, strlen(uid));
+    kmip_enc_begin(enc, KMIP_TAG_SYMMETRIC_KEY);
+    kmip_enc_begin(enc, KMIP_TAG_KEY_BLOCK);
+    kmip_enc_enum(enc, KMIP_TAG_KEY_FORMAT_TYPE, 1);
+    kmip_enc_begin(enc, KMIP_TAG_KEY_VALUE);
+    kmip_enc_bytes(enc, KMIP_TAG_KEY_MATERIAL, key, sizeof key);
+    kmip_enc_end(enc);
+    if (algorithm)
+      kmip_enc_enum(enc, KMIP_TAG_CRYPTOGRAPHIC_ALGORITHM, algorithm);
+    if (length)
+      kmip_enc_integer(enc, KMIP_TAG_CRYPTOGRAPHIC_LENGTH, length);
+    kmip_enc_end(enc);
+    kmip_enc_end(enc);
+    kmip_enc_end(enc);
+    kmip_enc_end(enc);
+  }
+  kmip_enc_end(enc);
+}
+
+/* Run kmip_msg_check on a crafted answer against what a Get of "5" at 1.4 expects. */
+static int check_get(struct kmip_enc *enc, struct nbdc_error *err)
+{
+  struct kmip_tree *tree = decode_enc(enc);
+  struct kmip_response resp;
+  int r = kmip_msg_parse_response(tree, &resp, err);
+  if (r == 0) {
+    struct kmip_expect want = {.operation = KMIP_OP_GET,
+                               .version = {1, 4},
+                               .unique_id = "5",
+                               .object_type = 2,
+                               .algorithm = 3,
+                               .length = 256};
+    r = kmip_msg_check(&resp, &want, "h:1", err);
+  }
+  kmip_tree_free(tree);
+  kmip_enc_free(enc);
+  return r;
+}
+
+static void test_answer_checked_against_request(void **state)
+{
+  (void)state;
+  static const struct {
+    int minor;
+    uint32_t op;
+    const char *uid;
+    uint32_t object_type, algorithm;
+    int32_t length;
+    int items;
+    const char *text; /* NULL: accepted */
+  } cases[] = {
+      {4, KMIP_OP_GET, "5", 2, 3, 256, 1, NULL},
+      {4, KMIP_OP_GET, "7", 2, 3, 256, 1,
+       "kms h:1: Get answer: Unique Identifier is \"7\", expected \"5\""},
+      {4, KMIP_OP_GET, "55", 2, 3, 256, 1,
+       "kms h:1: Get answer: Unique Identifier is \"55\", expected \"5\""},
+      {4, KMIP_OP_GET, NULL, 2, 3, 256, 1,
+       "kms h:1: Get answer: Unique Identifier is missing, expected \"5\""},
+      {4, KMIP_OP_GET, "5", 7, 3, 256, 1,
+       "kms h:1: Get answer: Object Type is 7 (SecretData), expected 2 (SymmetricKey)"},
+      {4, KMIP_OP_GET, "5", 0, 3, 256, 1,
+       "kms h:1: Get answer: Object Type is missing, expected 2"},
+      {4, KMIP_OP_GET, "5", 2, 2, 256, 1,
+       "kms h:1: Get answer: Cryptographic Algorithm is 2 (3DES), expected 3 (AES)"},
+      {4, KMIP_OP_GET, "5", 2, 0, 256, 1,
+       "kms h:1: Get answer: Cryptographic Algorithm is missing, expected 3"},
+      {4, KMIP_OP_GET, "5", 2, 3, 128, 1,
+       "kms h:1: Get answer: Cryptographic Length is 128, expected 256"},
+      {4, KMIP_OP_GET, "5", 2, 3, 0, 1,
+       "kms h:1: Get answer: Cryptographic Length is missing, expected 256"},
+      {4, KMIP_OP_ACTIVATE, "5", 2, 3, 256, 1,
+       "kms h:1: Get answer: Operation is Activate, expected Get"},
+      {2, KMIP_OP_GET, "5", 2, 3, 256, 1,
+       "kms h:1: Get answer: Protocol Version is 1.2, expected 1.4"},
+      {4, KMIP_OP_GET, "5", 2, 3, 256, 2, "kms h:1: Get answer: Batch Count is 2, expected 1"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    struct kmip_enc enc;
+    struct nbdc_error err = {0};
+    get_answer(&enc, cases[i].minor, cases[i].op, cases[i].uid, cases[i].object_type,
+               cases[i].algorithm, cases[i].length, cases[i].items);
+    int r = check_get(&enc, &err);
+    if (!cases[i].text) {
+      if (r != 0)
+        fail_msg("case %zu refused: %s", i, err.msg);
+      continue;
+    }
+    if (r != -EBADMSG)
+      fail_msg("case %zu: %d, expected -EBADMSG (%s)", i, r, cases[i].text);
+    assert_string_equal(err.msg, cases[i].text);
+  }
+}
+
+static void test_answer_failure_and_missing_payload(void **state)
+{
+  (void)state;
+  struct nbdc_error err = {0};
+  struct kmip_enc enc;
+  struct kmip_response resp;
+  /* a KMS error at 1.0 without an Operation is the KMS's error, not a mismatch */
+  response(&enc, 1, 0, 1, KMIP_REASON_ITEM_NOT_FOUND, "Could not locate object: 5", 1);
+  struct kmip_tree *tree = decode_enc(&enc);
+  assert_int_equal(kmip_msg_parse_response(tree, &resp, &err), 0);
+  struct kmip_expect want = {.operation = KMIP_OP_GET, .version = {1, 4}, .unique_id = "5"};
+  assert_int_equal(kmip_msg_check(&resp, &want, "h:1", &err), -ENOENT);
+  assert_string_equal(err.msg, "kms h:1: Get failed: ItemNotFound (Could not locate object: 5)");
+  kmip_tree_free(tree);
+  kmip_enc_free(&enc);
+  /* success without a payload: refused unless the operation may do that */
+  response(&enc, 1, KMIP_OP_DISCOVER_VERSIONS, 0, 0, NULL, 1);
+  tree = decode_enc(&enc);
+  assert_int_equal(kmip_msg_parse_response(tree, &resp, &err), 0);
+  want = (struct kmip_expect){.operation = KMIP_OP_DISCOVER_VERSIONS, .version = {1, 0}};
+  assert_int_equal(kmip_msg_check(&resp, &want, "h:1", &err), -EBADMSG);
+  assert_string_equal(err.msg, "kms h:1: DiscoverVersions answer: Response Payload is missing");
+  want.payload_optional = true;
+  assert_int_equal(kmip_msg_check(&resp, &want, "h:1", &err), 0);
+  kmip_tree_free(tree);
+  kmip_enc_free(&enc);
+}
+
+/* A Get Attributes payload with the given State attributes (value < 0: an Integer). */
+static struct kmip_tree *state_payload(struct kmip_enc *enc, const int64_t *states, int n)
+{
+  kmip_enc_init(enc, 0);
+  kmip_enc_begin(enc, KMIP_TAG_RESPONSE_PAYLOAD);
+  kmip_enc_text(enc, KMIP_TAG_UNIQUE_IDENTIFIER, "5", 1);
+  for (int i = 0; i < n; i++) {
+    kmip_enc_begin(enc, KMIP_TAG_ATTRIBUTE);
+    kmip_enc_text(enc, KMIP_TAG_ATTRIBUTE_NAME, "State", 5);
+    if (states[i] < 0)
+      kmip_enc_integer(enc, KMIP_TAG_ATTRIBUTE_VALUE, 2);
+    else
+      kmip_enc_enum(enc, KMIP_TAG_ATTRIBUTE_VALUE, (uint32_t)states[i]);
+    kmip_enc_end(enc);
+  }
+  kmip_enc_end(enc);
+  return decode_enc(enc);
+}
+
+static void test_state_answer(void **state)
+{
+  (void)state;
+  static const struct {
+    int64_t states[2];
+    int n;
+    int want; /* state, or 0 for a refusal */
+    const char *text;
+  } cases[] = {
+      {{4}, 1, 4, NULL},
+      {{1}, 1, 1, NULL},
+      {{6}, 1, 6, NULL},
+      {{0}, 0, 0, "kms h:1: Get Attributes answer: State of 5 is missing"},
+      {{2, 2}, 2, 0, "kms h:1: Get Attributes answer: 2 States for 5, expected 1"},
+      {{-1}, 1, 0, "kms h:1: Get Attributes answer: State of 5 is not an Enumeration"},
+      {{7}, 1, 0, "kms h:1: Get Attributes answer: State of 5 is 7, expected 1 to 6"},
+      {{0}, 1, 0, "kms h:1: Get Attributes answer: State of 5 is 0, expected 1 to 6"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    struct kmip_enc enc;
+    struct kmip_tree *tree = state_payload(&enc, cases[i].states, cases[i].n);
+    struct nbdc_error err = {0};
+    enum kmip_state st = 0;
+    int r = kmip_answer_state(kmip_tree_root(tree), "h:1", "5", &st, &err);
+    if (cases[i].want) {
+      assert_int_equal(r, 0);
+      assert_int_equal(st, cases[i].want);
+    } else {
+      assert_int_equal(r, -EBADMSG);
+      assert_string_equal(err.msg, cases[i].text);
+    }
+    kmip_tree_free(tree);
+    kmip_enc_free(&enc);
+  }
+}
+
+static void test_version_choose(void **state)
+{
+  (void)state;
+  struct kmip_version out;
+  const struct kmip_version pykmip[] = {{2, 0}, {1, 4}, {1, 3}, {1, 2}, {1, 1}, {1, 0}};
+  assert_int_equal(kmip_version_choose(pykmip, 6, (struct kmip_version){1, 4}, &out), 0);
+  assert_int_equal(out.major, 1);
+  assert_int_equal(out.minor, 4);
+  assert_int_equal(kmip_version_choose(pykmip, 6, (struct kmip_version){1, 2}, &out), 0);
+  assert_int_equal(out.minor, 2);
+  /* the highest, whatever the order */
+  const struct kmip_version shuffled[] = {{1, 1}, {1, 3}, {1, 2}};
+  assert_int_equal(kmip_version_choose(shuffled, 3, (struct kmip_version){1, 4}, &out), 0);
+  assert_int_equal(out.minor, 3);
+  /* nothing in common */
+  const struct kmip_version only2[] = {{2, 0}, {2, 1}, {1, 5}};
+  assert_int_equal(kmip_version_choose(only2, 3, (struct kmip_version){1, 4}, &out), -EPROTO);
+  assert_int_equal(kmip_version_choose(pykmip, 0, (struct kmip_version){1, 4}, &out), -EPROTO);
+  const struct kmip_version v14[] = {{1, 4}};
+  assert_int_equal(kmip_version_choose(v14, 1, (struct kmip_version){1, 2}, &out), -EPROTO);
+}
+
 static void test_split_server(void **state)
 {
   (void)state;
@@ -319,6 +540,10 @@ static void test_client_options_validated(void **state)
   proto.protocol_minor = 3 + 7;
   assert_int_equal(kmip_client_new(&proto, &c, &err), -EINVAL);
   assert_non_null(strstr(err.msg, "protocol 1.10"));
+  proto.protocol_minor = 0;
+  proto.max_version = (struct kmip_version){2, 0};
+  assert_int_equal(kmip_client_new(&proto, &c, &err), -EINVAL);
+  assert_string_equal(err.msg, "kmip: protocol 2.0 not supported (1.0 to 1.4)");
 
   struct kmip_client_options tmo = o;
   tmo.timeout_ms = -1;
@@ -384,6 +609,10 @@ int main(void)
       cmocka_unit_test(test_result_errors),
       cmocka_unit_test(test_several_batch_items),
       cmocka_unit_test(test_malformed_responses),
+      cmocka_unit_test(test_answer_checked_against_request),
+      cmocka_unit_test(test_answer_failure_and_missing_payload),
+      cmocka_unit_test(test_state_answer),
+      cmocka_unit_test(test_version_choose),
       cmocka_unit_test(test_split_server),
       cmocka_unit_test(test_client_options_validated),
       cmocka_unit_test(test_trace_masks_secrets),
