@@ -88,7 +88,7 @@ static double seconds_since(const struct timespec *then)
 
 /* Give x (just unlocked) the read-modify-write lock of an export of the
  * same disk, or its own.  Another export's rmw_lock is only set, after its
- * vol, under exports_lock. */
+ * segment, under exports_lock. */
 static void share_rmw_lock(struct nbdcrypt_export *x)
 {
   const char *uuid = x->segment.uuid;
