@@ -42,6 +42,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -141,7 +142,7 @@ static struct sec_block *sec_take(void *p)
 #define SECURE_HEAP_SIZE (4 << 20) /* bytes: a power of two */
 
 static pthread_once_t heap_once = PTHREAD_ONCE_INIT;
-static bool heap_ready;
+static _Atomic bool heap_ready; /* read by every free, on any thread */
 
 static void secure_heap_init(void)
 {
