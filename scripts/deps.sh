@@ -4,11 +4,12 @@
 NBDCRYPT_BUILD_PACKAGES=(
   build-essential cmake pkg-config clang
   libssl-dev libjson-c-dev libargon2-dev libnbd-dev nbdkit nbdkit-plugin-dev libcmocka-dev
-  libcryptsetup-dev libblkid-dev
+  libcryptsetup-dev libblkid-dev pandoc
 )
 NBDCRYPT_TEST_PACKAGES=(
   openssl libnbd-bin python3-libnbd cryptsetup-bin qemu-utils nbd-client fio
   python3-pykmip python3-cryptography e2fsprogs fuse3 procps iproute2 fdisk
+  man-db systemd
 )
 
 # Install whatever of the given packages is missing (apt-get update only when needed).
