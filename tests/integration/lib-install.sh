@@ -51,3 +51,64 @@ unit_cmd() {
   *) fail "$1: $2 runs '${CMD[0]}', not an absolute path" ;;
   esac
 }
+
+# The tests run the units' commands as their own processes, with what the
+# unit and systemd would give them: the unit's environment (unit_env), the
+# RuntimeDirectory= (under $T/run), and for ExecStartPost $MAINPID.  The
+# installed helper runs the installed nbdcrypt ($ROOT/usr/bin) and the build's
+# filter (NBDCRYPT_FILTER, set by ctest; nbdkit's filter directory holds no
+# nbdcrypt filter before a real install).
+_unit_mains=()
+on_exit 'for _m in "${_unit_mains[@]}"; do stop_pid "$_m"; done'
+
+# _unit_prepare UNIT INSTANCE KEY: the unit's environment in ENVS (with
+# RUNTIME_DIRECTORY and the installed nbdcrypt) and KEY's command in CMD.
+_unit_prepare() {
+  local unit=$1 inst=$2 key=$3 line
+  ENVS=()
+  while IFS= read -r line; do
+    # systemd drops one pair of surrounding double quotes of a value.
+    if [[ "$line" =~ ^([A-Za-z_][A-Za-z0-9_]*)=\"(.*)\"$ ]]; then
+      line=${BASH_REMATCH[1]}=${BASH_REMATCH[2]}
+    fi
+    ENVS+=("$line")
+  done < <(unit_env "$unit" "$inst" "$T/etc/nbdcrypt")
+  mkdir -p "$T/run/nbdcrypt/$inst"
+  ENVS+=("RUNTIME_DIRECTORY=$T/run/nbdcrypt/$inst" "NBDCRYPT_BIN=$ROOT/usr/bin/nbdcrypt")
+  unit_cmd "$unit" "$key" "$inst"
+}
+
+# _unit_run UNIT INSTANCE KEY [VAR=VALUE...]: run KEY's command in the
+# foreground with the unit's environment (and VAR=VALUE).
+_unit_run() {
+  _unit_prepare "$1" "$2" "$3"
+  shift 3
+  env "${ENVS[@]}" "$@" "${CMD[@]}"
+}
+
+# unit_start UNIT INSTANCE: ExecStart in the background, stderr (the
+# journal) in $T/INSTANCE.log; its pid (the helper execs the server) in MAIN.
+unit_start() {
+  _unit_prepare "$1" "$2" ExecStart
+  env "${ENVS[@]}" "${CMD[@]}" 2>>"$T/$2.log" &
+  MAIN=$!
+  _unit_mains+=("$MAIN")
+}
+
+# unit_ready UNIT INSTANCE: ExecStartPost for the MAIN of unit_start; its
+# status is the function's, its output in $T/INSTANCE.ready.
+unit_ready() {
+  _unit_run "$1" "$2" ExecStartPost MAINPID="$MAIN" >"$T/$2.ready" 2>&1
+}
+
+# unit_stop: stop MAIN as systemd does (SIGTERM), wait for it; its status in RC.
+unit_stop() {
+  kill -TERM "$MAIN"
+  RC=0
+  wait "$MAIN" || RC=$?
+}
+
+# free_port: a TCP port of 127.0.0.1 that nothing listens on now.
+free_port() {
+  "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
