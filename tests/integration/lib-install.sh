@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Helpers for the tests of the installed tree and the systemd units (sourced
 # after lib.sh).  Nothing is installed outside $T: `cmake --install` runs
 # with DESTDIR=$T/root and prefix /usr, as a package build does.
