@@ -8,8 +8,17 @@ ROOT=$T/root
 
 # install_destdir: install the build into $ROOT (prefix /usr); sets UNITDIR
 # (the units' directory inside $ROOT) and HELPER (the installed helper).
-# The build's install_manifest.txt then lists this install.
+# The build's install_manifest.txt then lists this install until the test
+# exits, when the one of a real install (if any) is put back, so that a
+# later `uninstall` removes what that install put down.
 install_destdir() {
+  local manifest=$NBDCRYPT_BUILDDIR/install_manifest.txt
+  if [ -f "$manifest" ]; then
+    cp -p "$manifest" "$T/install_manifest.saved"
+    on_exit 'cp -p "$T/install_manifest.saved" "$NBDCRYPT_BUILDDIR/install_manifest.txt"'
+  else
+    on_exit 'rm -f "$NBDCRYPT_BUILDDIR/install_manifest.txt"'
+  fi
   DESTDIR=$ROOT cmake --install "$NBDCRYPT_BUILDDIR" --prefix /usr >"$T/install.log" 2>&1 || {
     sed 's/^/  | /' "$T/install.log" >&2
     fail "cmake --install into DESTDIR failed"
