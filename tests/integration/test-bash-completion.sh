@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The installed bash completion completes nbdcrypt's subcommands, kek's
-# actions, each command's options (only those it takes) and option values:
+# The installed bash completion completes nbdcrypt's subcommands (those
+# `nbdcrypt --help` lists), kek's actions, each command's options (those its
+# --help lists, read from the nbdcrypt on PATH) and option values:
 # bash sources the file and calls its completion function with COMP_WORDS as
 # readline would set them, for `nbdcrypt re<TAB>` and others.
 # nbdcrypt-test: sanitize
@@ -8,6 +9,9 @@
 comp=$NBDCRYPT_SRCDIR/dist/bash-completion/nbdcrypt
 [ -f "$comp" ] || fail "no $comp"
 mkdir "$T/files" && touch "$T/files/disk.img" "$T/files/disk2.img" "$T/files/other.raw"
+# Options come from `nbdcrypt COMMAND --help` of the nbdcrypt on PATH.
+mkdir "$T/bin" && ln -s "$NBDCRYPT" "$T/bin/nbdcrypt"
+export PATH=$T/bin:$PATH
 
 # complete WORDS...: the sorted completions of the last word (may be '').
 complete_words() {
@@ -45,7 +49,8 @@ expect "nbdcrypt serve disk.img --" \
   "--bind --dry-run --foreground --help --pidfile --port --readonly --socket"
 expect "nbdcrypt format disk.img --sector-size " "4096 512"
 expect "nbdcrypt info --d" "--dump-volume-key"
-expect "nbdcrypt check --" "--help"
+expect "nbdcrypt check --" "--allow-revoked --help --json"
+expect "nbdcrypt kek revoke --" "--compromised --help --provider"
 expect "nbdcrypt recrypt disk.img --d" "--drop-passphrase-keyslots"
 # TARGET and file-valued options complete file names; --kek values are typed.
 expect "nbdcrypt check dis" "disk.img disk2.img"
@@ -53,6 +58,10 @@ expect "nbdcrypt encrypt x --header o" "other.raw"
 expect "nbdcrypt format disk.img --kek " ""
 # After `serve ... --` the words are nbdkit's: nothing of ours.
 expect "nbdcrypt serve disk.img -- --th" ""
+
+# The commands are those `nbdcrypt --help` lists.
+listed=$("$NBDCRYPT" --help | sed -n '/^Commands:/,/^$/p' | awk 'NF > 1 {print $1}' | sort | tr '\n' ' ')
+expect "nbdcrypt " "${listed% }"
 
 # Every option a command's --help lists is offered for that command.
 for cmd in format info check rekey enroll recrypt encrypt decrypt serve; do
