@@ -3,12 +3,13 @@
 # scripts/test.sh and scripts/main-job.sh; run directly to install them.
 NBDCRYPT_BUILD_PACKAGES=(
   build-essential cmake pkg-config clang
-  libssl-dev libgcrypt20-dev libjson-c-dev libargon2-dev libnbd-dev nbdkit nbdkit-plugin-dev libcmocka-dev
-  libcryptsetup-dev libblkid-dev
+  libssl-dev libgcrypt20-dev libjson-c-dev libargon2-dev libnbd-dev nbdkit nbdkit-plugin-dev
+  libcmocka-dev libcryptsetup-dev libblkid-dev pandoc
 )
 NBDCRYPT_TEST_PACKAGES=(
   openssl libnbd-bin python3-libnbd cryptsetup-bin qemu-utils nbd-client fio
   python3-pykmip python3-cryptography e2fsprogs fuse3 procps iproute2 fdisk gdb
+  man-db systemd
 )
 
 # Install whatever of the given packages is missing (apt-get update only when needed).

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole nbdcrypt test suite, from a fresh Debian 12 machine (as root):
-# installs the packages, configures, builds with -Werror, runs every test with
-# ctest.  Options:
+# installs the packages, configures, builds with -Werror (NBDCRYPT_WERROR=ON),
+# runs every test with ctest.  Options:
 #   --sanitize   also build with -fsanitize=address,undefined and run the tests labelled
 #                sanitize there: unit tests, the filter's tests (in nbdkit with the ASan
 #                runtime preloaded, see docs/decisions.md) and the CLI tests marked so;
@@ -29,7 +29,7 @@ done
 nbdcrypt_install_packages "${NBDCRYPT_BUILD_PACKAGES[@]}" "${NBDCRYPT_TEST_PACKAGES[@]}"
 
 jobs=$(nproc 2>/dev/null || echo 2)
-cmake -S "$top" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake -S "$top" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNBDCRYPT_WERROR=ON >/dev/null
 cmake --build "$build" -j "$jobs"
 
 status=0
@@ -50,7 +50,8 @@ ctest --test-dir "$ossl" --output-on-failure -R \
 
 if [ "$sanitize" = 1 ]; then
   asan=$build-asan
-  cmake -S "$top" -B "$asan" -DCMAKE_BUILD_TYPE=Debug -DNBDCRYPT_SANITIZE=ON >/dev/null
+  cmake -S "$top" -B "$asan" -DCMAKE_BUILD_TYPE=Debug -DNBDCRYPT_SANITIZE=ON -DNBDCRYPT_WERROR=ON \
+    >/dev/null
   cmake --build "$asan" -j "$jobs"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir "$asan" -L sanitize --output-on-failure || status=1

@@ -75,11 +75,16 @@ log_has traced "Data \(ByteString\) <masked [0-9]+ bytes>" || fail "the trace do
 server_stop traced
 pass "-D nbdcrypt.kmip=1 traces the exchange with Data masked"
 
-# Revoked: kek mode still unlocks (Get works in any state), kms-wrapped does
-# not (Decrypt needs an Active key); destroyed: neither, with a clear error.
+# Revoked: both modes refused with the KEK's state; with the override kek
+# mode unlocks (Get works in any state), kms-wrapped does not (the KMS refuses
+# Decrypt with a key that is not Active); destroyed: neither, with a clear error.
 nbdcrypt kek revoke --provider kms "$id"
-nbdcrypt check "$T/kek.img" >/dev/null || fail "kek mode, revoked kek"
-if nbdcrypt check "$T/kms-wrapped.img" 2>"$T/err"; then fail "kms-wrapped with a revoked kek"; fi
+for img in kek kms-wrapped; do
+  must_refuse 1 "kek $id of provider kms is deactivated, not active; refusing to unlock" \
+    "$T/$img.img" -- nbdcrypt check "$T/$img.img"
+done
+nbdcrypt check --allow-revoked "$T/kek.img" >/dev/null 2>&1 || fail "kek mode, revoked kek, override"
+if nbdcrypt check --allow-revoked "$T/kms-wrapped.img" 2>"$T/err"; then fail "kms-wrapped with a revoked kek"; fi
 grep -q "Decrypt failed: PermissionDenied" "$T/err" || fail "revoked: $(cat "$T/err")"
 nbdcrypt kek destroy --force --provider kms "$id"
 if nbdcrypt check "$T/kek.img" 2>"$T/err"; then fail "kek mode, destroyed kek"; fi
