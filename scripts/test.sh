@@ -41,7 +41,7 @@ ctest --test-dir "$build" -L integration --output-on-failure || status=1
 # The other crypto backend: unit tests and the data-path tests.
 ossl=$build-openssl
 cmake -S "$top" -B "$ossl" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNBDCRYPT_CRYPTO_BACKEND=openssl \
-  >/dev/null
+  -DNBDCRYPT_WERROR=ON >/dev/null
 cmake --build "$ossl" -j "$jobs"
 ctest --test-dir "$ossl" -L unit -j "$jobs" --output-on-failure || status=1
 ctest --test-dir "$ossl" --output-on-failure -R \
