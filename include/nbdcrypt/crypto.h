@@ -182,6 +182,9 @@ bool crypto_memeq(const void *a, const void *b, size_t n);
  * buffer (secure memory for secrets): 0, or -EINVAL for bad input, -ENOSPC if
  * it does not fit in out_max. */
 char *base64_encode(const uint8_t *in, size_t len);
+/* The same into the caller's buffer (secure memory for secrets): writes
+ * (len + 2) / 3 * 4 characters and a NUL, returns the characters written. */
+size_t base64_encode_into(const uint8_t *in, size_t len, char *out);
 int base64_decode(const char *in, uint8_t *out, size_t out_max, size_t *out_len);
 
 #endif

@@ -30,14 +30,22 @@ char *base64_encode(const uint8_t *in, size_t len)
     out[0] = '\0';
     return out;
   }
-  int n = EVP_EncodeBlock((unsigned char *)out, in, (int)len);
-  if (n < 0 || (size_t)n != out_len) {
+  if (base64_encode_into(in, len, out) != out_len) {
     free(out);
     errno = EIO;
     return NULL;
   }
-  out[out_len] = '\0';
   return out;
+}
+
+size_t base64_encode_into(const uint8_t *in, size_t len, char *out)
+{
+  if (len == 0 || len > (size_t)INT_MAX / 4 * 3 - 3) {
+    out[0] = '\0';
+    return 0;
+  }
+  int n = EVP_EncodeBlock((unsigned char *)out, in, (int)len);
+  return n < 0 ? 0 : (size_t)n;
 }
 
 static bool base64_is_alphabet(char c)

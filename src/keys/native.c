@@ -34,7 +34,6 @@
 #include <unistd.h>
 
 #include <json-c/json.h>
-#include <openssl/evp.h>
 
 #include "nbdcrypt/crypto.h"
 #include "keys/provider.h"
@@ -519,11 +518,11 @@ static void out_kek(struct native_out *o, const uint8_t *kek)
 {
   out_put(o, "\"", 1);
   if (o->data) {
-    if (o->len + NATIVE_B64_KEK_LEN + 1 > o->cap) { /* EVP_EncodeBlock adds a NUL */
+    if (o->len + NATIVE_B64_KEK_LEN + 1 > o->cap) { /* base64_encode_into adds a NUL */
       o->overflow = true;
       return;
     }
-    EVP_EncodeBlock((unsigned char *)o->data + o->len, kek, KEYS_KEK_SIZE);
+    base64_encode_into(kek, KEYS_KEK_SIZE, o->data + o->len);
   }
   o->len += NATIVE_B64_KEK_LEN;
   out_put(o, "\"", 1);

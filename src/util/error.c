@@ -3,7 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <openssl/crypto.h>
+#include <string.h>
 
 #include "nbdcrypt/error.h"
 
@@ -53,5 +53,5 @@ void nbdc_error_clear(struct nbdc_error *err)
 void nbdc_wipe(void *p, size_t n)
 {
   if (p && n)
-    OPENSSL_cleanse(p, n);
+    explicit_bzero(p, n); /* never optimised away (glibc 2.25) */
 }
