@@ -43,84 +43,21 @@
 #define NEED_LIBGCRYPT_VERSION "1.9.0" /* VAES/AVX2 XTS, GCRY_KDF_PBKDF2 */
 #define XTS_IV_LEN             16
 
-/* ---- secure allocations on secmem_alloc ---------------------------------- *
- * Every secure block is its own secmem_alloc mapping with this record in
- * front; the records form a list, so that is_secure and free tell a secure
- * block from an ordinary malloc block without reading memory in front of a
- * pointer they did not hand out.  Secure blocks are few (one cipher handle
- * per thread, a hash state per AF operation) and are looked up only when
- * libgcrypt allocates or frees, never on the data path. */
-struct sec_block {
-  struct sec_block *prev, *next;
-  size_t size;   /* user bytes */
-  size_t pad[1]; /* 32 bytes: the user pointer stays 16-byte aligned */
-};
-
-static pthread_mutex_t sec_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct sec_block *sec_blocks;
-
-static struct sec_block *sec_find_locked(const void *p)
-{
-  for (struct sec_block *b = sec_blocks; b; b = b->next)
-    if ((const void *)(b + 1) == p)
-      return b;
-  return NULL;
-}
+/* ---- allocations: secure ones on secmem_alloc (secblock.c) ---------------- */
 
 static void *gc_alloc_secure(size_t n)
 {
-  struct sec_block *b = secmem_alloc(sizeof *b + n);
-  if (!b)
-    return NULL;
-  b->size = n;
-  pthread_mutex_lock(&sec_lock);
-  b->next = sec_blocks;
-  if (sec_blocks)
-    sec_blocks->prev = b;
-  sec_blocks = b;
-  pthread_mutex_unlock(&sec_lock);
-  return b + 1;
+  return secblock_alloc(n);
 }
 
 static int gc_is_secure(const void *p)
 {
-  /* secmem_alloc's record is 32 bytes into a page, ours follows: a secure
-   * block's user pointer is 64 bytes into a page. */
-  if (!p || ((uintptr_t)p & 4095) != 64)
-    return 0;
-  pthread_mutex_lock(&sec_lock);
-  int found = sec_find_locked(p) != NULL;
-  pthread_mutex_unlock(&sec_lock);
-  return found;
-}
-
-/* Unlinks and returns p's record if p is a secure block, else NULL. */
-static struct sec_block *sec_take(void *p)
-{
-  if (((uintptr_t)p & 4095) != 64)
-    return NULL;
-  pthread_mutex_lock(&sec_lock);
-  struct sec_block *b = sec_find_locked(p);
-  if (b) {
-    if (b->prev)
-      b->prev->next = b->next;
-    else
-      sec_blocks = b->next;
-    if (b->next)
-      b->next->prev = b->prev;
-  }
-  pthread_mutex_unlock(&sec_lock);
-  return b;
+  return secblock_is(p);
 }
 
 static void gc_free(void *p)
 {
-  if (!p)
-    return;
-  struct sec_block *b = sec_take(p);
-  if (b)
-    secmem_free(b, sizeof *b + b->size); /* wipes */
-  else
+  if (p && !secblock_free(p))
     free(p);
 }
 
@@ -131,17 +68,10 @@ static void *gc_alloc(size_t n)
 
 static void *gc_realloc(void *p, size_t n)
 {
+  void *q;
   if (!p)
     return malloc(n);
-  if (!gc_is_secure(p))
-    return realloc(p, n);
-  void *q = gc_alloc_secure(n);
-  if (!q)
-    return NULL;
-  struct sec_block *b = (struct sec_block *)p - 1;
-  memcpy(q, p, b->size < n ? b->size : n);
-  gc_free(p);
-  return q;
+  return secblock_realloc(p, n, &q) ? q : realloc(p, n);
 }
 
 /* ---- initialisation --------------------------------------------------------- */

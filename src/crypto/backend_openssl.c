@@ -84,60 +84,8 @@ __attribute__((format(printf, 3, 4))) static int ossl_error(struct nbdc_error *e
 
 /* ---- secure allocations ----------------------------------------------------- */
 
-struct sec_block {
-  struct sec_block *prev, *next;
-  size_t size;   /* user bytes */
-  size_t pad[1]; /* 32 bytes: the user pointer stays 16-byte aligned */
-};
-
-static pthread_mutex_t sec_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct sec_block *sec_blocks;
 static _Thread_local int ossl_secure_depth;
 static bool own_allocator;
-
-static struct sec_block *sec_find_locked(const void *p)
-{
-  for (struct sec_block *b = sec_blocks; b; b = b->next)
-    if ((const void *)(b + 1) == p)
-      return b;
-  return NULL;
-}
-
-static void *sec_alloc(size_t n)
-{
-  struct sec_block *b = secmem_alloc(sizeof *b + n);
-  if (!b)
-    return NULL;
-  b->size = n;
-  pthread_mutex_lock(&sec_lock);
-  b->next = sec_blocks;
-  if (sec_blocks)
-    sec_blocks->prev = b;
-  sec_blocks = b;
-  pthread_mutex_unlock(&sec_lock);
-  return b + 1;
-}
-
-/* p's record, unlinked, if p is a secure block; else NULL.  secmem_alloc
- * puts the record 32 bytes into a page and this one follows it: a secure
- * user pointer is 64 bytes into a page, so most frees skip the lock. */
-static struct sec_block *sec_take(void *p)
-{
-  if (((uintptr_t)p & 4095) != 64)
-    return NULL;
-  pthread_mutex_lock(&sec_lock);
-  struct sec_block *b = sec_find_locked(p);
-  if (b) {
-    if (b->prev)
-      b->prev->next = b->next;
-    else
-      sec_blocks = b->next;
-    if (b->next)
-      b->next->prev = b->prev;
-  }
-  pthread_mutex_unlock(&sec_lock);
-  return b;
-}
 
 #define SECURE_HEAP_SIZE (4 << 20) /* bytes: a power of two */
 
@@ -155,7 +103,7 @@ static void *ossl_malloc(size_t n, const char *file, int line)
   if (ossl_secure_depth <= 0)
     return malloc(n);
   void *p = heap_ready ? CRYPTO_secure_malloc(n, file, line) : NULL;
-  return p ? p : sec_alloc(n);
+  return p ? p : secblock_alloc(n);
 }
 
 static void ossl_free(void *p, const char *file, int line)
@@ -166,10 +114,7 @@ static void ossl_free(void *p, const char *file, int line)
     CRYPTO_secure_clear_free(p, CRYPTO_secure_actual_size(p), file, line);
     return;
   }
-  struct sec_block *b = sec_take(p);
-  if (b)
-    secmem_free(b, sizeof *b + b->size); /* wipes */
-  else
+  if (!secblock_free(p))
     free(p);
 }
 
@@ -181,20 +126,14 @@ static void *ossl_realloc(void *p, size_t n, const char *file, int line)
     size_t old = CRYPTO_secure_actual_size(p);
     void *q = CRYPTO_secure_malloc(n, file, line);
     if (!q)
-      q = sec_alloc(n);
+      q = secblock_alloc(n);
     if (q)
       memcpy(q, p, old < n ? old : n);
     CRYPTO_secure_clear_free(p, old, file, line);
     return q;
   }
-  struct sec_block *b = sec_take(p);
-  if (!b)
-    return realloc(p, n);
-  void *q = sec_alloc(n);
-  if (q)
-    memcpy(q, p, b->size < n ? b->size : n);
-  secmem_free(b, sizeof *b + b->size);
-  return q;
+  void *q;
+  return secblock_realloc(p, n, &q) ? q : realloc(p, n);
 }
 
 /* Before anything in the process allocates through OpenSSL, if we can. */

@@ -5,6 +5,7 @@
 #ifndef NBDCRYPT_CRYPTO_INTERNAL_H
 #define NBDCRYPT_CRYPTO_INTERNAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -28,5 +29,15 @@ int xts_be_run(struct xts_be *be, int enc, uint8_t *out, const uint8_t *in, size
 int pbkdf2_be(const char *hash, const uint8_t *secret, size_t secret_len, const uint8_t *salt,
               size_t salt_len, uint32_t iterations, uint8_t *out, size_t out_len,
               struct nbdc_error *err);
+
+/* Secure blocks for a backend's allocation hooks (secblock.c): each its own
+ * secmem_alloc mapping, tracked so a hook can tell one from a malloc block.
+ * secblock_free and secblock_realloc return false, doing nothing, when p is
+ * not one; secblock_realloc's *out is NULL when the new block cannot be had
+ * (p is then left as it was, as realloc does). */
+void *secblock_alloc(size_t n);
+bool secblock_is(const void *p);
+bool secblock_free(void *p);
+bool secblock_realloc(void *p, size_t n, void **out);
 
 #endif
