@@ -60,8 +60,7 @@ static int measure(uint32_t sector_size, int enc)
   }
   const char *backend = crypto_backend_name();
   printf("xts_%.*s_%s_%u_MBps\t%.0f\n", (int)strcspn(backend, " "), backend,
-         enc ? "encrypt" : "decrypt", sector_size,
-         (double)bytes / elapsed / 1e6);
+         enc ? "encrypt" : "decrypt", sector_size, (double)bytes / elapsed / 1e6);
   free(buf);
   xts_free(xts);
   return 0;

@@ -17,7 +17,6 @@ int bdev_error_beyond_end(struct nbdc_error *err, const char *name, uint64_t off
 int bdev_fd(const struct bdev *dev);
 void bdev_set_fd(struct bdev *dev, int fd);
 /* Image locks on an open descriptor (imagelock.c); name for messages. */
-int bdev_image_lock_fd(int fd, const char *name, enum bdev_lock_role role,
-                       struct nbdc_error *err);
+int bdev_image_lock_fd(int fd, const char *name, enum bdev_lock_role role, struct nbdc_error *err);
 
 #endif
