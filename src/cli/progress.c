@@ -152,7 +152,8 @@ int cli_reenc_command(struct cli *cli, int argc, char **argv, enum reenc_mode mo
       break;
     case 'H':
       if (mode == REENC_RECRYPT)
-        return cli_usage(cmd, "recrypt does not take --header");
+        return cli_fail("recrypt --header: re-encrypting a disk whose header is detached is not "
+                        "supported; decrypt --header it, then encrypt --header it again");
       ro.header_path = optarg;
       break;
     case 'z':
