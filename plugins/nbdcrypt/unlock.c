@@ -133,8 +133,12 @@ int nbdcrypt_config_key(const char *key, const char *value)
       return -1;
     }
     /* Absolute: nbdkit changes to / when it forks.  A missing file is refused here. */
-    header_path = nbdkit_realpath(value);
-    return header_path ? 1 : -1;
+    header_path = realpath(value, NULL);
+    if (!header_path) {
+      nbdkit_error("nbdcrypt-header=%s: cannot use the detached header: %m", value);
+      return -1;
+    }
+    return 1;
   }
   if (strcmp(key, "nbdcrypt-passphrase") == 0)
     return read_passphrase(key, value) == 0 ? 1 : -1;

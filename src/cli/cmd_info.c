@@ -128,7 +128,7 @@ static const char *jstr(struct json_object *o, const char *key)
   return json_object_object_get_ex(o, key, &v) ? json_object_get_string(v) : "";
 }
 
-static void info_print_text(const char *target, struct json_object *o)
+static void info_print_text(const char *target, struct json_object *o, bool header_given)
 {
   struct json_object *v;
   printf("LUKS2 header on %s\n", target);
@@ -149,7 +149,7 @@ static void info_print_text(const char *target, struct json_object *o)
     struct json_object *dyn, *det;
     json_object_object_get_ex(o, "data_size_dynamic", &dyn);
     json_object_object_get_ex(o, "detached_header", &det);
-    if (json_object_get_boolean(dyn) && json_object_get_boolean(det))
+    if (json_object_get_boolean(dyn) && json_object_get_boolean(det) && !header_given)
       printf("  data size:     dynamic: to the end of the data device\n");
     else
       printf("  data size:     %s%s\n", jstr(o, "data_size"),
@@ -282,7 +282,7 @@ int cmd_info(struct cli *cli, int argc, char **argv)
       printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
                                                            JSON_C_TO_STRING_NOSLASHESCAPE));
     else
-      info_print_text(header ? header : target, o);
+      info_print_text(header ? header : target, o, header != NULL);
     json_object_put(o);
     if (dump_path)
       r = dump_volume_key(cli, hd, header != NULL, dump_path);
