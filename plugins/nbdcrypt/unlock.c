@@ -294,6 +294,10 @@ int nbdcrypt_volume_unlock(nbdkit_next *next, struct xts_ctx **master_xts,
   segment->dynamic = seg->dynamic;
   segment->size = seg->size;
   snprintf(segment->uuid, sizeof segment->uuid, "%s", luks2_uuid(volume_hdr(v)));
+  if (header_path)
+    nbdkit_debug(
+        "nbdcrypt: disk %s: detached header %s, data on the plugin's disk at offset %" PRIu64,
+        segment->uuid, header_path, segment->offset);
   nbdkit_debug("nbdcrypt: disk %s: provider %s, kek %s, keyslot %d, crypto backend %s%s",
                segment->uuid, volume_provider(v)[0] ? volume_provider(v) : "-",
                volume_kek_id(v)[0] ? volume_kek_id(v) : "-", volume_keyslot(v),
