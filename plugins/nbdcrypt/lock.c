@@ -137,6 +137,16 @@ int nbdcrypt_lock_ready(void)
                  header, dir);
     return -1;
   }
+  struct stat hs, fs;
+  for (size_t i = 0; header && i < n_files; i++) {
+    if (stat(header, &hs) == 0 && stat(files[i], &fs) == 0 && hs.st_dev == fs.st_dev &&
+        hs.st_ino == fs.st_ino) {
+      nbdkit_error("nbdcrypt-header=%s is the plugin's disk file=%s itself: a detached header "
+                   "is a file of its own, apart from the data",
+                   header, files[i]);
+      return -1;
+    }
+  }
   if (!lock_enabled)
     return 0;
   pthread_mutex_lock(&held_mu);

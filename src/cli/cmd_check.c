@@ -102,7 +102,7 @@ int cmd_check(struct cli *cli, int argc, char **argv)
   struct bdev *dev = NULL, *hdev = NULL;
   if (cli_open_target(target, BDEV_RDONLY, 0, &dev) != CLI_OK)
     return CLI_FAIL;
-  if (header && cli_open_target(header, BDEV_RDONLY, 0, &hdev) != CLI_OK) {
+  if (header && cli_open_header(target, header, BDEV_RDONLY, &hdev) != CLI_OK) {
     bdev_close(dev);
     return CLI_FAIL;
   }

@@ -110,7 +110,7 @@ int cmd_enroll(struct cli *cli, int argc, char **argv)
    * enrollment), then the metadata lock from the load to the write. */
   r = cli_open_target(target, BDEV_LOCK_WRITE, 0, &dev);
   if (r == CLI_OK && header)
-    r = cli_open_target(header, BDEV_LOCK_WRITE, 0, &hdev);
+    r = cli_open_header(target, header, BDEV_LOCK_WRITE, &hdev);
   if (r != CLI_OK)
     goto out;
   struct bdev *hd = header ? hdev : dev; /* where the header and keyslots are */

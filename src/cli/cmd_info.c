@@ -257,7 +257,7 @@ int cmd_info(struct cli *cli, int argc, char **argv)
   struct bdev *dev = NULL, *hdev = NULL;
   if (cli_open_target(target, header || !dump_path ? BDEV_RDONLY : 0, 0, &dev) != CLI_OK)
     return CLI_FAIL;
-  if (header && cli_open_target(header, dump_path ? 0 : BDEV_RDONLY, 0, &hdev) != CLI_OK) {
+  if (header && cli_open_header(target, header, dump_path ? 0 : BDEV_RDONLY, &hdev) != CLI_OK) {
     bdev_close(dev);
     return CLI_FAIL;
   }

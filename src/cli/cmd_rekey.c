@@ -75,7 +75,8 @@ int cmd_rekey(struct cli *cli, int argc, char **argv)
     bdev_close(dev);
     dev = NULL;
   }
-  if (cli_open_target(header ? header : target, 0, 0, &dev) != CLI_OK)
+  if ((header ? cli_open_header(target, header, 0, &dev) : cli_open_target(target, 0, 0, &dev)) !=
+      CLI_OK)
     return CLI_FAIL;
 
   struct nbdc_error err = {0};
