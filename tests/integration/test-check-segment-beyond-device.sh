@@ -40,6 +40,14 @@ expect_unservable() {
   local hargs=("$@") fargs=()
   [ $# = 0 ] || fargs=(nbdcrypt-header="$2")
   must_refuse 1 "cannot be served: $reason\$" "$data" -- nbdcrypt check "$data" "${hargs[@]}"
+  local rc=0
+  nbdcrypt check "$data" "${hargs[@]}" --json >"$T/$name.check.json" 2>/dev/null || rc=$?
+  [ "$rc" = 1 ] || fail "$name: check --json exited $rc"
+  "$PY" - "$T/$name.check.json" "$reason" <<'PYEOF' || fail "$name: check --json: $(cat "$T/$name.check.json")"
+import json, re, sys
+o = json.load(open(sys.argv[1]))
+assert o["ok"] is False and re.fullmatch(sys.argv[2], o["error"]), o
+PYEOF
   nbdcrypt info "$data" "${hargs[@]}" >"$T/$name.info" || fail "$name: info failed"
   grep -qE "^  problem: +$reason; it cannot be served\$" "$T/$name.info" ||
     fail "$name: info does not show the problem: $(cat "$T/$name.info")"
