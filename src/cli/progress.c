@@ -151,9 +151,6 @@ int cli_reenc_command(struct cli *cli, int argc, char **argv, enum reenc_mode mo
         ro.kms_wrapped = true;
       break;
     case 'H':
-      if (mode == REENC_RECRYPT)
-        return cli_fail("recrypt --header: re-encrypting a disk whose header is detached is not "
-                        "supported; decrypt --header it, then encrypt --header it again");
       ro.header_path = optarg;
       break;
     case 'z':

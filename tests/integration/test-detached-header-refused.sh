@@ -2,7 +2,8 @@
 # A missing, non-LUKS or misplaced detached header is refused with a message
 # that names it, and nothing is written: nbdkit with nbdcrypt-header=, serve,
 # check, info, rekey and enroll --header; the header file served as a disk;
-# nbdcrypt-header= with dir= (one header, many disks) or twice; recrypt --header.
+# nbdcrypt-header= with dir= (one header, many disks) or twice; recrypt with a
+# missing header.
 . "$(dirname "$0")/lib-filter.sh"
 
 MiB=$((1024 * 1024))
@@ -44,12 +45,11 @@ must_refuse 1 "data at offset 0 \\(a detached header\\): the data is not on this
 must_refuse 1 "data at offset 0 \\(a detached header\\)" "$hdr" -- nbdcrypt check "$hdr"
 pass "the data device as its own header, and the header file served as a disk, are refused"
 
-# ---- one header is one disk: not with dir=, not twice; recrypt does not take it
+# ---- one header is one disk: not with dir=, not twice
 mkdir "$T/dir"
 must_refuse 1 "nbdcrypt-header=$hdr cannot be used with dir=$T/dir: a detached header belongs to one disk" \
   "$hdr" -- nbdkit_filter file dir="$T/dir" nbdcrypt-header="$hdr"
 must_refuse 1 "nbdcrypt-header: given twice" "$hdr" -- \
   nbdkit_filter file file="$img" nbdcrypt-header="$hdr" nbdcrypt-header="$hdr"
-must_refuse 1 "recrypt --header: re-encrypting a disk whose header is detached is not supported" \
-  "$hdr" -- nbdcrypt recrypt "$img" --header "$hdr"
-pass "nbdcrypt-header= with dir= or twice, and recrypt --header, are refused"
+must_refuse 1 "header file $missing does not exist" "$img" -- nbdcrypt recrypt "$img" --header "$missing"
+pass "nbdcrypt-header= with dir= or twice, and recrypt --header of a missing header, are refused"
