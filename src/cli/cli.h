@@ -51,6 +51,8 @@ int cli_read_passphrase_file(const char *path, uint8_t **out, size_t *len);
 
 /* Open TARGET (file or NBD URI); prints the error and returns CLI_FAIL. */
 int cli_open_target(const char *target, unsigned flags, uint64_t create_size, struct bdev **out);
+/* Open the detached header file of TARGET (--header); refuses TARGET itself. */
+int cli_open_header(const char *target, const char *header, unsigned flags, struct bdev **out);
 
 /* Subcommands: argv[0] is the subcommand name; getopt_long is reset. */
 int cmd_kek(struct cli *cli, int argc, char **argv);

@@ -12,12 +12,15 @@
 
 static const char enroll_help[] =
     "Usage: nbdcrypt enroll TARGET (--passphrase-file FILE | --passphrase-fd N)\n"
-    "                       [--keyslot N] [--provider NAME] [--kek ID] [--kms-wrapped]\n\n"
+    "                       [--keyslot N] [--provider NAME] [--kek ID] [--kms-wrapped]\n"
+    "                       [--header FILE]\n\n"
     "Add a keyslot and nbdcrypt token bound to a KEK (created in the provider unless\n"
     "--kek names one) to a disk that opens with a passphrase, e.g. one made by\n"
     "cryptsetup luksFormat.  The passphrase keyslot is kept.  The passphrase is\n"
     "read from a file or file descriptor, never from the command line; a file's\n"
     "exact bytes are used (as cryptsetup --key-file does).\n"
+    "With --header FILE (a detached header, cryptsetup --header) FILE is what\n"
+    "changes; TARGET, the data, is locked against servers and writers meanwhile.\n"
     "Prints the KEK id on stdout.\n";
 
 int cmd_enroll(struct cli *cli, int argc, char **argv)
@@ -29,10 +32,11 @@ int cmd_enroll(struct cli *cli, int argc, char **argv)
       {"provider", required_argument, NULL, 'p'},
       {"kek", required_argument, NULL, 'k'},
       {"kms-wrapped", no_argument, NULL, 'w'},
+      {"header", required_argument, NULL, 'H'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
-  const char *pass_file = NULL, *provider_name = NULL, *kek_arg = NULL;
+  const char *pass_file = NULL, *provider_name = NULL, *kek_arg = NULL, *header = NULL;
   int pass_fd = -1, keyslot = -1, c;
   bool kms_wrapped = false;
   char *end;
@@ -59,6 +63,9 @@ int cmd_enroll(struct cli *cli, int argc, char **argv)
       break;
     case 'w':
       kms_wrapped = true;
+      break;
+    case 'H':
+      header = optarg;
       break;
     case 'h':
       fputs(enroll_help, stdout);
@@ -87,29 +94,34 @@ int cmd_enroll(struct cli *cli, int argc, char **argv)
   if (r != CLI_OK)
     return r;
 
-  struct bdev *dev = NULL;
+  struct bdev *dev = NULL, *hdev = NULL;
   struct volume *vol = NULL;
   struct keys_provider *provider = NULL;
   struct nbdc_error err = {0};
   char kek_id[KEYS_ID_MAX];
   int slot = -1;
   bool locked = false, created = false;
-  struct volume_unlock_opts uo = {
-      .passphrase = pass, .passphrase_len = pass_len, .keyslot = keyslot};
+  struct volume_unlock_opts uo = {.passphrase = pass,
+                                  .passphrase_len = pass_len,
+                                  .keyslot = keyslot,
+                                  .detached = header != NULL};
 
   /* A data writer's image lock (a server or qemu using the disk refuses the
    * enrollment), then the metadata lock from the load to the write. */
   r = cli_open_target(target, BDEV_LOCK_WRITE, 0, &dev);
+  if (r == CLI_OK && header)
+    r = cli_open_header(target, header, BDEV_LOCK_WRITE, &hdev);
   if (r != CLI_OK)
     goto out;
-  int lr = bdev_lock(dev, true, &err);
+  struct bdev *hd = header ? hdev : dev; /* where the header and keyslots are */
+  int lr = bdev_lock(hd, true, &err);
   locked = lr == 0;
   if (lr < 0 && lr != -ENOTSUP && lr != -EOPNOTSUPP) {
     r = cli_fail("cannot enroll %s: %s", target, err.msg);
     goto out;
   }
   nbdc_error_clear(&err);
-  if (volume_open(dev, &uo, &vol, &err) < 0 ||
+  if (volume_open(hd, &uo, &vol, &err) < 0 ||
       keys_provider_open_role(cfg, provider_name,
                               !kek_arg || kms_wrapped ? KEYS_ROLE_ADMIN : KEYS_ROLE_SERVE,
                               &provider, &err) < 0) {
@@ -127,8 +139,8 @@ int cmd_enroll(struct cli *cli, int argc, char **argv)
     }
     created = true;
   }
-  if (volume_bind_kek(vol, dev, provider, kek_id, kms_wrapped, &slot, &err) < 0 ||
-      luks2_write(dev, volume_hdr_mut(vol), &err) < 0) {
+  if (volume_bind_kek(vol, hd, provider, kek_id, kms_wrapped, &slot, &err) < 0 ||
+      luks2_write(hd, volume_hdr_mut(vol), &err) < 0) {
     r = cli_fail("cannot enroll %s: %s", target, err.msg);
     /* The disk never needed the new KEK: its passphrase keyslot stays. */
     if (created) {
@@ -149,7 +161,8 @@ out:
   keys_provider_close(provider);
   volume_close(vol);
   if (locked)
-    bdev_unlock(dev, NULL);
+    bdev_unlock(hdev ? hdev : dev, NULL);
+  bdev_close(hdev);
   bdev_close(dev);
   secmem_free(pass, CLI_PASSPHRASE_MAX);
   return r;

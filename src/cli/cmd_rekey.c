@@ -7,8 +7,8 @@
 #include "nbdcrypt/volume.h"
 
 static const char rekey_help[] =
-    "Usage: nbdcrypt rekey TARGET [--provider NAME] [--kek ID] [--kms-wrapped]\n"
-    "                      [--allow-revoked]\n\n"
+    "Usage: nbdcrypt rekey TARGET [--header FILE] [--provider NAME] [--kek ID]\n"
+    "                      [--kms-wrapped] [--allow-revoked]\n\n"
     "Bind the disk's volume key to a new KEK (created in the provider unless --kek\n"
     "names one) and remove the keyslots of the old KEKs.  The data and the volume\n"
     "key do not change, so this is safe while the disk is being served; each step\n"
@@ -17,16 +17,23 @@ static const char rekey_help[] =
     "Prints the new KEK id on stdout.\n"
     "  --provider NAME  key provider of the new KEK (default: the configuration's)\n"
     "  --kek ID         an existing KEK to bind instead of a new one\n"
-    "  --kms-wrapped    token mode kms-wrapped (kmip providers)\n" CLI_ALLOW_REVOKED_HELP;
+    "  --kms-wrapped    token mode kms-wrapped (kmip providers)\n"
+    "  --header FILE    the disk's detached LUKS2 header, which is what changes\n"
+    "                   (TARGET, the data, is only checked to exist)\n" CLI_ALLOW_REVOKED_HELP;
 
 int cmd_rekey(struct cli *cli, int argc, char **argv)
 {
   static const struct option opts[] = {
-      {"provider", required_argument, NULL, 'p'}, {"kek", required_argument, NULL, 'k'},
-      {"kms-wrapped", no_argument, NULL, 'w'},    CLI_ALLOW_REVOKED_OPTION,
-      {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
+      {"provider", required_argument, NULL, 'p'},
+      {"kek", required_argument, NULL, 'k'},
+      {"kms-wrapped", no_argument, NULL, 'w'},
+      {"header", required_argument, NULL, 'H'},
+      CLI_ALLOW_REVOKED_OPTION,
+      {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0},
   };
   struct volume_rekey_opts ro = {0};
+  const char *header = NULL;
   int c;
   while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
     switch (c) {
@@ -38,6 +45,10 @@ int cmd_rekey(struct cli *cli, int argc, char **argv)
       break;
     case 'w':
       ro.kms_wrapped = true;
+      break;
+    case 'H':
+      header = optarg;
+      ro.detached = true;
       break;
     case CLI_OPT_ALLOW_REVOKED:
       cli->allow_revoked = true;
@@ -57,14 +68,22 @@ int cmd_rekey(struct cli *cli, int argc, char **argv)
   if (!ro.cfg)
     return CLI_FAIL;
   struct bdev *dev = NULL;
-  if (cli_open_target(target, 0, 0, &dev) != CLI_OK)
+  if (header) {
+    /* Only the header changes; the data device must be there all the same. */
+    if (cli_open_target(target, BDEV_RDONLY, 0, &dev) != CLI_OK)
+      return CLI_FAIL;
+    bdev_close(dev);
+    dev = NULL;
+  }
+  if ((header ? cli_open_header(target, header, 0, &dev) : cli_open_target(target, 0, 0, &dev)) !=
+      CLI_OK)
     return CLI_FAIL;
 
   struct nbdc_error err = {0};
   char kek_id[KEYS_ID_MAX];
   int removed = 0, r = CLI_OK;
   if (volume_rekey(dev, &ro, kek_id, &removed, &err) < 0) {
-    r = cli_fail("cannot rekey %s: %s", target, err.msg);
+    r = cli_fail("cannot rekey %s: %s", header ? header : target, err.msg);
   } else {
     printf("%s\n", kek_id);
     fprintf(stderr, "nbdcrypt: %s: bound to kek %s; %d old keyslot%s removed\n", target, kek_id,

@@ -26,7 +26,8 @@
 static void serve_help(void)
 {
   printf("Usage: nbdcrypt serve TARGET [--socket PATH | --port N [--bind ADDR]] [--readonly]\n"
-         "                      [--foreground] [--pidfile FILE] [--dry-run] [-- NBDKIT-ARGS...]\n\n"
+         "                      [--header FILE] [--foreground] [--pidfile FILE] [--dry-run]\n"
+         "                      [-- NBDKIT-ARGS...]\n\n"
          "Serve the decrypted view of the LUKS2 disk TARGET (an image file, or an NBD URI\n"
          "served through nbdkit's nbd plugin) with nbdkit and the nbdcrypt filter, then\n"
          "print the URI clients should use.  Without --socket or --port: TCP port %s on\n"
@@ -38,6 +39,7 @@ static void serve_help(void)
          "  --port N         listen on TCP port N\n"
          "  --bind ADDR      TCP address to listen on (default %s)\n"
          "  --readonly, -r   read-only export\n"
+         "  --header FILE    the disk's detached LUKS2 header (TARGET holds the data)\n"
          "  --foreground, -f stay in the foreground as nbdkit's parent until it exits\n"
          "  --pidfile FILE   nbdkit writes its pid to FILE\n"
          "  --dry-run        print the nbdkit command line instead of running it\n"
@@ -361,17 +363,14 @@ static bool serve_tls_only(int argc, char **argv, int extra)
 int cmd_serve(struct cli *cli, int argc, char **argv)
 {
   static const struct option opts[] = {
-      {"socket", required_argument, NULL, 'U'},
-      {"port", required_argument, NULL, 'p'},
-      {"bind", required_argument, NULL, 'i'},
-      {"readonly", no_argument, NULL, 'r'},
-      {"foreground", no_argument, NULL, 'f'},
-      {"pidfile", required_argument, NULL, 'P'},
-      {"dry-run", no_argument, NULL, 'n'},
-      {"help", no_argument, NULL, 'h'},
-      {NULL, 0, NULL, 0},
+      {"socket", required_argument, NULL, 'U'},  {"port", required_argument, NULL, 'p'},
+      {"bind", required_argument, NULL, 'i'},    {"readonly", no_argument, NULL, 'r'},
+      {"header", required_argument, NULL, 'H'},  {"foreground", no_argument, NULL, 'f'},
+      {"pidfile", required_argument, NULL, 'P'}, {"dry-run", no_argument, NULL, 'n'},
+      {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
   };
   const char *socket_path = NULL, *port = NULL, *bind_addr = NULL, *pidfile = NULL;
+  const char *header = NULL;
   bool readonly = false, foreground = false, dry_run = false;
   int c;
 
@@ -397,6 +396,9 @@ int cmd_serve(struct cli *cli, int argc, char **argv)
       break;
     case 'r':
       readonly = true;
+      break;
+    case 'H':
+      header = optarg;
       break;
     case 'f':
       foreground = true;
@@ -441,7 +443,7 @@ int cmd_serve(struct cli *cli, int argc, char **argv)
 
   struct argv_builder b = {0};
   int ret = CLI_FAIL;
-  char *socket_abs = NULL, *target_abs = NULL, *config_abs = NULL, *uri = NULL;
+  char *socket_abs = NULL, *target_abs = NULL, *config_abs = NULL, *header_abs = NULL, *uri = NULL;
   char *tmp_dir = NULL, *tmp_pidfile = NULL;
 
   add(&b, nbdkit);
@@ -524,6 +526,19 @@ int cmd_serve(struct cli *cli, int argc, char **argv)
     if (readonly)
       add(&b, "nbdcrypt-lock=readonly");
   }
+  if (header) {
+    if (bdev_is_uri(header)) {
+      cli_fail("--header must be a file, not %s", header);
+      goto out;
+    }
+    header_abs = realpath(header, NULL);
+    if (!header_abs) {
+      cli_fail("header %s: %s", header, strerror(errno));
+      goto out;
+    }
+    if (!add_kv(&b, "nbdcrypt-header=", header_abs))
+      goto oom;
+  }
   if (cli->config_path) {
     config_abs = realpath(cli->config_path, NULL);
     if (!config_abs) {
@@ -568,6 +583,7 @@ out:
   free(socket_abs);
   free(target_abs);
   free(config_abs);
+  free(header_abs);
   free(uri);
   if (tmp_pidfile) {
     unlink(tmp_pidfile);

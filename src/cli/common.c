@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
@@ -150,4 +151,15 @@ int cli_open_target(const char *target, unsigned flags, uint64_t create_size, st
   if (bdev_open(target, flags, create_size, out, &err) < 0)
     return cli_fail("%s", err.msg);
   return CLI_OK;
+}
+
+int cli_open_header(const char *target, const char *header, unsigned flags, struct bdev **out)
+{
+  struct stat a, b;
+  if (!bdev_is_uri(target) && !bdev_is_uri(header) && stat(target, &a) == 0 &&
+      stat(header, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+    return cli_fail("--header %s is %s itself: a detached header is a file of its own, apart "
+                    "from the data",
+                    header, target);
+  return cli_open_target(header, flags, 0, out);
 }

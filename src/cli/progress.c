@@ -151,8 +151,6 @@ int cli_reenc_command(struct cli *cli, int argc, char **argv, enum reenc_mode mo
         ro.kms_wrapped = true;
       break;
     case 'H':
-      if (mode == REENC_RECRYPT)
-        return cli_usage(cmd, "recrypt does not take --header");
       ro.header_path = optarg;
       break;
     case 'z':

@@ -186,9 +186,12 @@ static int bind_planned(struct reenc *re, const struct slot_plan plan[], size_t 
 
 int reenc_start_recrypt(struct reenc *re, struct nbdc_error *err)
 {
-  struct volume_unlock_opts uo = {.cfg = re->opts->cfg, .keyslot = -1};
+  /* With --header the header is re->hdev and the data, at the segment's
+   * offset (0), on re->dev. */
+  bool detached = re->opts->header_path != NULL;
+  struct volume_unlock_opts uo = {.cfg = re->opts->cfg, .keyslot = -1, .detached = detached};
   struct volume *vol = NULL;
-  int r = volume_open(re->dev, &uo, &vol, err);
+  int r = volume_open(re->hdev, &uo, &vol, err);
   if (r < 0)
     return r;
   struct reenc_state *st = &re->st;
@@ -216,6 +219,7 @@ int reenc_start_recrypt(struct reenc *re, struct nbdc_error *err)
   *st = (struct reenc_state){
       .mode = REENC_RECRYPT,
       .phase = REENC_PHASE_MAIN,
+      .detached = detached,
       .size_dynamic = seg->dynamic,
       .sector_size = seg->sector_size,
       .data_size = st->data_size,

@@ -70,14 +70,13 @@ int volume_keyslot(const struct volume *vol)
   return vol->keyslot;
 }
 
-int volume_data_size(const struct volume *vol, uint64_t dev_size, uint64_t *size,
-                     struct nbdc_error *err)
+int volume_segment_data_size(const struct luks2_segment *seg, const char *uuid, uint64_t dev_size,
+                             uint64_t *size, struct nbdc_error *err)
 {
-  const struct luks2_segment *seg = &vol->segment;
   if (dev_size < seg->offset)
     return nbdc_error_set(
         err, EINVAL, "disk %s is truncated: %" PRIu64 " bytes, but its data starts at %" PRIu64,
-        luks2_uuid(vol->hdr), dev_size, seg->offset);
+        uuid, dev_size, seg->offset);
   if (seg->dynamic) {
     uint64_t avail = dev_size - seg->offset;
     *size = avail - avail % seg->sector_size;
@@ -87,9 +86,15 @@ int volume_data_size(const struct volume *vol, uint64_t dev_size, uint64_t *size
     return nbdc_error_set(err, EINVAL,
                           "disk %s is truncated: its data segment needs %" PRIu64
                           " bytes at offset %" PRIu64 " but the device has %" PRIu64,
-                          luks2_uuid(vol->hdr), seg->size, seg->offset, dev_size);
+                          uuid, seg->size, seg->offset, dev_size);
   *size = seg->size;
   return 0;
+}
+
+int volume_data_size(const struct volume *vol, uint64_t dev_size, uint64_t *size,
+                     struct nbdc_error *err)
+{
+  return volume_segment_data_size(&vol->segment, luks2_uuid(vol->hdr), dev_size, size, err);
 }
 
 int volume_xts_new(const struct volume *vol, struct xts_ctx **out, struct nbdc_error *err)
@@ -242,7 +247,9 @@ int volume_open(struct bdev *dev, const struct volume_unlock_opts *opts, struct 
                        luks2_uuid(vol->hdr), reqs[0]);
     goto fail;
   }
-  if ((r = luks2_data_segment(vol->hdr, &vol->segment, err)) < 0) {
+  r = opts->detached ? luks2_data_segment_detached(vol->hdr, &vol->segment, err)
+                     : luks2_data_segment(vol->hdr, &vol->segment, err);
+  if (r < 0) {
     nbdc_error_prefix(err, "disk %s", luks2_uuid(vol->hdr));
     goto fail;
   }

@@ -46,10 +46,11 @@ expect "nbdcrypt kek destroy --f" "--force"
 expect "nbdcrypt kek list --" "--help --json --prefix --provider"
 expect "nbdcrypt serve disk.img --s" "--socket"
 expect "nbdcrypt serve disk.img --" \
-  "--bind --dry-run --foreground --help --pidfile --port --readonly --socket"
+  "--bind --dry-run --foreground --header --help --pidfile --port --readonly --socket"
 expect "nbdcrypt format disk.img --sector-size " "4096 512"
 expect "nbdcrypt info --d" "--dump-volume-key"
-expect "nbdcrypt check --" "--allow-revoked --help --json"
+expect "nbdcrypt check --" "--allow-revoked --header --help --json"
+expect "nbdcrypt serve disk.img --header o" "other.raw"
 expect "nbdcrypt kek revoke --" "--compromised --help --provider"
 expect "nbdcrypt recrypt disk.img --d" "--drop-passphrase-keyslots"
 # TARGET and file-valued options complete file names; --kek values are typed.
