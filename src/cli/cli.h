@@ -35,6 +35,10 @@ struct keys_config *cli_config(struct cli *cli);
 
 /* Print "nbdcrypt: <msg>" on stderr and return CLI_FAIL. */
 int cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Print "nbdcrypt: <doing> TARGET: <msg>" (doing: e.g. "cannot format", or
+ * NULL), naming TARGET once: when msg already names it, "nbdcrypt: <doing>:
+ * <msg>" (or the bare msg).  Returns CLI_FAIL. */
+int cli_fail_target(const char *target, const char *doing, const char *msg);
 /* Print "nbdcrypt CMD: <msg>\nTry 'nbdcrypt CMD --help'." and return CLI_USAGE. */
 int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -2,6 +2,7 @@
  * what state is each KEK the disk is bound to in? */
 #include <getopt.h>
 #include <stdio.h>
+#include <string.h>
 
 #include <json-c/json.h>
 
@@ -107,7 +108,8 @@ int cmd_check(struct cli *cli, int argc, char **argv)
   struct volume *vol = NULL;
   int r = CLI_OK;
   if (volume_open(dev, &uo, &vol, &err) < 0)
-    r = cli_fail("%s: cannot be unlocked here: %s", target, err.msg);
+    r = strstr(err.msg, target) ? cli_fail("cannot be unlocked here: %s", err.msg)
+                                : cli_fail("%s: cannot be unlocked here: %s", target, err.msg);
   check_print(target, hdr, keks, nkeks, vol, err.msg, json);
   volume_close(vol);
   luks2_free(hdr);

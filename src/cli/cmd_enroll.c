@@ -18,7 +18,15 @@ static const char enroll_help[] =
     "cryptsetup luksFormat.  The passphrase keyslot is kept.  The passphrase is\n"
     "read from a file or file descriptor, never from the command line; a file's\n"
     "exact bytes are used (as cryptsetup --key-file does).\n"
-    "Prints the KEK id on stdout.\n";
+    "Prints the KEK id on stdout.\n"
+    "  --passphrase-file FILE  the passphrase: the file's exact bytes\n"
+    "  --passphrase-fd N       the passphrase: everything read from descriptor N\n"
+    "  --keyslot N             open only keyslot N with it (default: any keyslot)\n"
+    "  --provider NAME         key provider of the KEK (default: the configuration's)\n"
+    "  --kek ID                an existing KEK to bind instead of a new one\n"
+    "  --kms-wrapped           token mode kms-wrapped: the keyslot secret is random and\n"
+    "                          wrapped by the KMS (kmip providers)\n"
+    "  --json                  print the result as a JSON object on stdout\n";
 
 int cmd_enroll(struct cli *cli, int argc, char **argv)
 {
@@ -105,7 +113,7 @@ int cmd_enroll(struct cli *cli, int argc, char **argv)
   int lr = bdev_lock(dev, true, &err);
   locked = lr == 0;
   if (lr < 0 && lr != -ENOTSUP && lr != -EOPNOTSUPP) {
-    r = cli_fail("cannot enroll %s: %s", target, err.msg);
+    r = cli_fail_target(target, "cannot enroll", err.msg);
     goto out;
   }
   nbdc_error_clear(&err);
@@ -113,7 +121,7 @@ int cmd_enroll(struct cli *cli, int argc, char **argv)
       keys_provider_open_role(cfg, provider_name,
                               !kek_arg || kms_wrapped ? KEYS_ROLE_ADMIN : KEYS_ROLE_SERVE,
                               &provider, &err) < 0) {
-    r = cli_fail("cannot enroll %s: %s", target, err.msg);
+    r = cli_fail_target(target, "cannot enroll", err.msg);
     goto out;
   }
   if (kek_arg) {
@@ -122,14 +130,14 @@ int cmd_enroll(struct cli *cli, int argc, char **argv)
     char name[KEYS_NAME_MAX];
     snprintf(name, sizeof name, "nbdcrypt %s", luks2_uuid(volume_hdr(vol)));
     if (keys_kek_create(provider, name, kek_id, &err) < 0) {
-      r = cli_fail("cannot enroll %s: %s", target, err.msg);
+      r = cli_fail_target(target, "cannot enroll", err.msg);
       goto out;
     }
     created = true;
   }
   if (volume_bind_kek(vol, dev, provider, kek_id, kms_wrapped, &slot, &err) < 0 ||
       luks2_write(dev, volume_hdr_mut(vol), &err) < 0) {
-    r = cli_fail("cannot enroll %s: %s", target, err.msg);
+    r = cli_fail_target(target, "cannot enroll", err.msg);
     /* The disk never needed the new KEK: its passphrase keyslot stays. */
     if (created) {
       struct nbdc_error e = {0};

@@ -195,7 +195,7 @@ int cmd_format(struct cli *cli, int argc, char **argv)
   char kek_id[KEYS_ID_MAX];
   struct nbdc_error err = {0};
   if (r == CLI_OK && volume_format(dev, &fo, kek_id, &err) < 0)
-    r = cli_fail("cannot format %s: %s", target, err.msg);
+    r = cli_fail_target(target, "cannot format", err.msg);
   bdev_close(dev);
   if (r == CLI_OK)
     printf("%s\n", kek_id);

@@ -248,7 +248,8 @@ int cmd_info(struct cli *cli, int argc, char **argv)
       printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY));
       json_object_put(o);
     }
-    r = cli_fail("%s: not a usable LUKS2 disk: %s", target, err.msg);
+    r = strstr(err.msg, target) ? cli_fail("not a usable LUKS2 disk: %s", err.msg)
+                                : cli_fail("%s: not a usable LUKS2 disk: %s", target, err.msg);
   } else {
     struct json_object *o = info_json(hdr, dev_size);
     if (json)

@@ -32,6 +32,10 @@ static int kek_list_print(struct keys_provider *p, const char *prefix, bool json
   struct nbdc_error err = {0};
   if (keys_kek_list(p, prefix, &list, &count, &err) < 0)
     return cli_fail("%s", err.msg);
+  if (count == 0)
+    fprintf(stderr, "nbdcrypt: provider %s has no KEKs%s%s%s%s\n", keys_provider_name(p),
+            prefix ? " whose label starts with " : "", prefix ? prefix : "", err.msg[0] ? ": " : "",
+            err.msg);
   if (json) {
     struct json_object *arr = json_object_new_array();
     for (size_t i = 0; i < count; i++) {

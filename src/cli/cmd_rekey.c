@@ -64,7 +64,7 @@ int cmd_rekey(struct cli *cli, int argc, char **argv)
   char kek_id[KEYS_ID_MAX];
   int removed = 0, r = CLI_OK;
   if (volume_rekey(dev, &ro, kek_id, &removed, &err) < 0) {
-    r = cli_fail("cannot rekey %s: %s", target, err.msg);
+    r = cli_fail_target(target, "cannot rekey", err.msg);
   } else {
     printf("%s\n", kek_id);
     fprintf(stderr, "nbdcrypt: %s: bound to kek %s; %d old keyslot%s removed\n", target, kek_id,

@@ -84,6 +84,18 @@ int cli_fail(const char *fmt, ...)
   return CLI_FAIL;
 }
 
+int cli_fail_target(const char *target, const char *doing, const char *msg)
+{
+  bool named = strstr(msg, target) != NULL;
+  if (doing && named)
+    return cli_fail("%s: %s", doing, msg);
+  if (doing)
+    return cli_fail("%s %s: %s", doing, target, msg);
+  if (named)
+    return cli_fail("%s", msg);
+  return cli_fail("%s: %s", target, msg);
+}
+
 int cli_usage(const char *cmd, const char *fmt, ...)
 {
   va_list ap;

@@ -158,6 +158,9 @@ int cli_reenc_command(struct cli *cli, int argc, char **argv, enum reenc_mode mo
     case 'z':
       if (!cli_parse_size(optarg, &ro.hotzone) || ro.hotzone == 0)
         return cli_usage(cmd, "bad --hotzone '%s'", optarg);
+      if (ro.hotzone % 4096 || ro.hotzone < REENC_SHIFT || ro.hotzone > 256u * 1024 * 1024)
+        return cli_usage(cmd, "bad --hotzone '%s': a multiple of 4096 bytes from 16M to 256M",
+                         optarg);
       break;
     case 'r':
       ro.resume_only = true;
@@ -233,7 +236,7 @@ static int run_reenc(const char *cmd, const char *target, struct reenc_opts *ro,
   }
   if (r < 0) {
     progress_end(&pr, "error", err.msg);
-    return cli_fail("%s: %s", target, err.msg);
+    return cli_fail_target(target, NULL, err.msg);
   }
   progress_end(&pr, "done", NULL);
   if (!json)
