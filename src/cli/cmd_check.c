@@ -32,7 +32,7 @@ static void check_print(const char *target, const struct luks2_hdr *hdr,
     return;
   }
   struct json_object *o = json_object_new_object();
-  json_object_object_add(o, "target", json_object_new_string(target));
+  json_object_object_add(o, "target", cli_json_string(target));
   json_object_object_add(o, "ok", json_object_new_boolean(vol != NULL));
   if (hdr)
     json_object_object_add(o, "uuid", json_object_new_string(luks2_uuid(hdr)));
@@ -59,9 +59,7 @@ static void check_print(const char *target, const struct luks2_hdr *hdr,
     json_object_array_add(arr, k);
   }
   json_object_object_add(o, "keks", arr);
-  printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
-                                                       JSON_C_TO_STRING_NOSLASHESCAPE));
-  json_object_put(o);
+  cli_json_print(o, true);
 }
 
 int cmd_check(struct cli *cli, int argc, char **argv)

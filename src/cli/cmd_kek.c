@@ -47,9 +47,7 @@ static int kek_list_print(struct keys_provider *p, const char *prefix, bool json
       json_object_object_add(o, "provider", json_object_new_string(keys_provider_name(p)));
       json_object_array_add(arr, o);
     }
-    printf("%s\n", json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PRETTY |
-                                                           JSON_C_TO_STRING_NOSLASHESCAPE));
-    json_object_put(arr);
+    cli_json_print(arr, true);
   } else {
     for (size_t i = 0; i < count; i++)
       printf("%-40s %-21s %-8s %s\n", list[i].id, list[i].created[0] ? list[i].created : "-",

@@ -9,6 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <json-c/json.h>
+
 #include "cli/progress.h"
 #include "nbdcrypt/crypto.h"
 #include "nbdcrypt/luks2.h"
@@ -18,6 +20,17 @@ static double now(void)
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* A new event object: {"event": NAME, "operation": ..., "target": ...}. */
+static struct json_object *progress_event(const struct progress *p, const char *name)
+{
+  struct json_object *o = json_object_new_object();
+  json_object_object_add(o, "event", json_object_new_string(name));
+  json_object_object_add(o, "operation", json_object_new_string(p->what));
+  if (p->target)
+    json_object_object_add(o, "target", cli_json_string(p->target));
+  return o;
 }
 
 void progress_init(struct progress *p, const char *what, bool json)
@@ -42,10 +55,17 @@ void progress_update(void *opaque, uint64_t done, uint64_t total)
   double rate = elapsed > 0 ? (double)(done - p->first_done) / elapsed : 0; /* bytes/s */
   double eta = rate > 0 ? (double)(total - done) / rate : -1;
   if (p->json) {
-    printf("{\"event\":\"progress\",\"operation\":\"%s\",\"done\":%" PRIu64 ",\"total\":%" PRIu64
-           ",\"percent\":%.1f,\"rate_bytes_per_s\":%.0f,\"eta_s\":%.1f}\n",
-           p->what, done, total, pct, rate, eta);
-    fflush(stdout);
+    char text[32];
+    struct json_object *o = progress_event(p, "progress");
+    json_object_object_add(o, "done", json_object_new_int64((int64_t)done));
+    json_object_object_add(o, "total", json_object_new_int64((int64_t)total));
+    snprintf(text, sizeof text, "%.1f", pct);
+    json_object_object_add(o, "percent", json_object_new_double_s(pct, text));
+    snprintf(text, sizeof text, "%.0f", rate);
+    json_object_object_add(o, "rate_bytes_per_s", json_object_new_double_s(rate, text));
+    snprintf(text, sizeof text, "%.1f", eta);
+    json_object_object_add(o, "eta_s", json_object_new_double_s(eta, text));
+    cli_json_print(o, false);
     return;
   }
   if (p->tty) {
@@ -73,20 +93,14 @@ void progress_update(void *opaque, uint64_t done, uint64_t total)
 void progress_end(struct progress *p, const char *event, const char *message)
 {
   if (p->json) {
-    printf("{\"event\":\"%s\",\"operation\":\"%s\",\"elapsed_s\":%.2f", event, p->what,
-           now() - p->start);
-    if (message) {
-      fputs(",\"message\":\"", stdout);
-      for (const char *c = message; *c; c++) {
-        if (*c == '"' || *c == '\\')
-          putchar('\\');
-        if ((unsigned char)*c >= 0x20)
-          putchar(*c);
-      }
-      putchar('"');
-    }
-    puts("}");
-    fflush(stdout);
+    char text[32];
+    double elapsed = now() - p->start;
+    struct json_object *o = progress_event(p, event);
+    snprintf(text, sizeof text, "%.2f", elapsed);
+    json_object_object_add(o, "elapsed_s", json_object_new_double_s(elapsed, text));
+    if (message)
+      json_object_object_add(o, "message", cli_json_string(message));
+    cli_json_print(o, false);
   } else if (p->tty && p->started) {
     fputc('\n', stderr);
   }
@@ -221,6 +235,7 @@ static int run_reenc(const char *cmd, const char *target, struct reenc_opts *ro,
   static volatile sig_atomic_t stop;
   struct progress pr;
   progress_init(&pr, cmd, json);
+  pr.target = target;
   progress_catch_signals(&stop);
   ro->stop = &stop;
   ro->progress = progress_update;
