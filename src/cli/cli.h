@@ -17,7 +17,26 @@ struct cli {
   const char *config_path; /* --config FILE, or NULL */
   struct keys_config *cfg; /* loaded on first use by cli_config() */
   bool allow_revoked;      /* --allow-revoked: set before cli_config() */
+  bool batch;              /* --batch-mode, -q, --yes: never ask for confirmation */
 };
+
+/* --batch-mode, -q and --yes (cryptsetup's): the options of the commands
+ * that ask before destroying (getopt value 'q'). */
+#define CLI_BATCH_OPTIONS                                                                          \
+  {"batch-mode", no_argument, NULL, 'q'},                                                          \
+  {                                                                                                \
+    "yes", no_argument, NULL, 'q'                                                                  \
+  }
+#define CLI_BATCH_HELP                                                                             \
+  "  --batch-mode, -q, --yes  do not ask for confirmation (asked only when stdin\n"                \
+  "                   is a terminal)\n"
+
+/* Ask as cryptsetup does before a destructive step: when stdin is a
+ * terminal and not in batch mode, print "WARNING! <warning>" and "Are you
+ * sure? (Type 'yes' in capital letters): " on stderr and read a line.
+ * CLI_OK for "YES" (or no question asked), else print "operation aborted"
+ * and return CLI_FAIL. */
+int cli_confirm(const struct cli *cli, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* The --allow-revoked option of the commands that unlock (getopt value). */
 #define CLI_OPT_ALLOW_REVOKED 0x100

@@ -31,7 +31,8 @@ static const char format_help[] =
     "  --label L           LUKS2 label\n"
     "  --kms-wrapped       the keyslot secret is random and wrapped by the KMS (kmip)\n"
     "  --force             overwrite a target that holds a filesystem, a LUKS header,\n"
-    "                      a partition table or any other signature libblkid knows\n"
+    "                      a partition table or any other signature libblkid knows;\n"
+    "                      asks first when stdin is a terminal (type YES)\n" CLI_BATCH_HELP
     "  --json              print the result as a JSON object on stdout\n"
     "Prints the KEK id on stdout.  Everything in the first 16 MiB is overwritten.\n"
     "A KEK created by a format that then fails is destroyed again.\n";
@@ -91,30 +92,40 @@ static int format_check_size(struct bdev *dev, const char *target, uint64_t size
   return CLI_OK;
 }
 
+/* What was found: refused without --force, with it confirmed on a terminal. */
+static int format_found(const struct cli *cli, bool force, const char *target, const char *what)
+{
+  if (!force)
+    return cli_fail("%s holds %s (use --force to overwrite)", target, what);
+  return cli_confirm(cli, "This will overwrite data on %s irrevocably: it holds %s.", target, what);
+}
+
 /* Refuse a target that holds anything known: a filesystem, LUKS1/LUKS2, a
  * partition table, swap, ... (libblkid), or a damaged LUKS2 header that
- * blkid may not name. */
-static int format_check_empty(struct bdev *dev, const char *target)
+ * blkid may not name.  With --force: ask what format_found asks. */
+static int format_check_empty(const struct cli *cli, bool force, struct bdev *dev,
+                              const char *target)
 {
   struct nbdc_error err = {0};
   struct probe_result found;
   if (probe_signatures(dev, &found, &err) < 0)
-    return cli_fail("%s", err.msg);
+    return force ? CLI_OK : cli_fail("%s", err.msg); /* --force: as before, nothing checked */
   if (found.count > 0) {
     char what[1024];
     probe_describe_all(&found, what, sizeof what);
-    return cli_fail("%s holds %s (use --force to overwrite)", target, what);
+    return format_found(cli, force, target, what);
   }
   struct luks2_hdr *old = NULL;
   int lr = luks2_load(dev, &old, &err);
   int r = CLI_OK;
-  if (lr == 0)
-    r = cli_fail("%s holds a LUKS2 header (uuid %s) (use --force to overwrite)", target,
-                 luks2_uuid(old));
-  else if (lr == -EINVAL)
-    r = cli_fail("%s holds a damaged LUKS2 header (%s) (use --force to overwrite)", target,
-                 err.msg);
-  else if (lr != -ENODATA)
+  char what[NBDC_ERROR_MAX + 64];
+  if (lr == 0) {
+    snprintf(what, sizeof what, "a LUKS2 header (uuid %s)", luks2_uuid(old));
+    r = format_found(cli, force, target, what);
+  } else if (lr == -EINVAL) {
+    snprintf(what, sizeof what, "a damaged LUKS2 header (%s)", err.msg);
+    r = format_found(cli, force, target, what);
+  } else if (lr != -ENODATA && !force)
     r = cli_fail("cannot read %s: %s", target, err.msg);
   luks2_free(old);
   return r;
@@ -149,18 +160,24 @@ static int format_print_json(bool json, const char *target, const char *kek_id,
 int cmd_format(struct cli *cli, int argc, char **argv)
 {
   static const struct option opts[] = {
-      {"size", required_argument, NULL, 's'},  {"provider", required_argument, NULL, 'p'},
-      {"kek", required_argument, NULL, 'k'},   {"sector-size", required_argument, NULL, 'S'},
-      {"label", required_argument, NULL, 'l'}, {"kms-wrapped", no_argument, NULL, 'w'},
-      {"force", no_argument, NULL, 'f'},       {"json", no_argument, NULL, 'j'},
-      {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0},
+      {"size", required_argument, NULL, 's'},
+      {"provider", required_argument, NULL, 'p'},
+      {"kek", required_argument, NULL, 'k'},
+      {"sector-size", required_argument, NULL, 'S'},
+      {"label", required_argument, NULL, 'l'},
+      {"kms-wrapped", no_argument, NULL, 'w'},
+      {"force", no_argument, NULL, 'f'},
+      {"json", no_argument, NULL, 'j'},
+      CLI_BATCH_OPTIONS,
+      {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0},
   };
   struct volume_format_opts fo = {.sector_size = 4096};
   uint64_t size = 0;
   bool force = false, json = false;
   int c;
 
-  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "hq", opts, NULL)) != -1) {
     switch (c) {
     case 's':
       if (!cli_parse_size(optarg, &size) || size == 0)
@@ -194,6 +211,9 @@ int cmd_format(struct cli *cli, int argc, char **argv)
     case 'j':
       json = true;
       break;
+    case 'q':
+      cli->batch = true;
+      break;
     case 'h':
       fputs(format_help, stdout);
       return CLI_OK;
@@ -220,8 +240,9 @@ int cmd_format(struct cli *cli, int argc, char **argv)
   int r = cli_open_target(target, BDEV_LOCK_WRITE, 0, &dev);
   if (r == CLI_OK && size && !created.path)
     r = format_check_size(dev, target, size);
-  if (r == CLI_OK && !force && !created.path)
-    r = format_check_empty(dev, target);
+  /* --force asks only on a terminal (cli_confirm): else nothing to look for */
+  if (r == CLI_OK && !created.path && (!force || (!cli->batch && isatty(STDIN_FILENO) == 1)))
+    r = format_check_empty(cli, force, dev, target);
 
   char kek_id[KEYS_ID_MAX];
   struct nbdc_error err = {0};

@@ -75,6 +75,39 @@ int cli_read_passphrase_file(const char *path, uint8_t **out, size_t *len)
   return r;
 }
 
+int cli_confirm(const struct cli *cli, const char *fmt, ...)
+{
+  if (cli->batch || isatty(STDIN_FILENO) != 1)
+    return CLI_OK;
+  char warning[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(warning, sizeof warning, fmt, ap);
+  va_end(ap);
+  fprintf(stderr,
+          "\nWARNING!\n========\n%s\n\nAre you sure? (Type 'yes' in capital letters): ", warning);
+  fflush(stderr);
+  char line[16];
+  size_t len = 0;
+  bool too_long = false;
+  for (;;) {
+    char ch;
+    ssize_t n = read(STDIN_FILENO, &ch, 1);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0 || ch == '\n')
+      break;
+    if (len < sizeof line - 1)
+      line[len++] = ch;
+    else
+      too_long = true;
+  }
+  line[len] = '\0';
+  if (!too_long && strcmp(line, "YES") == 0)
+    return CLI_OK;
+  return cli_fail("operation aborted: not confirmed (type YES to go on); nothing was changed");
+}
+
 static cli_fail_hook_fn fail_hook;
 static void *fail_hook_ctx;
 

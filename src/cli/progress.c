@@ -140,6 +140,7 @@ int cli_reenc_command(struct cli *cli, int argc, char **argv, enum reenc_mode mo
       {"drop-passphrase-keyslots", no_argument, NULL, 'D'},
       {"passphrase-file", required_argument, NULL, 'f'},
       CLI_ALLOW_REVOKED_OPTION,
+      CLI_BATCH_OPTIONS,
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
@@ -150,8 +151,11 @@ int cli_reenc_command(struct cli *cli, int argc, char **argv, enum reenc_mode mo
   size_t n_pass = 0;
   bool json = false;
   int c;
-  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "hq", opts, NULL)) != -1) {
     switch (c) {
+    case 'q':
+      cli->batch = true;
+      break;
     case 'p':
     case 'k':
     case 'w':
@@ -209,6 +213,13 @@ int cli_reenc_command(struct cli *cli, int argc, char **argv, enum reenc_mode mo
   if (optind != argc - 1)
     return cli_usage(cmd, optind >= argc ? "missing TARGET" : "too many arguments");
   const char *target = argv[optind];
+  /* Decrypting removes the keyslots and KEK bindings; ask as cryptsetup does. */
+  if (mode == REENC_DECRYPT && !ro.resume_only &&
+      cli_confirm(cli,
+                  "This decrypts %s in place: its data stays, but its encryption, keyslots "
+                  "and KEK bindings are removed.",
+                  target) != CLI_OK)
+    return CLI_FAIL;
   ro.cfg = cli_config(cli);
   if (!ro.cfg)
     return CLI_FAIL;
