@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# nbdcrypt-test: sanitize
 # JSON output is valid UTF-8 for a file name that is not: a name with the
 # byte 0xff, an overlong "/" (0xc0 0xaf), a UTF-8 surrogate (0xed 0xa0 0x80),
 # a newline, a tab and a valid "é".  Each byte outside a well-formed UTF-8
