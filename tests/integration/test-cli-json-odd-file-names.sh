@@ -52,11 +52,12 @@ pass "JSON of format, check, info, rekey, serve, decrypt: valid UTF-8, name clea
 import sys
 open(sys.argv[1], "wb").truncate(32 << 20)
 PYEOF
-nbdcrypt format "$T/lbl.img" --label "$(printf 'l\xfe\x01')" >/dev/null
+# (a 4-byte character stays; one above U+10FFFF and a cut sequence do not)
+nbdcrypt format "$T/lbl.img" --label "$(printf 'l\xfe\x01\xf0\x9f\x98\x80\xf4\x90\x80\x80\xe2\x82')" >/dev/null
 nbdcrypt info "$T/lbl.img" --json >"$T/lbl.json"
 "$PY" - "$T/lbl.json" <<'PYEOF' || fail "label: $(cat "$T/lbl.json")"
 import json, sys
 j = json.loads(open(sys.argv[1], "rb").read().decode("utf-8", errors="strict"))
-assert j["label"] == "l\ufffd\u0001", repr(j["label"])
+assert j["label"] == "l\ufffd\u0001\U0001f600" + "\ufffd" * 6, repr(j["label"])
 PYEOF
 pass "a label with invalid UTF-8 and a control byte: cleaned and escaped"
