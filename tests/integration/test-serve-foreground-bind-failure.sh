@@ -22,3 +22,14 @@ must_refuse 1 "cannot serve $T/disk.img: nbdkit exited with status 1 before list
 grep -q "Address already in use" "$T/must_refuse.err" || fail "no bind reason: $(cat "$T/must_refuse.err")"
 if grep -q "serving" "$T/must_refuse.out" "$T/must_refuse.err"; then fail "said serving before the bind failed"; fi
 pass "serve --foreground reports the bind failure and never says serving"
+
+# --json: the failure is an error event on stdout, and no ready event.
+must_refuse 1 "before listening" "$T/disk.img" \
+  -- nbdcrypt serve "$T/disk.img" --port "$port" --foreground --json
+"$PY" - "$T/must_refuse.out" <<'PYEOF' || fail "serve --json: $(cat "$T/must_refuse.out")"
+import json, sys
+ev = [json.loads(l) for l in open(sys.argv[1], encoding="utf-8")]
+assert [e["event"] for e in ev] == ["error"], ev
+assert "nbdkit exited with status 1 before listening" in ev[0]["message"], ev
+PYEOF
+pass "serve --foreground --json: an error event, no ready event"
