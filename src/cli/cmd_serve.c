@@ -8,6 +8,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <poll.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -449,6 +450,18 @@ static int serve_claim_socket(const char *path)
     return cli_fail("socket: %s", strerror(errno));
   int r = connect(fd, (struct sockaddr *)&sa, sizeof sa);
   int e = errno;
+  if (r == 0) {
+    /* Take an NBD server's greeting (at most 1 s) before hanging up, so that
+     * it logs no failed handshake for this look. */
+    char greeting[18];
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    for (size_t got = 0; got < sizeof greeting && poll(&pfd, 1, 1000) == 1;) {
+      ssize_t n = read(fd, greeting + got, sizeof greeting - got);
+      if (n <= 0)
+        break;
+      got += (size_t)n;
+    }
+  }
   close(fd);
   if (r == 0)
     return cli_fail("cannot serve on %s: a server is listening on that socket; stop it first or "

@@ -25,6 +25,8 @@ pass "a stale socket is replaced"
 must_refuse 1 "^nbdcrypt: cannot serve on $sock: a server is listening on that socket; stop it first or choose another --socket$" \
   "$T/disk.img" -- nbdcrypt serve "$T/disk.img" --socket "$sock" --readonly
 kill -0 "$(cat "$T/a.pid")" || fail "the live server died"
+# the look at the socket takes the server's greeting: no failed handshake logged
+if grep -q "handshake" "$T/err"; then fail "the live server logged: $(grep handshake "$T/err")"; fi
 nbdinfo --size "$uri" >/dev/null || fail "the live server no longer serves"
 stop_pid "$(cat "$T/a.pid")"
 pass "a socket a server listens on is refused"
