@@ -124,8 +124,17 @@ int nbdcrypt_config_key(const char *key, const char *value)
 {
   if (strcmp(key, "nbdcrypt-config") == 0) {
     free(config_path);
-    config_path = nbdkit_realpath(value);
-    return config_path ? 1 : -1;
+    config_path = NULL;
+    /* nbdkit_realpath's own message ("realpath: ...") names neither the key
+     * nor what the file is for. */
+    char *abs = realpath(value, NULL);
+    if (!abs) {
+      nbdkit_error("nbdcrypt-config=%s: cannot use this key provider configuration: %s", value,
+                   strerror(errno));
+      return -1;
+    }
+    config_path = abs;
+    return 1;
   }
   if (strcmp(key, "nbdcrypt-header") == 0) {
     if (header_path) {

@@ -2,6 +2,7 @@
  * what state is each KEK the disk is bound to in? */
 #include <getopt.h>
 #include <stdio.h>
+#include <string.h>
 
 #include <json-c/json.h>
 
@@ -33,7 +34,7 @@ static void check_print(const char *target, const struct luks2_hdr *hdr,
     return;
   }
   struct json_object *o = json_object_new_object();
-  json_object_object_add(o, "target", json_object_new_string(target));
+  json_object_object_add(o, "target", cli_json_string(target));
   json_object_object_add(o, "ok", json_object_new_boolean(vol != NULL));
   if (hdr)
     json_object_object_add(o, "uuid", json_object_new_string(luks2_uuid(hdr)));
@@ -60,9 +61,7 @@ static void check_print(const char *target, const struct luks2_hdr *hdr,
     json_object_array_add(arr, k);
   }
   json_object_object_add(o, "keks", arr);
-  printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
-                                                       JSON_C_TO_STRING_NOSLASHESCAPE));
-  json_object_put(o);
+  cli_json_print(o, true);
 }
 
 int cmd_check(struct cli *cli, int argc, char **argv)
@@ -121,7 +120,8 @@ int cmd_check(struct cli *cli, int argc, char **argv)
   int r = CLI_OK;
   uint64_t dev_size, data_size;
   if (volume_open(hd, &uo, &vol, &err) < 0) {
-    r = cli_fail("%s: cannot be unlocked here: %s", where, err.msg);
+    r = strstr(err.msg, where) ? cli_fail("cannot be unlocked here: %s", err.msg)
+                               : cli_fail("%s: cannot be unlocked here: %s", where, err.msg);
   } else if (bdev_get_size(dev, &dev_size, &err) < 0 ||
              volume_data_size(vol, dev_size, &data_size, &err) < 0) {
     /* What the filter would refuse it with (volume_segment_data_size). */

@@ -7,13 +7,15 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <json-c/json.h>
+
 #include "cli/cli.h"
 #include "nbdcrypt/volume.h"
 
 static const char enroll_help[] =
     "Usage: nbdcrypt enroll TARGET (--passphrase-file FILE | --passphrase-fd N)\n"
     "                       [--keyslot N] [--provider NAME] [--kek ID] [--kms-wrapped]\n"
-    "                       [--header FILE]\n\n"
+    "                       [--header FILE] [--json]\n\n"
     "Add a keyslot and nbdcrypt token bound to a KEK (created in the provider unless\n"
     "--kek names one) to a disk that opens with a passphrase, e.g. one made by\n"
     "cryptsetup luksFormat.  The passphrase keyslot is kept.  The passphrase is\n"
@@ -21,7 +23,38 @@ static const char enroll_help[] =
     "exact bytes are used (as cryptsetup --key-file does).\n"
     "With --header FILE (a detached header, cryptsetup --header) FILE is what\n"
     "changes; TARGET, the data, is locked against servers and writers meanwhile.\n"
-    "Prints the KEK id on stdout.\n";
+    "Prints the KEK id on stdout.\n"
+    "  --passphrase-file FILE  the passphrase: the file's exact bytes\n"
+    "  --passphrase-fd N       the passphrase: everything read from descriptor N\n"
+    "  --keyslot N             open only keyslot N with it (default: any keyslot)\n"
+    "  --provider NAME         key provider of the KEK (default: the configuration's)\n"
+    "  --kek ID                an existing KEK to bind instead of a new one\n"
+    "  --kms-wrapped           token mode kms-wrapped: the keyslot secret is random and\n"
+    "                          wrapped by the KMS (kmip providers)\n"
+    "  --header FILE           the disk's detached LUKS2 header (what changes)\n"
+    "  --json                  print the result as a JSON object on stdout\n";
+
+/* --json: the result as one object (docs/nbdcrypt.1.md, JSON OUTPUT); returns r. */
+static int enroll_print_json(bool json, const char *target, struct keys_provider *provider,
+                             const char *kek_id, int keyslot, bool created, bool kms_wrapped, int r)
+{
+  if (!json)
+    return r;
+  struct json_object *o = json_object_new_object();
+  json_object_object_add(o, "target", cli_json_string(target));
+  json_object_object_add(o, "ok", json_object_new_boolean(r == CLI_OK));
+  if (r == CLI_OK) {
+    json_object_object_add(o, "provider", cli_json_string(keys_provider_name(provider)));
+    json_object_object_add(o, "kek_id", cli_json_string(kek_id));
+    json_object_object_add(o, "kek_created", json_object_new_boolean(created));
+    json_object_object_add(o, "mode", json_object_new_string(kms_wrapped ? "kms-wrapped" : "kek"));
+    json_object_object_add(o, "keyslot", json_object_new_int(keyslot));
+  } else {
+    json_object_object_add(o, "error", cli_json_string(cli_errors_text()));
+  }
+  cli_json_print(o, true);
+  return r;
+}
 
 int cmd_enroll(struct cli *cli, int argc, char **argv)
 {
@@ -33,12 +66,13 @@ int cmd_enroll(struct cli *cli, int argc, char **argv)
       {"kek", required_argument, NULL, 'k'},
       {"kms-wrapped", no_argument, NULL, 'w'},
       {"header", required_argument, NULL, 'H'},
+      {"json", no_argument, NULL, 'j'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
   const char *pass_file = NULL, *provider_name = NULL, *kek_arg = NULL, *header = NULL;
   int pass_fd = -1, keyslot = -1, c;
-  bool kms_wrapped = false;
+  bool kms_wrapped = false, json = false;
   char *end;
   while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
     switch (c) {
@@ -67,6 +101,9 @@ int cmd_enroll(struct cli *cli, int argc, char **argv)
     case 'H':
       header = optarg;
       break;
+    case 'j':
+      json = true;
+      break;
     case 'h':
       fputs(enroll_help, stdout);
       return CLI_OK;
@@ -80,9 +117,11 @@ int cmd_enroll(struct cli *cli, int argc, char **argv)
     return cli_usage("enroll", "give exactly one of --passphrase-file and --passphrase-fd");
   const char *target = argv[optind];
 
+  if (json)
+    cli_errors_collect();
   struct keys_config *cfg = cli_config(cli);
   if (!cfg)
-    return CLI_FAIL;
+    return enroll_print_json(json, target, NULL, NULL, -1, false, false, CLI_FAIL);
 
   uint8_t *pass = NULL;
   size_t pass_len = 0;
@@ -92,7 +131,7 @@ int cmd_enroll(struct cli *cli, int argc, char **argv)
   else
     r = cli_read_passphrase_fd(pass_fd, "the passphrase file descriptor", &pass, &pass_len);
   if (r != CLI_OK)
-    return r;
+    return enroll_print_json(json, target, NULL, NULL, -1, false, false, r);
 
   struct bdev *dev = NULL, *hdev = NULL;
   struct volume *vol = NULL;
@@ -117,7 +156,7 @@ int cmd_enroll(struct cli *cli, int argc, char **argv)
   int lr = bdev_lock(hd, true, &err);
   locked = lr == 0;
   if (lr < 0 && lr != -ENOTSUP && lr != -EOPNOTSUPP) {
-    r = cli_fail("cannot enroll %s: %s", target, err.msg);
+    r = cli_fail_target(target, "cannot enroll", err.msg);
     goto out;
   }
   nbdc_error_clear(&err);
@@ -125,7 +164,7 @@ int cmd_enroll(struct cli *cli, int argc, char **argv)
       keys_provider_open_role(cfg, provider_name,
                               !kek_arg || kms_wrapped ? KEYS_ROLE_ADMIN : KEYS_ROLE_SERVE,
                               &provider, &err) < 0) {
-    r = cli_fail("cannot enroll %s: %s", target, err.msg);
+    r = cli_fail_target(target, "cannot enroll", err.msg);
     goto out;
   }
   if (kek_arg) {
@@ -134,14 +173,14 @@ int cmd_enroll(struct cli *cli, int argc, char **argv)
     char name[KEYS_NAME_MAX];
     snprintf(name, sizeof name, "nbdcrypt %s", luks2_uuid(volume_hdr(vol)));
     if (keys_kek_create(provider, name, kek_id, &err) < 0) {
-      r = cli_fail("cannot enroll %s: %s", target, err.msg);
+      r = cli_fail_target(target, "cannot enroll", err.msg);
       goto out;
     }
     created = true;
   }
   if (volume_bind_kek(vol, hd, provider, kek_id, kms_wrapped, &slot, &err) < 0 ||
       luks2_write(hd, volume_hdr_mut(vol), &err) < 0) {
-    r = cli_fail("cannot enroll %s: %s", target, err.msg);
+    r = cli_fail_target(target, "cannot enroll", err.msg);
     /* The disk never needed the new KEK: its passphrase keyslot stays. */
     if (created) {
       struct nbdc_error e = {0};
@@ -154,10 +193,13 @@ int cmd_enroll(struct cli *cli, int argc, char **argv)
     }
     goto out;
   }
-  printf("%s\n", kek_id);
+  if (!json)
+    printf("%s\n", kek_id);
   fprintf(stderr, "nbdcrypt: %s: keyslot %d bound to kek %s of provider %s\n", target, slot, kek_id,
           keys_provider_name(provider));
 out:
+  enroll_print_json(json, target, provider, r == CLI_OK ? kek_id : NULL, slot, created, kms_wrapped,
+                    r);
   keys_provider_close(provider);
   volume_close(vol);
   if (locked)

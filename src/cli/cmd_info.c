@@ -270,20 +270,23 @@ int cmd_info(struct cli *cli, int argc, char **argv)
   if (bdev_get_size(dev, &dev_size, &err) < 0 || luks2_load(hd, &hdr, &err) < 0) {
     if (json) {
       struct json_object *o = json_object_new_object();
+      json_object_object_add(o, "target", cli_json_string(target));
       json_object_object_add(o, "luks2", json_object_new_boolean(0));
       json_object_object_add(o, "error", json_object_new_string(err.msg));
-      printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY));
-      json_object_put(o);
+      cli_json_print(o, true);
     }
-    r = cli_fail("%s: not a usable LUKS2 disk: %s", header ? header : target, err.msg);
+    const char *where = header ? header : target;
+    r = strstr(err.msg, where) ? cli_fail("not a usable LUKS2 disk: %s", err.msg)
+                               : cli_fail("%s: not a usable LUKS2 disk: %s", where, err.msg);
   } else {
     struct json_object *o = info_json(hdr, dev_size, header != NULL);
-    if (json)
-      printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
-                                                           JSON_C_TO_STRING_NOSLASHESCAPE));
-    else
+    json_object_object_add(o, "target", cli_json_string(target));
+    if (json) {
+      cli_json_print(o, true);
+    } else {
       info_print_text(header ? header : target, o, header != NULL);
-    json_object_put(o);
+      json_object_put(o);
+    }
     if (dump_path)
       r = dump_volume_key(cli, hd, header != NULL, dump_path);
   }

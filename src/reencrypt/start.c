@@ -475,14 +475,17 @@ int reenc_resume(struct reenc *re, struct nbdc_error *err)
                                  err)) < 0)
     return r;
   if (re->st.mode != re->opts->mode)
-    return nbdc_error_set(err, EBUSY, "disk %s is in the middle of a %s, not a %s",
-                          luks2_uuid(re->hdr),
-                          re->st.mode == REENC_RECRYPT   ? "recrypt"
-                          : re->st.mode == REENC_ENCRYPT ? "encrypt"
-                                                         : "decrypt",
-                          re->opts->mode == REENC_RECRYPT   ? "recrypt"
-                          : re->opts->mode == REENC_ENCRYPT ? "encrypt"
-                                                            : "decrypt");
+    return nbdc_error_set(
+        err, EBUSY,
+        "disk %s is in the middle of nbdcrypt %s (run that command to finish it); "
+        "nbdcrypt %s cannot continue it",
+        luks2_uuid(re->hdr),
+        re->st.mode == REENC_RECRYPT   ? "recrypt"
+        : re->st.mode == REENC_ENCRYPT ? "encrypt"
+                                       : "decrypt",
+        re->opts->mode == REENC_RECRYPT   ? "recrypt"
+        : re->opts->mode == REENC_ENCRYPT ? "encrypt"
+                                          : "decrypt");
   if (re->st.detached != (re->opts->header_path != NULL))
     return nbdc_error_set(err, EINVAL, "the operation in progress %s a detached header",
                           re->st.detached ? "uses" : "does not use");

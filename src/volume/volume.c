@@ -126,14 +126,31 @@ bool volume_token_of_keyslot(const struct luks2_hdr *hdr, int keyslot, struct vo
   return false;
 }
 
+/* Why keyslot has no nbdcrypt token: it does not exist, or it is bound to no KEK. */
+static int volume_no_token_for(const struct luks2_hdr *hdr, int keyslot, struct nbdc_error *err)
+{
+  struct luks2_keyslot_info ki;
+  int ids[LUKS2_MAX_KEYSLOTS];
+  size_t n = luks2_keyslot_list(hdr, ids, LUKS2_MAX_KEYSLOTS);
+  char have[4 * LUKS2_MAX_KEYSLOTS + 8] = "";
+  for (size_t i = 0, used = 0; i < n && used < sizeof have; i++)
+    used += (size_t)snprintf(have + used, sizeof have - used, "%s%d", i ? ", " : "", ids[i]);
+  if (luks2_keyslot_info(hdr, keyslot, &ki) < 0)
+    return nbdc_error_set(err, ENOENT, "disk %s has no keyslot %d (its keyslots: %s)",
+                          luks2_uuid(hdr), keyslot, n ? have : "none");
+  return nbdc_error_set(err, ENOKEY,
+                        "disk %s: keyslot %d is bound to no KEK (no nbdcrypt token: a passphrase "
+                        "or key file keyslot); unlock it with a passphrase",
+                        luks2_uuid(hdr), keyslot);
+}
+
 int volume_unlock_keyslot(const struct luks2_hdr *hdr, struct bdev *dev,
                           const struct keys_config *cfg, int keyslot, uint8_t **key,
                           size_t *key_len, struct nbdc_error *err)
 {
   struct volume_token tok;
   if (!volume_token_of_keyslot(hdr, keyslot, &tok))
-    return nbdc_error_set(err, ENOKEY, "disk %s: no nbdcrypt token for keyslot %d", luks2_uuid(hdr),
-                          keyslot);
+    return volume_no_token_for(hdr, keyslot, err);
   uint8_t *secret = NULL;
   size_t secret_len = 0;
   int r = volume_token_secret_of(cfg, &tok, &secret, &secret_len, err);
@@ -220,9 +237,11 @@ static int unlock_with_tokens(struct volume *vol, struct bdev *dev,
     if (n < 0)
       reasons[used] = '\0';
   }
+  if (!tried && opts->keyslot >= 0)
+    return volume_no_token_for(vol->hdr, opts->keyslot, err);
   if (!tried)
-    return nbdc_error_set(err, ENOKEY, "disk %s: no nbdcrypt token%s; unlock it with a passphrase",
-                          uuid, opts->keyslot >= 0 ? " for that keyslot" : "");
+    return nbdc_error_set(err, ENOKEY, "disk %s: no nbdcrypt token; unlock it with a passphrase",
+                          uuid);
   return nbdc_error_set(err, -last, "disk %s: cannot unlock (%s)", uuid, reasons);
 }
 
