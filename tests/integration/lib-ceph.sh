@@ -1,4 +1,6 @@
-# A one-node Ceph cluster for the RBD tests (sourced after lib-filter.sh):
+# A one-node Ceph cluster for the RBD tests (sourced; it loads lib-filter.sh,
+# so a test sources only this file and is not rerun in the ASan build: the
+# cluster costs time and the filter's code paths are those of the nbd tests):
 # one monitor and one OSD on a memory object store, on 127.0.0.1 only, cephx
 # on, every file (ceph.conf, fsid, keyrings, data, logs, sockets) in
 # $T/ceph.  No manager: RBD needs only the monitor and the OSDs.  The daemons
@@ -8,12 +10,15 @@
 #   ceph_cmd ARGS...      the ceph CLI as client.admin on this cluster
 #   rbd_cmd ARGS...       the rbd CLI likewise
 #   rbd_spec IMAGE        qemu's rbd: filename of $CEPH_POOL/IMAGE
-#   ceph_stop             stop the daemons (also an exit hook)
+#   rbd_qnbd_start NAME IMAGE [ARGS]  qemu-nbd serving the RBD image on
+#                         $T/NAME.qsock (lib-filter.sh's qnbd_start)
+#   ceph_stop             stop those qemu-nbd, then the daemons (an exit hook)
+. "$(dirname "${BASH_SOURCE[0]}")/lib-filter.sh"
 need ceph-mon ceph-osd ceph-authtool monmaptool ceph rbd rados
 
 CEPH_DIR=$T/ceph
 CEPH_CONF=$CEPH_DIR/ceph.conf
-CEPH_KEYRING=$CEPH_DIR/admin.keyring
+CEPH_KEYRING=$CEPH_DIR/client.admin.keyring # the keyring = $name default finds it
 CEPH_POOL=nbdc
 _ceph_pids=()
 
@@ -44,8 +49,20 @@ _ceph_die() {
   exit 1
 }
 
+_ceph_qnbd=()
+rbd_qnbd_start() {
+  local name=$1 image=$2
+  shift 2
+  qnbd_start "$name" raw "$(rbd_spec "$image")" "$@"
+  _ceph_qnbd+=("$name")
+}
+
+# A qemu-nbd still connected to the cluster is stopped first: librbd waits
+# for a cluster that has gone.
 ceph_stop() {
   local p
+  for p in "${_ceph_qnbd[@]}"; do qnbd_stop "$p"; done
+  _ceph_qnbd=()
   for p in "${_ceph_pids[@]}"; do stop_pid "$p"; done
   _ceph_pids=()
 }
@@ -100,6 +117,8 @@ osd op num threads per shard = 1
 osd op num shards = 1
 osd class load list = *
 osd class default list = *
+# a dead client's watch (a killed qemu-nbd) expires after 6 s, not 30
+osd client watch timeout = 6
 EOF
   # Keyrings: the monitor's, client.admin's (imported into the monitor's)
   # and the OSD bootstrap key.
