@@ -75,7 +75,8 @@ pass "rekey (new KEK, same DEK) and recrypt (new DEK, ciphertext rewritten) over
 rbd_cmd lock ls --format json "$CEPH_POOL/disk" >"$T/locks" || fail "rbd lock ls"
 owner_a=$("$PY" -c 'import json,sys; l=json.load(open(sys.argv[1])); assert len(l)==1, l; print(l[0]["locker"])' "$T/locks") ||
   fail "expected one exclusive lock held by host A's qemu-nbd: $(cat "$T/locks")"
-pass "RBD exclusive lock held by host A's client ($owner_a)"
+addr_a=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))[0]["address"])' "$T/locks")
+pass "RBD exclusive lock held by host A's client ($owner_a at $addr_a)"
 
 # ---- host A dies while writing ----
 server_start crypt --filter="$NBDCRYPT_FILTER" nbd socket="$T/a.qsock"
@@ -114,5 +115,6 @@ import json, sys
 l = json.load(open(sys.argv[1]))
 assert len(l) == 1 and l[0]["locker"] != sys.argv[2], l
 PYEOF
-ceph_cmd osd blocklist ls 2>/dev/null | grep -q . || fail "host A's client was not blocklisted"
+ceph_cmd osd blocklist ls 2>/dev/null | grep -qF "/${addr_a##*/}" ||
+  fail "host A's client $addr_a was not blocklisted: $(ceph_cmd osd blocklist ls 2>&1)"
 pass "host A killed mid-write; host B (own config, keystore copy) unlocks, reads the data, fio verifies, takes over the exclusive lock"
