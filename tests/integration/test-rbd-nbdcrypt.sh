@@ -118,3 +118,23 @@ PYEOF
 ceph_cmd osd blocklist ls 2>/dev/null | grep -qF "/${addr_a##*/}" ||
   fail "host A's client $addr_a was not blocklisted: $(ceph_cmd osd blocklist ls 2>&1)"
 pass "host A killed mid-write; host B (own config, keystore copy) unlocks, reads the data, fio verifies, takes over the exclusive lock"
+
+# ---- host B dies in the middle of a recrypt; host A resumes it ----
+NBDCRYPT_CONFIG=$T/hostb/config.json paused_after_first_step recrypt "$B"
+kill -KILL "$PAUSED_PID" "$(cat "$T/b.qpid")"
+wait "$PAUSED_PID" 2>/dev/null || true
+qnbd_stop b
+rbd_qnbd_start a2 disk
+A2=$(qsock_uri a2)
+nbdcrypt info "$A2" --json | grep -q '"nbdcrypt-reencrypt-v1"' ||
+  fail "no re-encryption in progress recorded in the header after host B died"
+server_start refused --filter="$NBDCRYPT_FILTER" nbd socket="$T/a2.qsock"
+if nbdcopy "$(uri refused)" "$T/none" 2>/dev/null; then fail "served a disk half way through recrypt"; fi
+server_stop refused
+nbdcrypt recrypt "$A2" --resume >/dev/null || fail "host A could not resume host B's recrypt"
+nbdcrypt info "$A2" --json | grep -q '"nbdcrypt-reencrypt-v1"' && fail "requirement left after resume"
+server_start crypt --filter="$NBDCRYPT_FILTER" nbd socket="$T/a2.qsock"
+nbdcopy "$(uri crypt)" "$T/back5" || fail "read after the resumed recrypt"
+cmp_range "$T/back5" 0 "$T/back4" 0 $((80 * MiB)) || fail "data changed by the interrupted+resumed recrypt"
+server_stop crypt
+pass "host B killed during recrypt (progress in the header on RBD); the filter refuses the disk; host A resumes and the data is intact"
