@@ -63,7 +63,8 @@ ceph_stop() {
   local p
   for p in "${_ceph_qnbd[@]}"; do qnbd_stop "$p"; done
   _ceph_qnbd=()
-  for p in "${_ceph_pids[@]}"; do stop_pid "$p"; done
+  # the OSD first: it tells the monitor it goes down (and waits for it)
+  for ((p = ${#_ceph_pids[@]} - 1; p >= 0; p--)); do stop_pid "${_ceph_pids[p]}"; done
   _ceph_pids=()
 }
 
