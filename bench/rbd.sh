@@ -40,7 +40,6 @@ export CEPH_MEMSTORE_BYTES=$((3 * (SIZE + 16 * MiB) + 512 * MiB))
 # The test helpers: $T (scratch, removed at exit), servers and qemu-nbd by pid.
 . "$SRC/tests/integration/lib-ceph.sh"
 need nbdcopy fio qemu-nbd bc
-BENCH_DIR=$T
 
 echo "== cluster" >&2
 ceph_start

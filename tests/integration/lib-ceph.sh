@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # A one-node Ceph cluster for the RBD tests (sourced; it loads lib-filter.sh,
 # so a test sources only this file and is not rerun in the ASan build: the
 # cluster costs time and the filter's code paths are those of the nbd tests):

@@ -90,7 +90,7 @@ server_stop crypt
 qnbd_stop a
 
 # ---- host B: its own configuration (keystore copy = the KMS), qemu-nbd, nbdkit ----
-mkdir -m 700 -p "$T/hostb/keys"
+mkdir -m 700 "$T/hostb" "$T/hostb/keys"
 cp -p "$KEYSTORE" "$T/hostb/keys/keystore.json"
 cat >"$T/hostb/config.json" <<JSON
 {"providers": {"local": {"type": "native", "keystore": "$T/hostb/keys/keystore.json"}},
