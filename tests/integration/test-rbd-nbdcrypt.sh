@@ -138,3 +138,19 @@ nbdcopy "$(uri crypt)" "$T/back5" || fail "read after the resumed recrypt"
 cmp_range "$T/back5" 0 "$T/back4" 0 $((80 * MiB)) || fail "data changed by the interrupted+resumed recrypt"
 server_stop crypt
 pass "host B killed during recrypt (progress in the header on RBD); the filter refuses the disk; host A resumes and the data is intact"
+
+# ---- what the exclusive lock does not do: refuse a second live writer ----
+# (docs/deployment.md: librbd hands the lock over cooperatively, so one
+# server per disk is the orchestrator's job).  Raw writes to the last 4 KiB.
+owner() { rbd_cmd lock ls --format json "$CEPH_POOL/disk" | "$PY" -c 'import json,sys; l=json.load(sys.stdin); print(l[0]["locker"] if l else "")'; }
+last=$((96 * MiB - 4096))
+nbdsh -u "$A2" -c "h.pwrite(b'a' * 4096, $last); h.flush()" || fail "host A raw write"
+owner1=$(owner)
+rbd_qnbd_start b2 disk
+nbdsh -u "$(qsock_uri b2)" -c "h.pwrite(b'b' * 4096, $last); h.flush()" ||
+  fail "a second live qemu-nbd could not write"
+owner2=$(owner)
+[ -n "$owner1" ] && [ -n "$owner2" ] && [ "$owner1" != "$owner2" ] ||
+  fail "exclusive lock did not move between live clients: $owner1 -> $owner2"
+nbdsh -u "$A2" -c "assert h.pread(4096, $last) == b'b' * 4096" || fail "host A does not see host B's write"
+pass "RBD exclusive lock passes cooperatively between two live writers ($owner1 -> $owner2): not a fence"
