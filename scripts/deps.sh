@@ -10,6 +10,7 @@ NBDCRYPT_TEST_PACKAGES=(
   openssl libnbd-bin python3-libnbd cryptsetup-bin qemu-utils nbd-client fio
   python3-pykmip python3-cryptography e2fsprogs fuse3 procps iproute2 fdisk gdb
   man-db systemd
+  ceph-mon ceph-osd ceph-common qemu-block-extra
 )
 
 # Install whatever of the given packages is missing (apt-get update only when needed).
