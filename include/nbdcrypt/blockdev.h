@@ -27,7 +27,8 @@ struct bdev_ops {
 
   /* Optional capabilities: NULL when the device lacks one (an NBD export,
    * the filter's next plugin, memory); callers must work without them. */
-  /* Grow or shrink the device to size bytes, durably (a regular file). */
+  /* Grow or shrink the device to size bytes, durably (a regular file).  A
+   * device that has it also grows when written past its end, as a file. */
   int (*resize)(void *opaque, uint64_t size, struct nbdc_error *err);
   /* A second, independent read-only handle on the same data that another
    * thread may use at the same time as this one (*out owned by the caller). */
@@ -132,7 +133,11 @@ int bdev_image_lock_path(const char *path, enum bdev_lock_role role, struct bdev
                          struct nbdc_error *err);
 void bdev_image_unlock(struct bdev_image_lock *lock); /* NULL is ignored */
 
-/* An in-memory device of size bytes (tests, fuzzers). */
+/* An in-memory device of size bytes (tests, fuzzers): fixed size (-ENOSPC
+ * past its end), no optional capability. */
 int bdev_open_memory(uint64_t size, struct bdev **out, struct nbdc_error *err);
+/* The same standing in for a regular file: it can be resized and grows on a
+ * write past its end; still no second reader. */
+int bdev_open_memory_file(uint64_t size, struct bdev **out, struct nbdc_error *err);
 
 #endif

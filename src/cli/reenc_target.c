@@ -44,9 +44,10 @@ static long delay_ms(void)
   return v > 10000 ? 10000 : v;
 }
 
-int cli_reenc_run(const char *target, const char *header, struct reenc_opts *ro,
+int cli_reenc_run(const char *target, const char *header, struct reenc_opts *ro, bool *half_way,
                   struct nbdc_error *err)
 {
+  *half_way = false;
   struct reenc_target t;
   bool created = false;
   int r = reenc_target_open(target, header, ro->mode, &t, &created, err);
@@ -59,6 +60,7 @@ int cli_reenc_run(const char *target, const char *header, struct reenc_opts *ro,
   r = cli_reenc_wrap_target(&t, err);
   if (r == 0)
     r = reenc_run(&t, ro, err);
+  *half_way = r < 0 && t.half_way;
   if (ro->hooks == &hooks)
     ro->hooks = NULL;
   bool remove_header =
