@@ -35,6 +35,9 @@ struct bdev_ops {
   int (*open_reader)(void *opaque, struct bdev **out, struct nbdc_error *err);
   /* Advisory: [offset, offset+len) will be read soon. */
   void (*readahead)(void *opaque, uint64_t offset, uint64_t len);
+  /* Make [offset, offset+len) read as zeros without storing them (a hole in
+   * a file): keeps a sparse image sparse.  Inside the device's size. */
+  int (*zero)(void *opaque, uint64_t offset, uint64_t len, struct nbdc_error *err);
 };
 
 enum {
@@ -80,6 +83,9 @@ int bdev_resize(struct bdev *dev, uint64_t size, struct nbdc_error *err);
 bool bdev_has_reader(const struct bdev *dev);
 int bdev_open_reader(struct bdev *dev, struct bdev **out, struct nbdc_error *err);
 void bdev_readahead(struct bdev *dev, uint64_t offset, uint64_t len); /* no-op without */
+bool bdev_can_zero(const struct bdev *dev);
+/* -ENOTSUP without the capability (the caller then writes zeros, or not). */
+int bdev_zero(struct bdev *dev, uint64_t offset, uint64_t len, struct nbdc_error *err);
 
 /* Full-length I/O: a short read past the end of the device is an error
  * (-EIO, "... read beyond end of device ..."). */

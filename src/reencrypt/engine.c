@@ -39,6 +39,44 @@ static int convert(struct reenc *re, uint8_t *buf, size_t len, uint64_t logical,
   return r;
 }
 
+/* ---- writing the new form ---- */
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+  return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
+}
+
+/* Write len converted bytes at phys.  Plaintext (decrypt) that is all zero
+ * in a 4 KiB block becomes a hole where the device can make one, so that a
+ * sparse image decrypts to a sparse image (docs/reencrypt.md): a block that
+ * reads as zeros is what was written either way, and it matches no entry of
+ * the checksum table (the old block was ciphertext).  Ciphertext is never
+ * zero: encrypt and recrypt write every block, as cryptsetup does. */
+static int write_converted(struct reenc *re, const uint8_t *buf, size_t len, uint64_t phys,
+                           struct nbdc_error *err)
+{
+  if (re->new_xts || !bdev_can_zero(re->dev))
+    return bdev_pwrite(re->dev, buf, len, phys, err);
+  size_t off = 0;
+  while (off < len) {
+    size_t n = (size_t)min_u64(BLOCK, len - off);
+    bool zero = all_zero(buf + off, n);
+    size_t end = off + n;
+    while (end < len) {
+      size_t m = (size_t)min_u64(BLOCK, len - end);
+      if (all_zero(buf + end, m) != zero)
+        break;
+      end += m;
+    }
+    int r = zero ? bdev_zero(re->dev, phys + off, end - off, err)
+                 : bdev_pwrite(re->dev, buf + off, end - off, phys + off, err);
+    if (r < 0)
+      return r;
+    off = end;
+  }
+  return 0;
+}
+
 /* ---- header ---- */
 
 static size_t build_segments(const struct reenc *re, struct luks2_segment_spec *s, bool final)
@@ -350,7 +388,7 @@ static int write_checksum_step(struct reenc *re, uint64_t a, uint64_t h, const u
   sha256(heads, table_len, st->checksum_sha);
   if ((r = reenc_commit(re, err)) < 0)
     return r;
-  if ((r = bdev_pwrite(re->dev, buf, h, phys, err)) < 0)
+  if ((r = write_converted(re, buf, h, phys, err)) < 0)
     return r;
   st->done = a + h;
   st->hotzone_size = 0;
@@ -425,7 +463,7 @@ static int write_shift_step(struct reenc *re, uint64_t a, uint64_t h, const uint
                             struct nbdc_error *err)
 {
   struct reenc_state *st = &re->st;
-  int r = bdev_pwrite(re->dev, buf, h, st->new_offset + a, err);
+  int r = write_converted(re, buf, h, st->new_offset + a, err);
   if (r == 0)
     r = bdev_flush(re->dev, err);
   if (r < 0)
@@ -586,7 +624,7 @@ static int finish(struct reenc *re, struct nbdc_error *err)
         return r;
     }
     if ((r = bdev_pread(re->dev, re->buf, st->chunk_size, st->tail_offset, err)) < 0 ||
-        (r = bdev_pwrite(re->dev, re->buf, st->chunk_size, 0, err)) < 0 ||
+        (r = write_converted(re, re->buf, st->chunk_size, 0, err)) < 0 ||
         (r = bdev_flush(re->dev, err)) < 0)
       return r;
     return bdev_resize(re->dev, st->data_size, err);
