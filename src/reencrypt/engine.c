@@ -671,6 +671,7 @@ static void reenc_free(struct reenc *re)
   xts_free(re->new_xts);
   secmem_free(re->old_key, re->old_len);
   secmem_free(re->new_key, re->new_len);
+  secmem_free(re->old_kek, re->old_kek_len);
   luks2_free(re->hdr);
   for (int i = 0; i < 2; i++) {
     free(re->bufs[i]);
@@ -883,8 +884,7 @@ int reenc_run(struct reenc_target *t, const struct reenc_opts *opts, struct nbdc
     r = nbdc_error_set(err, -lr, "%s", load_err.msg);
     goto out;
   } else {
-    luks2_free(re.hdr);
-    re.hdr = NULL;
+    /* re.hdr, loaded once under the lock, is the one the start works on */
     r = opts->mode == REENC_RECRYPT ? reenc_start_recrypt(&re, err) : reenc_start_decrypt(&re, err);
     if (r < 0)
       goto out;
