@@ -124,7 +124,8 @@ void progress_catch_signals(volatile sig_atomic_t *flag)
   sigaction(SIGTERM, &sa, NULL);
 }
 
-static int run_reenc(const char *cmd, const char *target, struct reenc_opts *ro, bool json);
+static int run_reenc(const char *cmd, const char *target, const char *header, struct reenc_opts *ro,
+                     bool json);
 
 int cli_reenc_command(struct cli *cli, int argc, char **argv, enum reenc_mode mode,
                       const char *help)
@@ -146,6 +147,7 @@ int cli_reenc_command(struct cli *cli, int argc, char **argv, enum reenc_mode mo
   };
   const char *cmd = argv[0];
   struct reenc_opts ro = {.mode = mode};
+  const char *header = NULL;
   struct reenc_passphrase pass[LUKS2_MAX_KEYSLOTS];
   const char *pass_files[LUKS2_MAX_KEYSLOTS];
   size_t n_pass = 0;
@@ -169,7 +171,7 @@ int cli_reenc_command(struct cli *cli, int argc, char **argv, enum reenc_mode mo
         ro.kms_wrapped = true;
       break;
     case 'H':
-      ro.header_path = optarg;
+      header = optarg;
       break;
     case 'z':
       if (!cli_parse_size(optarg, &ro.hotzone) || ro.hotzone == 0)
@@ -232,14 +234,15 @@ int cli_reenc_command(struct cli *cli, int argc, char **argv, enum reenc_mode mo
   if (r == CLI_OK) {
     ro.passphrases = pass;
     ro.n_passphrases = n_pass;
-    r = run_reenc(cmd, target, &ro, json);
+    r = run_reenc(cmd, target, header, &ro, json);
   }
   for (size_t i = 0; i < n_read; i++)
     secmem_free((void *)pass[i].data, CLI_PASSPHRASE_MAX);
   return r;
 }
 
-static int run_reenc(const char *cmd, const char *target, struct reenc_opts *ro, bool json)
+static int run_reenc(const char *cmd, const char *target, const char *header, struct reenc_opts *ro,
+                     bool json)
 {
   static volatile sig_atomic_t stop;
   struct progress pr;
@@ -251,12 +254,23 @@ static int run_reenc(const char *cmd, const char *target, struct reenc_opts *ro,
   ro->progress_opaque = &pr;
 
   struct nbdc_error err = {0};
-  int r = reenc_run(target, ro, &err);
+  bool half_way = false;
+  int r = cli_reenc_run(target, header, ro, &half_way, &err);
   if (r == -EINTR) {
     progress_end(&pr, "interrupted", err.msg);
     return cli_fail("%s: %s stopped at a resumable point; run it again (or with --resume) to "
                     "continue",
                     target, cmd);
+  }
+  if (r < 0 && half_way) {
+    /* as after Ctrl-C: the disk is safe, and the way on is the same */
+    char msg[NBDC_ERROR_MAX + 256];
+    snprintf(msg, sizeof msg,
+             "%s; the disk is left half way through the %s (nothing is lost): once the cause "
+             "is fixed, run the same command again (or with --resume) to continue",
+             err.msg, cmd);
+    progress_end(&pr, "error", msg);
+    return cli_fail("%s: %s", target, msg);
   }
   if (r < 0) {
     progress_end(&pr, "error", err.msg);

@@ -39,6 +39,44 @@ static int convert(struct reenc *re, uint8_t *buf, size_t len, uint64_t logical,
   return r;
 }
 
+/* ---- writing the new form ---- */
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+  return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
+}
+
+/* Write len converted bytes at phys.  Plaintext (decrypt) that is all zero
+ * in a 4 KiB block becomes a hole where the device can make one, so that a
+ * sparse image decrypts to a sparse image (docs/reencrypt.md): a block that
+ * reads as zeros is what was written either way, and it matches no entry of
+ * the checksum table (the old block was ciphertext).  Ciphertext is never
+ * zero: encrypt and recrypt write every block, as cryptsetup does. */
+static int write_converted(struct reenc *re, const uint8_t *buf, size_t len, uint64_t phys,
+                           struct nbdc_error *err)
+{
+  if (re->new_xts || !bdev_can_zero(re->dev))
+    return bdev_pwrite(re->dev, buf, len, phys, err);
+  size_t off = 0;
+  while (off < len) {
+    size_t n = (size_t)min_u64(BLOCK, len - off);
+    bool zero = all_zero(buf + off, n);
+    size_t end = off + n;
+    while (end < len) {
+      size_t m = (size_t)min_u64(BLOCK, len - end);
+      if (all_zero(buf + end, m) != zero)
+        break;
+      end += m;
+    }
+    int r = zero ? bdev_zero(re->dev, phys + off, end - off, err)
+                 : bdev_pwrite(re->dev, buf + off, end - off, phys + off, err);
+    if (r < 0)
+      return r;
+    off = end;
+  }
+  return 0;
+}
+
 /* ---- header ---- */
 
 static size_t build_segments(const struct reenc *re, struct luks2_segment_spec *s, bool final)
@@ -148,6 +186,8 @@ int reenc_commit(struct reenc *re, struct nbdc_error *err)
   }
   if (r == 0)
     r = luks2_requirement_set(re->hdr, REENC_REQUIREMENT, true, err);
+  re->t->header_used = true;
+  re->t->half_way = true;
   if (r == 0)
     r = luks2_write(re->hdev, re->hdr, err);
   return r;
@@ -183,19 +223,6 @@ static int commit_final(struct reenc *re, struct nbdc_error *err)
 
 /* ---- files ---- */
 
-static int file_truncate(struct reenc *re, uint64_t size, struct nbdc_error *err)
-{
-  int fd = open(re->target, O_WRONLY | O_CLOEXEC);
-  if (fd < 0)
-    return nbdc_error_set(err, errno, "cannot open %s: %s", re->target, strerror(errno));
-  int r = 0;
-  if (ftruncate(fd, (off_t)size) != 0 || fsync(fd) != 0)
-    r = nbdc_error_set(err, errno, "cannot resize %s to %" PRIu64 " bytes: %s", re->target, size,
-                       strerror(errno));
-  close(fd);
-  return r;
-}
-
 int reenc_marker_write(struct reenc *re, uint32_t kind, const uint8_t chunk_sha[32],
                        struct nbdc_error *err)
 {
@@ -210,6 +237,7 @@ int reenc_marker_write(struct reenc *re, uint32_t kind, const uint8_t chunk_sha[
   memcpy(m.chunk_sha, chunk_sha, 32);
   memcpy(block, &m, sizeof m);
   sha256(block, BLOCK - 32, block + BLOCK - 32);
+  re->t->half_way = true;
   int r = bdev_pwrite(re->dev, block, BLOCK, re->st.tail_offset + re->st.chunk_size, err);
   if (r == 0)
     r = bdev_flush(re->dev, err);
@@ -243,12 +271,79 @@ static int marker_read(struct reenc *re, struct marker *m, struct nbdc_error *er
   return r;
 }
 
+/* An encrypt whose marker write was cut short (a crash while the image was
+ * growing by it: no header yet, the data untouched) leaves the start of the
+ * marker in the last, partial block.  Its fields are consistent with where
+ * it lies, which random plaintext never is: *data_size is then the image's
+ * original size.  -ENODATA when there is no such marker. */
+static int torn_marker_read(struct reenc *re, uint64_t *data_size, struct nbdc_error *err)
+{
+  uint64_t size;
+  int r = bdev_get_size(re->dev, &size, err);
+  if (r < 0)
+    return r;
+  if (size < BLOCK || size % 512)
+    return -ENODATA;
+  uint8_t sector[512];
+  for (uint64_t back = 512; back < BLOCK; back += 512) {
+    uint64_t at = size - back;
+    struct marker m;
+    if ((r = bdev_pread(re->dev, sector, sizeof sector, at, err)) < 0)
+      return r;
+    memcpy(&m, sector, sizeof m);
+    if (memcmp(m.magic, MARKER_MAGIC, 16) == 0 && m.kind == MARKER_ENCRYPT && m.data_size > 0 &&
+        m.data_size % 512 == 0 && m.data_size <= (UINT64_C(1) << 60) &&
+        m.chunk_size == min_u64(REENC_SHIFT, m.data_size) &&
+        m.tail_offset == m.data_size + REENC_SHIFT && m.tail_offset + m.chunk_size == at) {
+      *data_size = m.data_size;
+      return 0;
+    }
+  }
+  return -ENODATA;
+}
+
 int reenc_chunk_sha(struct reenc *re, uint64_t phys, uint8_t out[32], struct nbdc_error *err)
 {
   int r = bdev_pread(re->dev, re->buf, re->st.chunk_size, phys, err);
   if (r == 0)
     sha256(re->buf, re->st.chunk_size, out);
   return r;
+}
+
+/* ---- hooks ---- */
+
+int reenc_hook_started(struct reenc *re, struct nbdc_error *err)
+{
+  const struct reenc_hooks *h = re->opts->hooks;
+  if (!h || !h->started)
+    return 0;
+  struct reenc_info info = {
+      .state = re->st, .old_xts = re->old_xts, .new_xts = re->new_xts, .hdr = re->hdr};
+  int r = h->started(h->opaque, &info);
+  if (r < 0)
+    return nbdc_error_set(err, -r, "%s: the re-encryption's caller refused to start: %s",
+                          re->target, strerror(-r));
+  return 0;
+}
+
+int reenc_hook_begin(struct reenc *re, uint64_t offset, uint64_t len, struct nbdc_error *err)
+{
+  const struct reenc_hooks *h = re->opts->hooks;
+  if (!h || !h->zone_begin)
+    return 0;
+  int r = h->zone_begin(h->opaque, offset, len);
+  if (r < 0)
+    return nbdc_error_set(err, -r,
+                          "%s: the re-encryption's caller stopped it before offset %" PRIu64 ": %s",
+                          re->target, offset, strerror(-r));
+  return 0;
+}
+
+void reenc_hook_done(struct reenc *re, uint64_t offset, uint64_t len)
+{
+  const struct reenc_hooks *h = re->opts->hooks;
+  if (h && h->zone_done)
+    h->zone_done(h->opaque, offset, len, re->st.done);
 }
 
 /* ---- steps ---- */
@@ -293,7 +388,7 @@ static int write_checksum_step(struct reenc *re, uint64_t a, uint64_t h, const u
   sha256(heads, table_len, st->checksum_sha);
   if ((r = reenc_commit(re, err)) < 0)
     return r;
-  if ((r = bdev_pwrite(re->dev, buf, h, phys, err)) < 0)
+  if ((r = write_converted(re, buf, h, phys, err)) < 0)
     return r;
   st->done = a + h;
   st->hotzone_size = 0;
@@ -333,6 +428,8 @@ static int recover_checksum_hotzone(struct reenc *re, struct nbdc_error *err)
                           "checksum table at offset %" PRIu64 " of the hotzone is damaged; "
                           "cannot tell old from new blocks",
                           st->checksum_offset);
+  if ((r = reenc_hook_begin(re, a, h, err)) < 0)
+    return r;
   /* Block by block, through the buffer in parts: this run's --hotzone may
    * be smaller than the crashed run's. */
   for (uint64_t part = 0; part < h; part += re->buf_size) {
@@ -354,6 +451,7 @@ static int recover_checksum_hotzone(struct reenc *re, struct nbdc_error *err)
   st->done = a + h;
   st->hotzone_size = 0;
   st->hotzone_offset = 0;
+  reenc_hook_done(re, a, h);
   return reenc_commit(re, err);
 }
 
@@ -365,7 +463,7 @@ static int write_shift_step(struct reenc *re, uint64_t a, uint64_t h, const uint
                             struct nbdc_error *err)
 {
   struct reenc_state *st = &re->st;
-  int r = bdev_pwrite(re->dev, buf, h, st->new_offset + a, err);
+  int r = write_converted(re, buf, h, st->new_offset + a, err);
   if (r == 0)
     r = bdev_flush(re->dev, err);
   if (r < 0)
@@ -398,14 +496,6 @@ static bool next_step(const struct reenc *re, uint64_t done, uint64_t *a, uint64
   return done < st->data_size;
 }
 
-static void test_delay(const struct reenc *re)
-{
-  if (re->faults.delay_ms <= 0 || stop_requested(re))
-    return;
-  struct timespec ts = {re->faults.delay_ms / 1000, (re->faults.delay_ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL); /* a signal ends it early */
-}
-
 /* The main loop.  While this thread commits and writes step k, the workers
  * read and convert step k+1 into the other buffer. */
 static int run_loop(struct reenc *re, struct nbdc_error *err)
@@ -419,9 +509,10 @@ static int run_loop(struct reenc *re, struct nbdc_error *err)
   uint64_t a, h, next_a, next_h;
   bool more = next_step(re, st->done, &a, &h);
   if (more && !stop_requested(re)) {
-    if (!re->pipe &&
-        (r = reenc_pipe_new(&re->pipe, re->dev, bdev_is_uri(re->target) ? NULL : re->target,
-                            re->old_xts, re->new_xts, st->iv_tweak, 0, err)) < 0)
+    if (!re->pipe && (r = reenc_pipe_new(&re->pipe, re->dev, re->old_xts, re->new_xts, st->iv_tweak,
+                                         re->opts->workers, err)) < 0)
+      return r;
+    if ((r = reenc_hook_begin(re, a, h, err)) < 0)
       return r;
     reenc_pipe_fill(re->pipe, re->bufs[0], re->heads[0], a, h, st->old_offset + a);
   }
@@ -436,7 +527,10 @@ static int run_loop(struct reenc *re, struct nbdc_error *err)
       return r;
     uint64_t after = shift && st->mode == REENC_ENCRYPT ? a : a + h;
     bool have_next = next_step(re, after, &next_a, &next_h);
-    if (have_next && !stop_requested(re))
+    bool filling = have_next && !stop_requested(re);
+    if (filling && (r = reenc_hook_begin(re, next_a, next_h, err)) < 0)
+      return r;
+    if (filling)
       reenc_pipe_fill(re->pipe, re->bufs[cur ^ 1], re->heads[cur ^ 1], next_a, next_h,
                       st->old_offset + next_a);
     r = shift ? write_shift_step(re, a, h, re->bufs[cur], err)
@@ -446,7 +540,7 @@ static int run_loop(struct reenc *re, struct nbdc_error *err)
       return r;
     }
     report(re);
-    test_delay(re);
+    reenc_hook_done(re, a, h);
     more = have_next;
     a = next_a;
     h = next_h;
@@ -514,9 +608,7 @@ static int finish(struct reenc *re, struct nbdc_error *err)
       /* Data is plain in place: the detached header is of no further use. */
       if ((r = bdev_flush(re->dev, err)) < 0)
         return r;
-      if (unlink(re->opts->header_path) != 0 && errno != ENOENT)
-        return nbdc_error_set(err, errno, "cannot remove %s: %s", re->opts->header_path,
-                              strerror(errno));
+      re->t->header_released = true; /* the caller removes it */
       return 0;
     }
     /* Last step: the header's place gets the first chunk; the marker
@@ -532,10 +624,10 @@ static int finish(struct reenc *re, struct nbdc_error *err)
         return r;
     }
     if ((r = bdev_pread(re->dev, re->buf, st->chunk_size, st->tail_offset, err)) < 0 ||
-        (r = bdev_pwrite(re->dev, re->buf, st->chunk_size, 0, err)) < 0 ||
+        (r = write_converted(re, re->buf, st->chunk_size, 0, err)) < 0 ||
         (r = bdev_flush(re->dev, err)) < 0)
       return r;
-    return file_truncate(re, st->data_size, err);
+    return bdev_resize(re->dev, st->data_size, err);
   }
   if (shift && st->phase != REENC_PHASE_FINAL) {
     /* encrypt: the moved first chunk goes to its place after the header */
@@ -549,7 +641,7 @@ static int finish(struct reenc *re, struct nbdc_error *err)
     if ((r = reenc_commit(re, err)) < 0)
       return r;
   }
-  if (shift && (r = file_truncate(re, st->data_size + st->new_offset, err)) < 0)
+  if (shift && (r = bdev_resize(re->dev, st->data_size + st->new_offset, err)) < 0)
     return r;
   return commit_final(re, err);
 }
@@ -579,32 +671,30 @@ static void reenc_free(struct reenc *re)
   xts_free(re->new_xts);
   secmem_free(re->old_key, re->old_len);
   secmem_free(re->new_key, re->new_len);
+  secmem_free(re->old_kek, re->old_kek_len);
   luks2_free(re->hdr);
   for (int i = 0; i < 2; i++) {
     free(re->bufs[i]);
     free(re->heads[i]);
   }
   free(re->sums);
-  if (re->hdev != re->dev)
-    bdev_close(re->hdev);
-  bdev_close(re->dev);
-  if (re->raw_hdev && re->raw_hdev != re->raw_dev) {
-    bdev_unlock(re->raw_hdev, NULL);
-    bdev_close(re->raw_hdev);
-  }
-  if (re->raw_dev) {
+  if (re->dev != re->raw_dev)
+    bdev_close(re->dev);
+  if (re->hdev_locked)
+    bdev_unlock(re->hdev, NULL);
+  if (re->dev_locked)
     bdev_unlock(re->raw_dev, NULL);
-    bdev_close(re->raw_dev);
-  }
 }
 
 /* The whole operation holds the metadata lock, from the first header load to
- * the last commit (each luks2_write also compares the on-disk seqid); an NBD
- * export has none to take (as luks2_write, go on without).  The image lock
- * of a data writer was taken by bdev_open (BDEV_LOCK_WRITE). */
-static int lock_device(struct bdev *dev, struct nbdc_error *err)
+ * the last commit (each luks2_write also compares the on-disk seqid; its own
+ * lock nests in this one); a device without one (NBD, the filter's next
+ * plugin) has none to take: as luks2_write, go on without.  The image lock
+ * of a data writer is the caller's. */
+static int lock_device(struct bdev *dev, bool *locked, struct nbdc_error *err)
 {
   int r = bdev_lock(dev, true, err);
+  *locked = r == 0;
   if (r == -ENOTSUP || r == -EOPNOTSUPP) {
     nbdc_error_clear(err);
     r = 0;
@@ -614,35 +704,49 @@ static int lock_device(struct bdev *dev, struct nbdc_error *err)
 
 static int open_devices(struct reenc *re, struct nbdc_error *err)
 {
-  const struct reenc_opts *o = re->opts;
-  reenc_faults_init(&re->faults);
-  int r = bdev_open(re->target, BDEV_LOCK_WRITE, 0, &re->raw_dev, err);
-  if (r == 0)
-    r = lock_device(re->raw_dev, err);
-  if (r == 0)
-    r = reenc_bdev_wrap(re->raw_dev, &re->faults, bdev_is_uri(re->target) ? &re->io_mu : NULL,
-                        &re->dev, err);
+  struct reenc_target *t = re->t;
+  re->raw_dev = t->data;
+  re->hdev = t->header ? t->header : t->data;
+  int r = lock_device(re->raw_dev, &re->dev_locked, err);
+  if (r == 0 && t->header)
+    r = lock_device(t->header, &re->hdev_locked, err);
   if (r < 0)
     return r;
-  if (!o->header_path) {
-    re->raw_hdev = re->raw_dev;
+  /* The workers read through second readers where data has them; else they
+   * share it with this thread. */
+  if (bdev_has_reader(re->raw_dev))
+    re->dev = re->raw_dev;
+  else
+    r = reenc_bdev_shared(re->raw_dev, &re->io_mu, &re->dev, err);
+  if (r == 0 && !t->header)
     re->hdev = re->dev;
-    return 0;
-  }
-  if (bdev_is_uri(o->header_path))
-    return nbdc_error_set(err, EINVAL, "--header must be a file, not %s", o->header_path);
-  struct stat sb;
-  bool exists = stat(o->header_path, &sb) == 0;
-  if (!exists && o->mode != REENC_ENCRYPT)
-    return nbdc_error_set(err, ENOENT, "header file %s does not exist", o->header_path);
-  r = bdev_open(o->header_path, (exists ? 0 : BDEV_CREATE) | BDEV_LOCK_WRITE,
-                LUKS2_DEFAULT_DATA_OFFSET, &re->raw_hdev, err);
-  re->header_created = r == 0 && !exists;
-  if (r == 0)
-    r = bdev_lock(re->raw_hdev, true, err);
-  if (r == 0)
-    r = reenc_bdev_wrap(re->raw_hdev, &re->faults, NULL, &re->hdev, err);
   return r;
+}
+
+/* After a failed run that wrote: does the disk now hold an operation in
+ * progress (a header with the requirement flag, or a marker), as the next
+ * run will find it?  A write that failed may have left the header as it was.
+ * When the disk cannot even be read, assume it does. */
+static bool left_half_way(struct reenc *re, bool shift)
+{
+  struct luks2_hdr *hdr = NULL;
+  struct nbdc_error e = {0};
+  int r = luks2_load(re->hdev, &hdr, &e);
+  if (r == 0) {
+    const char *reqs[8];
+    size_t n = luks2_requirements(hdr, reqs, 8);
+    bool found = false;
+    for (size_t i = 0; i < n; i++)
+      found |= strcmp(reqs[i], REENC_REQUIREMENT) == 0;
+    luks2_free(hdr);
+    return found;
+  }
+  struct marker m;
+  uint64_t size;
+  if (shift && (marker_read(re, &m, NULL) == 0 ||
+                (re->opts->mode == REENC_ENCRYPT && torn_marker_read(re, &size, NULL) == 0)))
+    return true;
+  return r != -ENODATA && r != -EINVAL;
 }
 
 /* Either LUKS magic (primary or secondary header) at offset 0: a LUKS1 disk
@@ -657,14 +761,24 @@ static bool has_luks_magic(struct bdev *dev)
   return memcmp(magic, primary, 6) == 0 || memcmp(magic, secondary, 6) == 0;
 }
 
-int reenc_run(const char *target, const struct reenc_opts *opts, struct nbdc_error *err)
+int reenc_run(struct reenc_target *t, const struct reenc_opts *opts, struct nbdc_error *err)
 {
-  struct reenc re = {.opts = opts,
-                     .target = target,
-                     .old_digest = -1,
-                     .new_digest = -1,
-                     .io_mu = PTHREAD_MUTEX_INITIALIZER};
+  if (!t || !t->data || !opts)
+    return nbdc_error_set(err, EINVAL, "re-encryption without a data device");
+  t->header_used = t->header_released = t->half_way = false;
+  const char *target = t->name ? t->name : bdev_name(t->data);
+  struct reenc re = {
+      .opts = opts,
+      .t = t,
+      .target = target,
+      .detached = t->header != NULL,
+      .header_name = t->header ? (t->header_name ? t->header_name : bdev_name(t->header)) : NULL,
+      .old_digest = -1,
+      .new_digest = -1,
+      .io_mu = PTHREAD_MUTEX_INITIALIZER};
   re.hotzone = opts->hotzone ? opts->hotzone : DEFAULT_HOTZONE;
+  bool shift = opts->mode != REENC_RECRYPT && !re.detached;
+  bool in_progress_at_start = false;
   int r;
   if (re.hotzone % BLOCK || re.hotzone < REENC_SHIFT || re.hotzone > MAX_HOTZONE) {
     r = nbdc_error_set(err, EINVAL,
@@ -672,12 +786,12 @@ int reenc_run(const char *target, const struct reenc_opts *opts, struct nbdc_err
                        re.hotzone);
     goto out;
   }
-  bool shift = opts->mode != REENC_RECRYPT && !opts->header_path;
-  if (shift && bdev_is_uri(target)) {
-    r = nbdc_error_set(err, EINVAL,
-                       "%s: an NBD export cannot grow or shrink; use --header FILE to keep the "
-                       "header in a file and the data in place",
-                       target);
+
+  if (shift && !bdev_can_resize(t->data)) {
+    r = nbdc_error_set(err, ENOTSUP,
+                       "%s cannot grow or shrink; use --header FILE to keep the header in a file "
+                       "and the data in place",
+                       bdev_is_uri(target) ? "an NBD export" : "this device");
     goto out;
   }
   if ((r = open_devices(&re, err)) < 0 || (r = alloc_buffers(&re, err)) < 0)
@@ -700,6 +814,15 @@ int reenc_run(const char *target, const struct reenc_opts *opts, struct nbdc_err
                   (opts->mode == REENC_DECRYPT && m.kind == MARKER_DECRYPT &&
                    m.tail_offset >= m.data_size + REENC_SHIFT);
 
+  /* an encrypt cut inside its marker write: back to the original size (no
+   * data was changed), then as a new start */
+  uint64_t torn_size = 0;
+  bool torn_marker = lr == -ENODATA && shift && opts->mode == REENC_ENCRYPT && !have_marker &&
+                     !has_luks_magic(re.hdev) && torn_marker_read(&re, &torn_size, NULL) == 0;
+  if (torn_marker && (r = bdev_resize(re.dev, torn_size, err)) < 0)
+    goto out;
+  t->half_way = in_progress || have_marker || torn_marker;
+  in_progress_at_start = t->half_way;
   if (in_progress) {
     if ((r = reenc_resume(&re, err)) < 0)
       goto out;
@@ -720,16 +843,17 @@ int reenc_run(const char *target, const struct reenc_opts *opts, struct nbdc_err
     }
     r = finish(&re, err);
     goto out;
-  } else if (opts->resume_only) {
+  } else if (opts->resume_only && !((have_marker || torn_marker) && opts->mode == REENC_ENCRYPT)) {
+    /* (an encrypt stopped after its marker, before its first header commit,
+     * is resumed below: the image has grown, the data is still plain) */
     r = nbdc_error_set(err, ENOENT, "%s: no operation to resume", target);
     goto out;
   } else if (opts->mode == REENC_ENCRYPT) {
     if (lr == 0) {
       /* as cryptsetup reencrypt --encrypt refuses a LUKS device: status 1 */
-      r = nbdc_error_set(err, EEXIST,
-                         "already encrypted (LUKS2 header%s%s, uuid %s); nothing to do",
-                         opts->header_path ? " in " : "",
-                         opts->header_path ? opts->header_path : "", luks2_uuid(re.hdr));
+      r = nbdc_error_set(
+          err, EEXIST, "already encrypted (LUKS2 header%s%s, uuid %s); nothing to do",
+          re.detached ? " in " : "", re.detached ? re.header_name : "", luks2_uuid(re.hdr));
       goto out;
     }
     if (!have_marker && (lr != -ENODATA || has_luks_magic(re.hdev))) {
@@ -738,7 +862,7 @@ int reenc_run(const char *target, const struct reenc_opts *opts, struct nbdc_err
                            "header file %s: %s; not overwriting it (if it is left from an encrypt "
                            "that stopped before its first header write, no data was changed yet: "
                            "remove it and run again)",
-                           opts->header_path, load_err.msg);
+                           re.header_name, load_err.msg);
       else
         r = nbdc_error_set(err, -lr, "%s; not encrypting it again", load_err.msg);
       goto out;
@@ -749,10 +873,10 @@ int reenc_run(const char *target, const struct reenc_opts *opts, struct nbdc_err
                          "with a detached header");
       goto out;
     }
-    re.header_created = false; /* from here on it holds the operation's state */
+    t->header_used = true; /* from here on it holds the operation's state */
     if ((r = reenc_start_encrypt(&re, have_marker ? &m : NULL, err)) < 0)
       goto out;
-  } else if (lr == -ENODATA && opts->mode == REENC_DECRYPT && !opts->header_path &&
+  } else if (lr == -ENODATA && opts->mode == REENC_DECRYPT && !re.detached &&
              !has_luks_magic(re.dev)) {
     r = nbdc_error_set(err, ENODATA, "not encrypted (no LUKS header); nothing to decrypt");
     goto out;
@@ -760,13 +884,14 @@ int reenc_run(const char *target, const struct reenc_opts *opts, struct nbdc_err
     r = nbdc_error_set(err, -lr, "%s", load_err.msg);
     goto out;
   } else {
-    luks2_free(re.hdr);
-    re.hdr = NULL;
+    /* re.hdr, loaded once under the lock, is the one the start works on */
     r = opts->mode == REENC_RECRYPT ? reenc_start_recrypt(&re, err) : reenc_start_decrypt(&re, err);
     if (r < 0)
       goto out;
   }
 
+  if ((r = reenc_hook_started(&re, err)) < 0)
+    goto out;
   if (re.st.phase == REENC_PHASE_PREPARE && (r = decrypt_prepare(&re, err)) < 0)
     goto out;
   if (re.st.phase == REENC_PHASE_MAIN && (r = run_loop(&re, err)) < 0)
@@ -775,8 +900,10 @@ int reenc_run(const char *target, const struct reenc_opts *opts, struct nbdc_err
   if (r == 0)
     report(&re);
 out:
+  if (r == 0)
+    t->half_way = false;
+  else if (t->half_way && re.hdev && !in_progress_at_start)
+    t->half_way = left_half_way(&re, shift);
   reenc_free(&re);
-  if (r < 0 && re.header_created) /* refused before using it: leave no empty file behind */
-    unlink(opts->header_path);
   return r;
 }

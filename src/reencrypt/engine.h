@@ -25,14 +25,22 @@
 
 struct reenc {
   const struct reenc_opts *opts;
-  const char *target;
-  struct bdev *raw_dev, *dev;   /* data device (dev: wrapped) */
-  struct bdev *raw_hdev, *hdev; /* header device: dev, or the detached file */
-  struct reenc_faults faults;
+  struct reenc_target *t;
+  const char *target;         /* the data device's name in messages */
+  const char *header_name;    /* the detached header's, or NULL */
+  bool detached;              /* t->header given */
+  struct bdev *raw_dev, *dev; /* data device (dev: raw_dev, or shared by the workers) */
+  struct bdev *hdev;          /* header device: dev, or the detached one */
+  bool dev_locked, hdev_locked;
   struct luks2_hdr *hdr;
   struct reenc_state st;
   uint8_t *old_key, *new_key; /* secmem */
   size_t old_len, new_len;
+  /* recrypt: the KEK that opened the old key (secmem), so that binding the
+   * new key to the same KEK does not fetch it again */
+  uint8_t *old_kek;
+  size_t old_kek_len;
+  char old_kek_provider[KEYS_NAME_MAX], old_kek_id[KEYS_ID_MAX];
   struct xts_ctx *old_xts, *new_xts;
   int old_digest, new_digest;
   uint8_t *buf; /* bufs[0] */
@@ -40,8 +48,7 @@ struct reenc {
   uint8_t *bufs[2], *heads[2];
   uint8_t *sums;
   struct reenc_pipe *pipe;
-  pthread_mutex_t io_mu; /* NBD targets: the workers share the connection */
-  bool header_created;   /* this run created the --header file, still unused */
+  pthread_mutex_t io_mu; /* no second reader: the workers share dev */
   uint64_t hotzone;
   uint64_t csum_base; /* two table slots at the end of the keyslots area */
 };
@@ -84,12 +91,18 @@ int reenc_marker_write(struct reenc *re, uint32_t kind, const uint8_t chunk_sha[
 /* ---- start.c ---- */
 
 /* Each sets re->st, the keys and ciphers and the header (re->hdr) for a new
- * operation and commits its first state; re->hdr is NULL on entry to
- * recrypt and decrypt.  encrypt resumes from the marker m when it is given. */
+ * operation and commits its first state; re->hdr is the header reenc_run
+ * loaded on entry to recrypt and decrypt (it is not loaded again).  encrypt resumes from the marker
+ * m when it is given. */
 int reenc_start_recrypt(struct reenc *re, struct nbdc_error *err);
 int reenc_start_encrypt(struct reenc *re, const struct marker *m, struct nbdc_error *err);
 int reenc_start_decrypt(struct reenc *re, struct nbdc_error *err);
 /* Pick up the operation in progress from re->hdr's progress record. */
 int reenc_resume(struct reenc *re, struct nbdc_error *err);
+
+/* ---- hooks (engine.c) ---- */
+int reenc_hook_started(struct reenc *re, struct nbdc_error *err);
+int reenc_hook_begin(struct reenc *re, uint64_t offset, uint64_t len, struct nbdc_error *err);
+void reenc_hook_done(struct reenc *re, uint64_t offset, uint64_t len);
 
 #endif

@@ -17,11 +17,58 @@
 
 /* ---- keys ---- */
 
-/* Unlock keyslot slot through its nbdcrypt token (as volume_open does). */
+/* Unlock keyslot slot: by the caller's callback, else through its nbdcrypt
+ * token (as volume_open does). */
 static int unlock_slot(struct reenc *re, int slot, uint8_t **key, size_t *key_len,
                        struct nbdc_error *err)
 {
+  if (re->opts->unlock)
+    return re->opts->unlock(re->opts->unlock_opaque, re->hdr, re->hdev, slot, key, key_len, err);
   return volume_unlock_keyslot(re->hdr, re->hdev, re->opts->cfg, slot, key, key_len, err);
+}
+
+/* The header lent to the volume, back to re->hdr; the volume closed. */
+static void give_back_hdr(struct reenc *re, struct volume *own)
+{
+  if (own && !re->hdr)
+    re->hdr = volume_release_hdr(own);
+  volume_close(own);
+}
+
+/* The old volume: the caller's (borrowed), or opened here through cfg on
+ * re->hdr (lent to the volume until give_back_hdr: loaded once), keeping
+ * the KEK that opens it (fetched once). */
+static int open_old_volume(struct reenc *re, const struct volume **vol, struct volume **own,
+                           struct nbdc_error *err)
+{
+  *own = NULL;
+  if (re->opts->old_volume) {
+    *vol = re->opts->old_volume;
+    return 0;
+  }
+  struct volume_unlock_opts uo = {
+      .cfg = re->opts->cfg, .keyslot = -1, .detached = re->detached, .keep_secret = true};
+  struct luks2_hdr *hdr = re->hdr;
+  re->hdr = NULL;
+  int r =
+      hdr ? volume_open_hdr(re->hdev, hdr, &uo, own, err) : volume_open(re->hdev, &uo, own, err);
+  *vol = *own;
+  size_t len = 0;
+  const uint8_t *kek = r == 0 ? volume_secret(*own, &len) : NULL;
+  if (kek && !volume_kms_wrapped(*own)) {
+    if (!(re->old_kek = secmem_alloc(len))) {
+      r = nbdc_error_set(err, ENOMEM, "cannot allocate secure memory");
+      give_back_hdr(re, *own);
+      *own = NULL;
+      *vol = NULL;
+      return r;
+    }
+    memcpy(re->old_kek, kek, len);
+    re->old_kek_len = len;
+    snprintf(re->old_kek_provider, sizeof re->old_kek_provider, "%s", volume_provider(*own));
+    snprintf(re->old_kek_id, sizeof re->old_kek_id, "%s", volume_kek_id(*own));
+  }
+  return r;
 }
 
 /* Add a keyslot for the new key bound to a KEK (a new one when kek_id is
@@ -44,8 +91,13 @@ static int bind_new_key(struct reenc *re, const char *provider_name, const char 
       goto out;
     kek_id = created;
   }
-  r = volume_bind_key(re->hdr, re->hdev, re->new_key, re->new_len, p, kek_id, kms_wrapped, &slot,
-                      err);
+  if (!kms_wrapped && re->old_kek && strcmp(keys_provider_name(p), re->old_kek_provider) == 0 &&
+      strcmp(kek_id, re->old_kek_id) == 0)
+    r = volume_bind_key_kek(re->hdr, re->hdev, re->new_key, re->new_len, p, kek_id, re->old_kek,
+                            re->old_kek_len, &slot, err);
+  else
+    r = volume_bind_key(re->hdr, re->hdev, re->new_key, re->new_len, p, kek_id, kms_wrapped, &slot,
+                        err);
   if (r == 0 && keyslot)
     *keyslot = slot;
 out:
@@ -186,12 +238,10 @@ static int bind_planned(struct reenc *re, const struct slot_plan plan[], size_t 
 
 int reenc_start_recrypt(struct reenc *re, struct nbdc_error *err)
 {
-  /* With --header the header is re->hdev and the data, at the segment's
-   * offset (0), on re->dev. */
-  bool detached = re->opts->header_path != NULL;
-  struct volume_unlock_opts uo = {.cfg = re->opts->cfg, .keyslot = -1, .detached = detached};
-  struct volume *vol = NULL;
-  int r = volume_open(re->hdev, &uo, &vol, err);
+  bool detached = re->detached;
+  const struct volume *vol = NULL;
+  struct volume *own = NULL;
+  int r = open_old_volume(re, &vol, &own, err);
   if (r < 0)
     return r;
   struct reenc_state *st = &re->st;
@@ -229,10 +279,8 @@ int reenc_start_recrypt(struct reenc *re, struct nbdc_error *err)
       .old_keyslot = old_slot,
       .new_keyslot = -1,
   };
-  volume_close(vol);
+  give_back_hdr(re, own);
   if (r < 0)
-    return r;
-  if ((r = luks2_load(re->hdev, &re->hdr, err)) < 0)
     return r;
   if ((r = reenc_place_checksums(re, err)) < 0)
     return r;
@@ -314,7 +362,7 @@ int reenc_start_encrypt(struct reenc *re, const struct marker *m, struct nbdc_er
   int r = bdev_get_size(re->dev, &size, err);
   if (r < 0)
     return r;
-  bool detached = re->opts->header_path != NULL;
+  bool detached = re->detached;
   if (m)
     size = m->data_size;
   if (size == 0 || size % 512)
@@ -373,20 +421,20 @@ int reenc_start_encrypt(struct reenc *re, const struct marker *m, struct nbdc_er
 
 int reenc_start_decrypt(struct reenc *re, struct nbdc_error *err)
 {
-  struct volume_unlock_opts uo = {.cfg = re->opts->cfg, .keyslot = -1};
-  struct volume *vol = NULL;
+  const struct volume *vol = NULL;
+  struct volume *own = NULL;
   struct reenc_state *st = &re->st;
-  bool detached = re->opts->header_path != NULL;
+  bool detached = re->detached;
   int r;
   if (detached) {
     /* volume_open refuses detached headers (their data is elsewhere): unlock by hand */
-    if ((r = luks2_load(re->hdev, &re->hdr, err)) < 0)
+    if (!re->hdr && (r = luks2_load(re->hdev, &re->hdr, err)) < 0)
       return r;
     struct luks2_segment seg;
     luks2_data_segment(re->hdr, &seg, NULL);
     if (!luks2_detached_header(re->hdr))
       return nbdc_error_set(err, EINVAL, "%s is not a detached header (data offset %" PRIu64 ")",
-                            re->opts->header_path, seg.offset);
+                            re->header_name, seg.offset);
     int ids[LUKS2_MAX_KEYSLOTS];
     size_t n = luks2_keyslot_list(re->hdr, ids, LUKS2_MAX_KEYSLOTS);
     r = -ENOKEY;
@@ -411,7 +459,7 @@ int reenc_start_decrypt(struct reenc *re, struct nbdc_error *err)
         .new_keyslot = -1,
     };
   } else {
-    if ((r = volume_open(re->dev, &uo, &vol, err)) < 0)
+    if ((r = open_old_volume(re, &vol, &own, err)) < 0)
       return r;
     const struct luks2_segment *seg = volume_segment(vol);
     uint64_t dev_size;
@@ -434,10 +482,10 @@ int reenc_start_decrypt(struct reenc *re, struct nbdc_error *err)
       memcpy(re->old_key, key, len);
       re->old_len = len;
     }
-    volume_close(vol);
+    give_back_hdr(re, own);
     if (r == 0 && st->data_size == 0)
       r = nbdc_error_set(err, EINVAL, "%s holds no data", re->target);
-    if (r == 0)
+    if (r == 0 && !re->hdr)
       r = luks2_load(re->hdev, &re->hdr, err);
     if (r < 0)
       return r;
@@ -486,7 +534,7 @@ int reenc_resume(struct reenc *re, struct nbdc_error *err)
         re->opts->mode == REENC_RECRYPT   ? "recrypt"
         : re->opts->mode == REENC_ENCRYPT ? "encrypt"
                                           : "decrypt");
-  if (re->st.detached != (re->opts->header_path != NULL))
+  if (re->st.detached != re->detached)
     return nbdc_error_set(err, EINVAL, "the operation in progress %s a detached header",
                           re->st.detached ? "uses" : "does not use");
   if (re->old_key) {
