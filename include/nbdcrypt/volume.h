@@ -21,6 +21,10 @@ struct volume_unlock_opts {
   const uint8_t *passphrase;     /* non-NULL: unlock a passphrase keyslot instead of tokens */
   size_t passphrase_len;
   int keyslot; /* -1: any */
+  /* Also open LUKS1 disks (passphrase or key file only; volume_hdr is then
+   * NULL, see volume_luks1).  Without it a LUKS1 disk is refused with
+   * -ENOTSUP "disk UUID is LUKS1; convert it to LUKS2 first". */
+  bool allow_luks1;
 };
 
 /* Load and validate the header on dev and unlock the volume key.  A disk
@@ -31,9 +35,16 @@ int volume_open(struct bdev *dev, const struct volume_unlock_opts *opts, struct 
                 struct nbdc_error *err);
 void volume_close(struct volume *vol);
 
+/* The LUKS2 header; NULL for a LUKS1 disk (volume_luks1). */
 const struct luks2_hdr *volume_hdr(const struct volume *vol);
 struct luks2_hdr *volume_hdr_mut(struct volume *vol);
 const struct luks2_segment *volume_segment(const struct volume *vol);
+
+/* The LUKS1 header of a LUKS1 disk, else NULL.  Borrowed. */
+struct luks1_hdr;
+const struct luks1_hdr *volume_luks1(const struct volume *vol);
+/* The disk's uuid, LUKS1 or LUKS2.  Borrowed. */
+const char *volume_uuid(const struct volume *vol);
 
 /* How the volume was unlocked: provider name and KEK id ("" for a
  * passphrase), and the keyslot opened.  Borrowed. */

@@ -248,6 +248,7 @@ int nbdcrypt_volume_unlock(nbdkit_next *next, struct xts_ctx **master_xts,
       .passphrase = secret,
       .passphrase_len = secret_len,
       .keyslot = keyslot,
+      .allow_luks1 = true,
   };
   struct volume *v = NULL;
   r = volume_open(dev, &opts, &v, e);
@@ -267,7 +268,7 @@ int nbdcrypt_volume_unlock(nbdkit_next *next, struct xts_ctx **master_xts,
   segment->sector_size = seg->sector_size;
   segment->dynamic = seg->dynamic;
   segment->size = seg->size;
-  snprintf(segment->uuid, sizeof segment->uuid, "%s", luks2_uuid(volume_hdr(v)));
+  snprintf(segment->uuid, sizeof segment->uuid, "%s", volume_uuid(v));
   nbdkit_debug("nbdcrypt: disk %s: provider %s, kek %s, keyslot %d, crypto backend %s%s",
                segment->uuid, volume_provider(v)[0] ? volume_provider(v) : "-",
                volume_kek_id(v)[0] ? volume_kek_id(v) : "-", volume_keyslot(v),

@@ -56,6 +56,9 @@ int cli_open_target(const char *target, unsigned flags, uint64_t create_size, st
 int cmd_kek(struct cli *cli, int argc, char **argv);
 int cmd_format(struct cli *cli, int argc, char **argv);
 int cmd_info(struct cli *cli, int argc, char **argv);
+/* info on a LUKS1 disk (info_luks1.c): 1 when dev is LUKS1 (printed, or
+ * refused as corrupt; *result the exit code), 0 when it is not LUKS1. */
+int cli_info_luks1(const char *target, struct bdev *dev, bool json, int *result);
 int cmd_check(struct cli *cli, int argc, char **argv);
 int cmd_enroll(struct cli *cli, int argc, char **argv);
 int cmd_rekey(struct cli *cli, int argc, char **argv);

@@ -7,6 +7,7 @@
 
 #include <json-c/json.h>
 
+#include "nbdcrypt/luks1.h"
 #include "nbdcrypt/volume.h"
 #include "volume/token.h"
 
@@ -15,7 +16,9 @@
 #define KEYSLOT_PBKDF2_ITER 1000
 
 struct volume {
-  struct luks2_hdr *hdr;
+  struct luks2_hdr *hdr;   /* NULL for a LUKS1 disk */
+  struct luks1_hdr *luks1; /* a LUKS1 disk (volume_unlock_opts.allow_luks1) */
+  char uuid[LUKS1_UUID_SIZE];
   struct luks2_segment segment;
   uint8_t *key; /* secmem */
   size_t key_len;
@@ -30,6 +33,7 @@ void volume_close(struct volume *vol)
     return;
   secmem_free(vol->key, vol->key_len);
   luks2_free(vol->hdr);
+  free(vol->luks1);
   free(vol);
 }
 
@@ -41,6 +45,16 @@ const struct luks2_hdr *volume_hdr(const struct volume *vol)
 struct luks2_hdr *volume_hdr_mut(struct volume *vol)
 {
   return vol->hdr;
+}
+
+const struct luks1_hdr *volume_luks1(const struct volume *vol)
+{
+  return vol->luks1;
+}
+
+const char *volume_uuid(const struct volume *vol)
+{
+  return vol->luks1 ? vol->uuid : luks2_uuid(vol->hdr);
 }
 
 const struct luks2_segment *volume_segment(const struct volume *vol)
@@ -77,7 +91,7 @@ int volume_data_size(const struct volume *vol, uint64_t dev_size, uint64_t *size
   if (dev_size < seg->offset)
     return nbdc_error_set(
         err, EINVAL, "disk %s is truncated: %" PRIu64 " bytes, but its data starts at %" PRIu64,
-        luks2_uuid(vol->hdr), dev_size, seg->offset);
+        volume_uuid(vol), dev_size, seg->offset);
   if (seg->dynamic) {
     uint64_t avail = dev_size - seg->offset;
     *size = avail - avail % seg->sector_size;
@@ -87,7 +101,7 @@ int volume_data_size(const struct volume *vol, uint64_t dev_size, uint64_t *size
     return nbdc_error_set(err, EINVAL,
                           "disk %s is truncated: its data segment needs %" PRIu64
                           " bytes at offset %" PRIu64 " but the device has %" PRIu64,
-                          luks2_uuid(vol->hdr), seg->size, seg->offset, dev_size);
+                          volume_uuid(vol), seg->size, seg->offset, dev_size);
   *size = seg->size;
   return 0;
 }
@@ -221,6 +235,37 @@ static int unlock_with_tokens(struct volume *vol, struct bdev *dev,
   return nbdc_error_set(err, -last, "disk %s: cannot unlock (%s)", uuid, reasons);
 }
 
+/* A LUKS1 disk (src/luks1): passphrase or key file only, since LUKS1 has no
+ * tokens; one aes-xts-plain64 segment of 512-byte sectors from the payload
+ * offset to the end of the device, IV = sector number. */
+static int open_luks1(struct volume *vol, struct bdev *dev, const struct volume_unlock_opts *opts,
+                      struct nbdc_error *err)
+{
+  const struct luks1_hdr *h = vol->luks1;
+  snprintf(vol->uuid, sizeof vol->uuid, "%s", h->uuid);
+  vol->segment = (struct luks2_segment){
+      .id = 0,
+      .offset = luks1_payload_offset(h),
+      .dynamic = true,
+      .iv_tweak = 0,
+      .sector_size = LUKS1_SECTOR_SIZE,
+  };
+  snprintf(vol->segment.cipher, sizeof vol->segment.cipher, "%.31s", h->cipher);
+  if (!opts->allow_luks1)
+    return nbdc_error_set(
+        err, ENOTSUP, "disk %s is LUKS1; convert it to LUKS2 first (nbdcrypt convert)", vol->uuid);
+  if (!opts->passphrase)
+    return nbdc_error_set(err, ENOKEY,
+                          "LUKS1 disk %s has no nbdcrypt token (LUKS1 has no tokens); unlock it "
+                          "with a passphrase or key file",
+                          vol->uuid);
+  int r = luks1_keyslot_open(h, dev, opts->keyslot, opts->passphrase, opts->passphrase_len,
+                             &vol->key, &vol->key_len, &vol->keyslot, err);
+  if (r < 0)
+    return nbdc_error_prefix(err, "LUKS1 disk %s: passphrase", vol->uuid);
+  return 0;
+}
+
 int volume_open(struct bdev *dev, const struct volume_unlock_opts *opts, struct volume **out,
                 struct nbdc_error *err)
 {
@@ -230,6 +275,30 @@ int volume_open(struct bdev *dev, const struct volume_unlock_opts *opts, struct 
   vol->keyslot = -1;
 
   int r = luks2_load(dev, &vol->hdr, err);
+  if (r == -ENODATA) {
+    /* The one dispatch point for LUKS1 disks. */
+    struct nbdc_error e1 = {0};
+    vol->luks1 = calloc(1, sizeof *vol->luks1);
+    if (!vol->luks1) {
+      r = nbdc_error_set(err, ENOMEM, "out of memory");
+      goto fail;
+    }
+    int r1 = luks1_load(dev, vol->luks1, &e1);
+    if (r1 != -ENODATA) {
+      if (r1 < 0)
+        *err = e1;
+      else
+        r1 = open_luks1(vol, dev, opts, err);
+      if (r1 < 0) {
+        r = r1;
+        goto fail;
+      }
+      *out = vol;
+      return 0;
+    }
+    free(vol->luks1);
+    vol->luks1 = NULL;
+  }
   if (r < 0)
     goto fail;
 
