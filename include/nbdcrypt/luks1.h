@@ -5,7 +5,8 @@
  * unlocking a keyslot with a passphrase or key file (PBKDF2 with the header's
  * hash, key material in the header's cipher, AF merge, master key digest).
  * Only aes-xts-plain64 is accepted.  Knows blockdev and crypto; nothing of
- * LUKS2, key providers or nbdkit.  Never writes. */
+ * LUKS2, key providers or nbdkit.  Writes only for a conversion to LUKS2
+ * (luks1_keep_keyslot_above). */
 #ifndef NBDCRYPT_LUKS1_H
 #define NBDCRYPT_LUKS1_H
 
@@ -91,5 +92,18 @@ int luks1_mk_verify(const struct luks1_hdr *hdr, const uint8_t *mk, size_t mk_le
 
 /* Number of active keyslots. */
 int luks1_active_keyslots(const struct luks1_hdr *hdr);
+
+/* First step of a conversion to LUKS2, which overwrites [0, above): keep
+ * active keyslot usable as a LUKS1 keyslot whose key material lies at or
+ * beyond byte above.  If it lies below, its material is copied to the area
+ * of the first inactive keyslot at or beyond above (flushed), then the phdr
+ * is rewritten with that keyslot active (same iterations and salt) and the
+ * old one disabled.  Every other active keyslot below above is disabled in
+ * the same phdr write.  The phdr on dev must still equal hdr (-EBUSY else);
+ * hdr is updated; *moved_to is the keyslot now holding the passphrase.  A
+ * crash at any point leaves a LUKS1 disk that the passphrase opens.
+ * -ENOSPC when no inactive keyslot lies far enough. */
+int luks1_keep_keyslot_above(struct bdev *dev, struct luks1_hdr *hdr, int keyslot, uint64_t above,
+                             int *moved_to, struct nbdc_error *err);
 
 #endif

@@ -12,12 +12,18 @@
 
 static const char enroll_help[] =
     "Usage: nbdcrypt enroll TARGET (--passphrase-file FILE | --passphrase-fd N)\n"
-    "                       [--keyslot N] [--provider NAME] [--kek ID] [--kms-wrapped]\n\n"
+    "                       [--keyslot N] [--provider NAME] [--kek ID] [--kms-wrapped]\n"
+    "                       [--convert]\n\n"
     "Add a keyslot and nbdcrypt token bound to a KEK (created in the provider unless\n"
     "--kek names one) to a disk that opens with a passphrase, e.g. one made by\n"
     "cryptsetup luksFormat.  The passphrase keyslot is kept.  The passphrase is\n"
     "read from a file or file descriptor, never from the command line; a file's\n"
     "exact bytes are used (as cryptsetup --key-file does).\n"
+    "A LUKS1 disk (qemu-img create -f luks, cryptsetup --type luks1) is refused\n"
+    "unless --convert is given: it is then converted to LUKS2 in place (the data\n"
+    "does not move; the passphrase is kept in a LUKS2 keyslot, other LUKS1\n"
+    "keyslots are dropped), as cryptsetup convert --type luks2 does, and bound\n"
+    "to the KEK.  Back up the header first (cryptsetup luksHeaderBackup).\n"
     "Prints the KEK id on stdout.\n";
 
 int cmd_enroll(struct cli *cli, int argc, char **argv)
@@ -29,12 +35,13 @@ int cmd_enroll(struct cli *cli, int argc, char **argv)
       {"provider", required_argument, NULL, 'p'},
       {"kek", required_argument, NULL, 'k'},
       {"kms-wrapped", no_argument, NULL, 'w'},
+      {"convert", no_argument, NULL, 'c'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
   const char *pass_file = NULL, *provider_name = NULL, *kek_arg = NULL;
   int pass_fd = -1, keyslot = -1, c;
-  bool kms_wrapped = false;
+  bool kms_wrapped = false, convert = false, converted = false;
   char *end;
   while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
     switch (c) {
@@ -59,6 +66,9 @@ int cmd_enroll(struct cli *cli, int argc, char **argv)
       break;
     case 'w':
       kms_wrapped = true;
+      break;
+    case 'c':
+      convert = true;
       break;
     case 'h':
       fputs(enroll_help, stdout);
@@ -95,7 +105,7 @@ int cmd_enroll(struct cli *cli, int argc, char **argv)
   int slot = -1;
   bool locked = false, created = false;
   struct volume_unlock_opts uo = {
-      .passphrase = pass, .passphrase_len = pass_len, .keyslot = keyslot};
+      .passphrase = pass, .passphrase_len = pass_len, .keyslot = keyslot, .allow_luks1 = convert};
 
   /* A data writer's image lock (a server or qemu using the disk refuses the
    * enrollment), then the metadata lock from the load to the write. */
@@ -120,18 +130,25 @@ int cmd_enroll(struct cli *cli, int argc, char **argv)
     snprintf(kek_id, sizeof kek_id, "%s", kek_arg);
   } else {
     char name[KEYS_NAME_MAX];
-    snprintf(name, sizeof name, "nbdcrypt %s", luks2_uuid(volume_hdr(vol)));
+    snprintf(name, sizeof name, "nbdcrypt %s", volume_uuid(vol));
     if (keys_kek_create(provider, name, kek_id, &err) < 0) {
       r = cli_fail("cannot enroll %s: %s", target, err.msg);
       goto out;
     }
     created = true;
   }
-  if (volume_bind_kek(vol, dev, provider, kek_id, kms_wrapped, &slot, &err) < 0 ||
-      luks2_write(dev, volume_hdr_mut(vol), &err) < 0) {
+  int br;
+  if (volume_luks1(vol))
+    br = volume_convert_luks1(vol, dev, provider, kek_id, kms_wrapped, pass, pass_len, &slot,
+                              &converted, &err);
+  else if ((br = volume_bind_kek(vol, dev, provider, kek_id, kms_wrapped, &slot, &err)) == 0)
+    br = luks2_write(dev, volume_hdr_mut(vol), &err);
+  if (br < 0) {
     r = cli_fail("cannot enroll %s: %s", target, err.msg);
+    if (converted)
+      cli_fail("%s is LUKS2 now and may need kek %s: it is kept", target, kek_id);
     /* The disk never needed the new KEK: its passphrase keyslot stays. */
-    if (created) {
+    if (created && !converted) {
       struct nbdc_error e = {0};
       (void)keys_kek_revoke(provider, kek_id, &e);
       nbdc_error_clear(&e);
@@ -143,6 +160,9 @@ int cmd_enroll(struct cli *cli, int argc, char **argv)
     goto out;
   }
   printf("%s\n", kek_id);
+  if (volume_luks1(vol))
+    fprintf(stderr, "nbdcrypt: %s: converted from LUKS1 to LUKS2 (data offset unchanged)\n",
+            target);
   fprintf(stderr, "nbdcrypt: %s: keyslot %d bound to kek %s of provider %s\n", target, slot, kek_id,
           keys_provider_name(provider));
 out:

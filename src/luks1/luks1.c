@@ -273,3 +273,90 @@ int luks1_keyslot_open(const struct luks1_hdr *hdr, struct bdev *dev, int keyslo
     nbdc_error_set(err, EPERM, "no keyslot matches the passphrase");
   return r;
 }
+
+static void put_be32(uint8_t *p, uint32_t v)
+{
+  p[0] = (uint8_t)(v >> 24);
+  p[1] = (uint8_t)(v >> 16);
+  p[2] = (uint8_t)(v >> 8);
+  p[3] = (uint8_t)v;
+}
+
+int luks1_keep_keyslot_above(struct bdev *dev, struct luks1_hdr *hdr, int keyslot, uint64_t above,
+                             int *moved_to, struct nbdc_error *err)
+{
+  uint64_t material = luks1_key_material_size(hdr);
+  const struct luks1_keyslot *ks = &hdr->keyslots[keyslot];
+  uint64_t start = (uint64_t)ks->key_material_offset * LUKS1_SECTOR_SIZE;
+  int to = keyslot;
+  if (start < above) {
+    to = -1;
+    for (int i = 0; i < LUKS1_NUM_KEYS && to < 0; i++)
+      if (!hdr->keyslots[i].active &&
+          (uint64_t)hdr->keyslots[i].key_material_offset * LUKS1_SECTOR_SIZE >= above)
+        to = i;
+    if (to < 0)
+      return nbdc_error_set(err, ENOSPC,
+                            "no inactive LUKS1 keyslot has its key material at or beyond byte "
+                            "%" PRIu64 " to keep keyslot %d usable while converting; remove a "
+                            "keyslot first (cryptsetup luksKillSlot)",
+                            above, keyslot);
+  }
+  uint8_t phdr[LUKS1_PHDR_SIZE];
+  int r = bdev_pread(dev, phdr, sizeof phdr, 0, err);
+  if (r < 0)
+    return r;
+  struct luks1_hdr check;
+  if ((r = luks1_parse(phdr, sizeof phdr, &check, err)) < 0)
+    return nbdc_error_prefix(err, "re-reading the LUKS1 header");
+  if (memcmp(&check, hdr, sizeof check) != 0)
+    return nbdc_error_set(err, EBUSY,
+                          "the LUKS1 header changed since it was read; nothing written");
+
+  bool changed = false;
+  if (to != keyslot) {
+    /* Copy the key material (its IVs count sectors from its own start, so it
+     * is position-independent), make it durable, then point the phdr at it. */
+    uint8_t *buf = secmem_alloc((size_t)material);
+    if (!buf)
+      return nbdc_error_set(err, errno, "cannot allocate secure memory: %s", strerror(errno));
+    uint64_t dst = (uint64_t)hdr->keyslots[to].key_material_offset * LUKS1_SECTOR_SIZE;
+    r = bdev_pread(dev, buf, (size_t)material, start, err);
+    if (r == 0)
+      r = bdev_pwrite(dev, buf, (size_t)material, dst, err);
+    if (r == 0)
+      r = bdev_flush(dev, err);
+    secmem_free(buf, (size_t)material);
+    if (r < 0)
+      return nbdc_error_prefix(err, "copying LUKS1 keyslot %d to keyslot %d", keyslot, to);
+    uint8_t *from_kb = phdr + OFF_KEYBLOCK + keyslot * KEYBLOCK_SIZE;
+    uint8_t *to_kb = phdr + OFF_KEYBLOCK + to * KEYBLOCK_SIZE;
+    memcpy(to_kb + KB_ACTIVE, from_kb + KB_ACTIVE, KB_OFFSET - KB_ACTIVE); /* state, iter, salt */
+    put_be32(from_kb + KB_ACTIVE, LUKS1_KEY_DISABLED);
+    put_be32(from_kb + KB_ITER, 0);
+    memset(from_kb + KB_SALT, 0, LUKS1_SALT_SIZE);
+    changed = true;
+  }
+  /* Other active keyslots whose material the LUKS2 metadata will overwrite
+   * go now, so the LUKS1 header never points at overwritten material. */
+  for (int i = 0; i < LUKS1_NUM_KEYS; i++) {
+    if (i == keyslot || i == to || !hdr->keyslots[i].active ||
+        (uint64_t)hdr->keyslots[i].key_material_offset * LUKS1_SECTOR_SIZE >= above)
+      continue;
+    uint8_t *kb = phdr + OFF_KEYBLOCK + i * KEYBLOCK_SIZE;
+    put_be32(kb + KB_ACTIVE, LUKS1_KEY_DISABLED);
+    put_be32(kb + KB_ITER, 0);
+    memset(kb + KB_SALT, 0, LUKS1_SALT_SIZE);
+    changed = true;
+  }
+  if (changed) {
+    if ((r = bdev_pwrite(dev, phdr, sizeof phdr, 0, err)) == 0)
+      r = bdev_flush(dev, err);
+    if (r < 0)
+      return nbdc_error_prefix(err, "writing the LUKS1 header");
+    if ((r = luks1_parse(phdr, sizeof phdr, hdr, err)) < 0)
+      return r;
+  }
+  *moved_to = to;
+  return 0;
+}

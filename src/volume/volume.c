@@ -252,8 +252,9 @@ static int open_luks1(struct volume *vol, struct bdev *dev, const struct volume_
   };
   snprintf(vol->segment.cipher, sizeof vol->segment.cipher, "%.31s", h->cipher);
   if (!opts->allow_luks1)
-    return nbdc_error_set(
-        err, ENOTSUP, "disk %s is LUKS1; convert it to LUKS2 first (nbdcrypt convert)", vol->uuid);
+    return nbdc_error_set(err, ENOTSUP,
+                          "disk %s is LUKS1; convert it to LUKS2 first (nbdcrypt enroll --convert)",
+                          vol->uuid);
   if (!opts->passphrase)
     return nbdc_error_set(err, ENOKEY,
                           "LUKS1 disk %s has no nbdcrypt token (LUKS1 has no tokens); unlock it "
