@@ -4,6 +4,7 @@
 # with nbdcrypt-keyfile, data the filter writes reads back byte for byte
 # through qemu's luks driver, and info describes the phdr.
 . "$(dirname "$0")/lib-filter.sh"
+. "$(dirname "$0")/lib-luks1.sh"
 need qemu-img qemu-nbd nbdcopy nbdinfo cmp
 
 MiB=$((1024 * 1024))
@@ -11,8 +12,7 @@ img=$T/qemu.img
 printf 'qemu luks1 secret' >"$T/pass"
 qemu_luks=(--object "secret,id=s0,file=$T/pass" --image-opts
   "driver=luks,key-secret=s0,file.filename=$img")
-qemu-img create -q -f luks --object "secret,id=s0,file=$T/pass" -o key-secret=s0,iter-time=10 \
-  "$img" 16M
+qemu_luks1 "$img" 16M "$T/pass"
 
 # info: a LUKS1 phdr, no keys needed.
 nbdcrypt info "$img" --json >"$T/info.json"
