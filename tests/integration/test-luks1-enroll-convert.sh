@@ -84,7 +84,7 @@ for maker in qemu cryptsetup; do
     fail "$maker: cryptsetup does not open the converted disk with the KEK"
   [ "$(cryptsetup_volume_key "$img" "$T/kek.bin")" = "$(cryptsetup_volume_key "$T/oracle.img" "$T/pass")" ] ||
     fail "$maker: the volume key differs from the LUKS1 disk's"
-  pass "$maker LUKS1 disk: enroll --convert gives LUKS2 at data offset $off (as cryptsetup convert), data read back byte for byte with kek $kek; cryptsetup opens it with passphrase and KEK"
+  pass "$maker LUKS1 disk: enroll --convert gives LUKS2 at data offset $off, data read back byte for byte with kek $kek; cryptsetup opens it with passphrase and KEK"
 done
 
 # Every LUKS1 keyslot in use: the passphrase cannot be kept beyond the LUKS2
