@@ -2,8 +2,8 @@
 # LUKS1 disks made by cryptsetup luksFormat --type luks1 (AES-256-XTS with
 # sha256, the default AES-128-XTS key with sha1): data written through the
 # filter reads back byte for byte through the filter, through qemu's luks
-# driver and with an independent XTS under the volume key cryptsetup
-# reveals; a key file from another keyslot opens too; check says a LUKS1
+# driver, through nbdkit's luks filter and with an independent XTS under the
+# volume key cryptsetup reveals; a key file from another keyslot opens too; check says a LUKS1
 # disk cannot be unlocked with providers, and why.
 . "$(dirname "$0")/lib-filter.sh"
 need cryptsetup qemu-img nbdcopy nbdinfo cmp
@@ -39,6 +39,13 @@ for variant in "512 sha256" "256 sha1"; do
   cmp_range "$T/qemu.raw" 0 "$T/plain" 0 $((8 * MiB)) ||
     fail "$variant: qemu reads the filter's writes differently"
 
+  # nbdkit's own luks filter (a LUKS1 reader) decrypts it too.
+  server_start nl --filter=luks file file="$img" passphrase=+"$T/pass"
+  nbdcopy "$(uri nl)" "$T/nl.raw"
+  server_stop nl
+  cmp_range "$T/nl.raw" 0 "$T/plain" 0 $((8 * MiB)) ||
+    fail "$variant: nbdkit's luks filter reads the filter's writes differently"
+
   # And an independent XTS under cryptsetup's volume key.
   cryptsetup_volume_key "$img" "$T/pass" | "$PY" -c \
     'import sys; sys.stdout.buffer.write(bytes.fromhex(sys.stdin.read()))' >"$T/vk"
@@ -46,7 +53,7 @@ for variant in "512 sha256" "256 sha1"; do
   dd if="$img" bs=$MiB iflag=skip_bytes skip="$off" count=8 status=none |
     xts_py decrypt "$T/vk" 512 0 | cmp - "$T/plain" ||
     fail "$variant: the filter's writes do not decrypt with cryptsetup's volume key"
-  pass "cryptsetup LUKS1 aes-xts-plain64 $bits-bit $hash: 8 MiB through the filter read back by the filter, qemu and cryptsetup's key"
+  pass "cryptsetup LUKS1 aes-xts-plain64 $bits-bit $hash: 8 MiB through the filter read back by the filter, qemu, nbdkit's luks filter and cryptsetup's key"
 done
 
 # A second keyslot (binary key file) opens with nbdcrypt-keyfile and nbdcrypt-keyslot.
