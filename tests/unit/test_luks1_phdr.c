@@ -230,6 +230,56 @@ static void test_truncated(void **state)
   bdev_close(d.dev);
 }
 
+/* The first step of a conversion: the keyslot moves beyond the bytes LUKS2
+ * will write and still opens; with no inactive keyslot there, nothing is
+ * written; a phdr changed on disk since it was read is not overwritten. */
+static void test_keep_keyslot_above(void **state)
+{
+  (void)state;
+  struct disk d;
+  struct luks1_hdr h;
+  struct nbdc_error err = {0};
+  build(&d, "sha256", 64);
+  assert_int_equal(luks1_load(d.dev, &h, &err), 0);
+  int to = -1;
+  assert_int_equal(luks1_keep_keyslot_above(d.dev, &h, 0, 300000, &to, &err), 0);
+  assert_int_equal(to, 2); /* slot 1's material starts at 262144, slot 2's at 520192 */
+  struct luks1_hdr again;
+  assert_int_equal(luks1_load(d.dev, &again, &err), 0);
+  assert_false(again.keyslots[0].active);
+  assert_true(again.keyslots[2].active);
+  assert_int_equal(again.keyslots[2].key_material_offset, slot_sector(2));
+  assert_int_equal(again.keyslots[2].iterations, ITER);
+  uint8_t *mk = NULL;
+  size_t mk_len = 0;
+  int opened = -1;
+  assert_int_equal(luks1_keyslot_open(&again, d.dev, -1, (const uint8_t *)PASS, strlen(PASS), &mk,
+                                      &mk_len, &opened, &err),
+                   0);
+  assert_int_equal(opened, 2);
+  assert_memory_equal(mk, d.mk, mk_len);
+  secmem_free(mk, mk_len);
+  /* Already beyond: nothing moves. */
+  assert_int_equal(luks1_keep_keyslot_above(d.dev, &again, 2, 300000, &to, &err), 0);
+  assert_int_equal(to, 2);
+
+  /* The phdr on disk is not the one given: refused. */
+  again.keyslots[5].iterations = 7;
+  assert_int_equal(luks1_keep_keyslot_above(d.dev, &again, 2, 600000, &to, &err), -EBUSY);
+  bdev_close(d.dev);
+
+  /* No inactive keyslot far enough: -ENOSPC, the device untouched. */
+  build(&d, "sha256", 64);
+  assert_int_equal(luks1_load(d.dev, &h, &err), 0);
+  uint8_t before[LUKS1_PHDR_SIZE], after[LUKS1_PHDR_SIZE];
+  assert_int_equal(bdev_pread(d.dev, before, sizeof before, 0, &err), 0);
+  assert_int_equal(luks1_keep_keyslot_above(d.dev, &h, 0, 8 * 504 * 512, &to, &err), -ENOSPC);
+  assert_non_null(strstr(err.msg, "no inactive LUKS1 keyslot"));
+  assert_int_equal(bdev_pread(d.dev, after, sizeof after, 0, &err), 0);
+  assert_memory_equal(before, after, sizeof before);
+  bdev_close(d.dev);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -237,6 +287,7 @@ int main(void)
       cmocka_unit_test(test_damaged_material),
       cmocka_unit_test(test_corrupt),
       cmocka_unit_test(test_truncated),
+      cmocka_unit_test(test_keep_keyslot_above),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
