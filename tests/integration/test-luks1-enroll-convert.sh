@@ -87,6 +87,18 @@ for maker in qemu cryptsetup; do
   pass "$maker LUKS1 disk: enroll --convert gives LUKS2 at data offset $off, data read back byte for byte with kek $kek; cryptsetup opens it with passphrase and KEK"
 done
 
+# A failure while building the LUKS2 header (the native keystore cannot wrap
+# for --kms-wrapped): nothing written, the KEK made for it destroyed.
+img=$T/wrapped.img
+truncate -s 12M "$img"
+cryptsetup luksFormat --type luks1 -q --pbkdf-force-iterations 1000 --key-file "$T/pass" "$img"
+must_refuse 1 "building the LUKS2 header: .*cannot wrap" \
+  "$img" -- nbdcrypt enroll "$img" --passphrase-file "$T/pass" --convert --kms-wrapped
+grep -q "created for this enrollment was destroyed" "$T/must_refuse.err" ||
+  fail "--kms-wrapped failure: the new KEK was not destroyed"
+nbdcrypt info "$img" | grep -q ": LUKS1$" || fail "--kms-wrapped failure: no longer LUKS1"
+pass "a conversion that fails before writing leaves the LUKS1 disk unchanged and destroys its new KEK"
+
 # Every LUKS1 keyslot in use: the passphrase cannot be kept beyond the LUKS2
 # metadata during the conversion, so it is refused before anything is written.
 img=$T/full.img
