@@ -3,7 +3,7 @@
 # place with the same uuid and data offset as cryptsetup convert gives, the
 # data untouched on disk and read back byte for byte through the filter with
 # the KEK (native provider); cryptsetup sees our token and opens the disk
-# with the passphrase and with the KEK.  Without --convert, and with no room
+# with the passphrase and with the KEK.  Without --convert, while served, and with no room
 # to keep the passphrase during the conversion, it is refused and nothing
 # changes.
 . "$(dirname "$0")/lib-filter.sh"
@@ -36,6 +36,12 @@ for maker in qemu cryptsetup; do
   # Without --convert: refused, nothing written.
   must_refuse 1 "is LUKS1; convert it to LUKS2 first \(nbdcrypt enroll --convert\)" "$img" -- \
     nbdcrypt enroll "$img" --passphrase-file "$T/pass"
+
+  # While the filter serves it, the conversion is refused (the image's writer lock).
+  serve busy "$img" nbdcrypt-keyfile="$T/pass"
+  must_refuse 1 "is in use by another process \(pid $(cat "$T/busy.pid"), nbdkit\)" "$img" -- \
+    nbdcrypt enroll "$img" --passphrase-file "$T/pass" --convert
+  server_stop busy
 
   # cryptsetup's own conversion of a copy, the oracle for the layout.  It
   # shifts all eight LUKS1 keyslot areas by 28 KiB and so refuses qemu's
