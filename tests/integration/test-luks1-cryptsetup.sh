@@ -71,3 +71,8 @@ pass "a binary key file in keyslot 1 opens with nbdcrypt-keyfile, nbdcrypt-keysl
 must_refuse 1 "LUKS1 disk [0-9a-f-]+ has no nbdcrypt token .*passphrase or key file" \
   "$T/cs-256.img" -- nbdcrypt check "$T/cs-256.img"
 pass "check on LUKS1: exit 1, says a passphrase or key file is needed"
+
+# Commands that change a LUKS2 header refuse a LUKS1 disk and name the way out.
+must_refuse 1 "disk [0-9a-f-]+ is LUKS1; convert it to LUKS2 first \(nbdcrypt enroll --convert\)" \
+  "$T/cs-256.img" -- nbdcrypt rekey "$T/cs-256.img"
+pass "rekey on LUKS1: refused, pointing to enroll --convert"
