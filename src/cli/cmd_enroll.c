@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "nbdcrypt/luks1.h"
 #include "nbdcrypt/volume.h"
 
 static const char enroll_help[] =
@@ -137,7 +138,7 @@ int cmd_enroll(struct cli *cli, int argc, char **argv)
     }
     created = true;
   }
-  int br;
+  int br, luks1_slots = volume_luks1(vol) ? luks1_active_keyslots(volume_luks1(vol)) : 0;
   if (volume_luks1(vol))
     br = volume_convert_luks1(vol, dev, provider, kek_id, kms_wrapped, pass, pass_len, &slot,
                               &converted, &err);
@@ -163,6 +164,10 @@ int cmd_enroll(struct cli *cli, int argc, char **argv)
   if (volume_luks1(vol))
     fprintf(stderr, "nbdcrypt: %s: converted from LUKS1 to LUKS2 (data offset unchanged)\n",
             target);
+  if (luks1_slots > 1)
+    fprintf(stderr,
+            "nbdcrypt: %s: %d other LUKS1 keyslot%s dropped: only the passphrase given is kept\n",
+            target, luks1_slots - 1, luks1_slots > 2 ? "s" : "");
   fprintf(stderr, "nbdcrypt: %s: keyslot %d bound to kek %s of provider %s\n", target, slot, kek_id,
           keys_provider_name(provider));
 out:

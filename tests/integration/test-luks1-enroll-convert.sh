@@ -93,6 +93,21 @@ for maker in qemu cryptsetup; do
   pass "$maker LUKS1 disk: enroll --convert gives LUKS2 at data offset $off, data read back byte for byte with kek $kek; cryptsetup opens it with passphrase and KEK"
 done
 
+# A second LUKS1 keyslot is dropped, and enroll says so: its key no longer opens.
+img=$T/two.img
+truncate -s 12M "$img"
+cryptsetup luksFormat --type luks1 -q --pbkdf-force-iterations 1000 --key-file "$T/pass" "$img"
+printf 'second key' >"$T/second"
+cryptsetup luksAddKey -q --pbkdf-force-iterations 1000 --key-file "$T/pass" "$img" "$T/second"
+nbdcrypt enroll "$img" --passphrase-file "$T/pass" --convert >/dev/null 2>"$T/enroll.err"
+grep -q "1 other LUKS1 keyslot dropped: only the passphrase given is kept" "$T/enroll.err" ||
+  fail "enroll does not say the second LUKS1 keyslot was dropped"
+if cryptsetup open --test-passphrase --key-file "$T/second" "$img" 2>/dev/null; then
+  fail "the dropped keyslot's key still opens the converted disk"
+fi
+cryptsetup open --test-passphrase --key-file "$T/pass" "$img" || fail "the passphrase given was not kept"
+pass "a second LUKS1 keyslot: dropped, said so, its key no longer opens; the passphrase given does"
+
 # A failure while building the LUKS2 header (the native keystore cannot wrap
 # for --kms-wrapped): nothing written, the KEK made for it destroyed.
 img=$T/wrapped.img
