@@ -14,10 +14,21 @@
 #
 # Environment: BENCH_DIR (scratch, default a new directory under TMPDIR;
 # needs ~5 GiB), BENCH_BUILD (build directory), RUNS (nbdcopy runs, default
-# 5), FIO_RUNTIME (seconds per fio job, default 6), FIO_REPS (default 3),
+# 5), FIO_RUNTIME (seconds per fio job, default 5), FIO_REPS (default 3),
+# FIO_SEQ=1 (also the 1 MiB sequential fio jobs, not among the targets),
+# RECRYPT_RUNS (default 3), BENCH_RECRYPT_BASE (the commit whose recrypt is
+# "before issue 11", default 6871ceb: built from git, its CLI only),
 # BENCH_SYSTEMS (default "plain nbdcrypt nbdcrypt-openssl luks qemu"), BENCH_REPORT (output,
 # default bench/REPORT.md), BENCH_SKIP_BUILD=1 (use BENCH_BUILD as it is),
 # BENCH_KEEP=1 (keep the scratch directory).
+#
+# Recrypt: "nbdcrypt recrypt" of a copy of the 1 GiB LUKS2 image, warm (the
+# copy was just written and synced, so it is in the page cache), with both
+# backends' CLIs and with the CLI of BENCH_RECRYPT_BASE, runs interleaved;
+# each time includes a final sync.
+#
+# With the defaults the suite takes about 15 minutes on the 2-core machine
+# of bench/REPORT.md (each phase's time is in machine.tsv and the report).
 #
 # Page cache: before each phase and after each write run every image (and
 # the write source) is written back, dropped from the cache and read again,
@@ -31,8 +42,11 @@ export PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PY=/usr/bin/python3
 RUNS=${RUNS:-5}
-FIO_RUNTIME=${FIO_RUNTIME:-6}
+FIO_RUNTIME=${FIO_RUNTIME:-5}
 FIO_REPS=${FIO_REPS:-3}
+FIO_SEQ=${FIO_SEQ:-0}
+RECRYPT_RUNS=${RECRYPT_RUNS:-3}
+RECRYPT_BASE=${BENCH_RECRYPT_BASE:-6871ceb}
 SYSTEMS=${BENCH_SYSTEMS:-plain nbdcrypt nbdcrypt-openssl luks qemu}
 REPORT=${BENCH_REPORT:-$SRC/bench/REPORT.md}
 BUILD=${BENCH_BUILD:-${TMPDIR:-/tmp}/nbdcrypt-bench-build}
@@ -43,6 +57,14 @@ for t in /usr/bin/time cmake nbdkit nbdcopy nbdinfo fio qemu-img qemu-nbd openss
   command -v "$t" >/dev/null || { echo "bench: $t is not installed" >&2; exit 1; }
 done
 
+SUITE_START=$EPOCHREALTIME
+PHASE_START=$EPOCHREALTIME
+PHASES=()
+phase_done() { # NAME: the time since the previous phase ended, for machine.tsv
+  PHASES+=("phase_$1_s	$(echo "$EPOCHREALTIME - $PHASE_START" | bc -l)")
+  PHASE_START=$EPOCHREALTIME
+}
+
 # ---- build ----------------------------------------------------------------
 if [ -z "${BENCH_SKIP_BUILD:-}" ]; then
   echo "== build ($BUILD)"
@@ -50,17 +72,33 @@ if [ -z "${BENCH_SKIP_BUILD:-}" ]; then
   cmake --build "$BUILD" --target nbdcrypt nbdkit-nbdcrypt-filter nbdc_crypto -j2 >/dev/null
   cmake -S "$SRC" -B "$BUILD-openssl" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DNBDCRYPT_CRYPTO_BACKEND=openssl >/dev/null
-  cmake --build "$BUILD-openssl" --target nbdkit-nbdcrypt-filter nbdc_crypto -j2 >/dev/null
+  cmake --build "$BUILD-openssl" --target nbdcrypt nbdkit-nbdcrypt-filter nbdc_crypto -j2 >/dev/null
+fi
+# The CLI before issue 11 (its recrypt is the baseline), from git.
+BASE_NBDCRYPT=$BUILD-base/nbdcrypt
+if [ -z "${BENCH_SKIP_BUILD:-}" ] || [ ! -x "$BASE_NBDCRYPT" ]; then
+  echo "== build the CLI of $RECRYPT_BASE ($BUILD-base)"
+  rm -rf "$BUILD-base-src"
+  mkdir -p "$BUILD-base-src"
+  if git -C "$SRC" archive "$RECRYPT_BASE" | tar -x -C "$BUILD-base-src"; then
+    cmake -S "$BUILD-base-src" -B "$BUILD-base" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+    cmake --build "$BUILD-base" --target nbdcrypt -j2 >/dev/null
+  else
+    echo "bench: cannot export $RECRYPT_BASE from git: no recrypt baseline" >&2
+    BASE_NBDCRYPT=
+  fi
 fi
 NBDCRYPT=$BUILD/nbdcrypt
 FILTER=$BUILD/plugins/nbdkit-nbdcrypt-filter.so
 FILTER_OPENSSL=$BUILD-openssl/plugins/nbdkit-nbdcrypt-filter.so
-# One XTS speed program per backend.
-cc -O2 -std=c17 -D_GNU_SOURCE -I"$SRC/include" "$SRC/bench/xts-speed.c" \
+# One XTS speed program per backend; the libgcrypt one also measures
+# libgcrypt called directly (what our wrapper costs).
+cc -O2 -std=c17 -D_GNU_SOURCE -DXTS_SPEED_RAW_GCRYPT -I"$SRC/include" "$SRC/bench/xts-speed.c" \
   "$BUILD/libnbdc_crypto.a" "$BUILD/libnbdc_util.a" -lgcrypt -lcrypto -largon2 -o "$BUILD/xts-speed"
 cc -O2 -std=c17 -D_GNU_SOURCE -I"$SRC/include" "$SRC/bench/xts-speed.c" \
   "$BUILD-openssl/libnbdc_crypto.a" "$BUILD-openssl/libnbdc_util.a" -lcrypto -largon2 \
   -o "$BUILD-openssl/xts-speed"
+phase_done build
 
 if [ -n "${BENCH_DIR:-}" ]; then
   D=$BENCH_DIR
@@ -108,7 +146,8 @@ trap cleanup EXIT
   echo "cc	$(cc --version | head -1)"
   echo "commit	$(git -C "$SRC" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$SRC" diff --quiet HEAD -- plugins src bench 2>/dev/null || echo ' (with uncommitted changes)')"
   echo "date	$(date -u +%Y-%m-%dT%H:%MZ)"
-  echo "params	RUNS=$RUNS FIO_RUNTIME=$FIO_RUNTIME FIO_REPS=$FIO_REPS systems: $SYSTEMS"
+  echo "params	RUNS=$RUNS FIO_RUNTIME=$FIO_RUNTIME FIO_REPS=$FIO_REPS FIO_SEQ=$FIO_SEQ RECRYPT_RUNS=$RECRYPT_RUNS systems: $SYSTEMS"
+  echo "recrypt_base	$(git -C "$SRC" rev-parse --short "$RECRYPT_BASE" 2>/dev/null || echo "$RECRYPT_BASE")"
   echo "load_at_start	$(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$D/machine.tsv"
 echo "== openssl speed"
@@ -119,6 +158,7 @@ timeout 60 openssl speed -seconds 2 -evp aes-256-xts 2>/dev/null |
 echo "== xts engine, both backends"
 "$BUILD/xts-speed" >>"$D/machine.tsv"
 "$BUILD-openssl/xts-speed" >>"$D/machine.tsv"
+phase_done cipher
 
 # ---- data -------------------------------------------------------------------
 CFG=$D/config.json
@@ -151,6 +191,7 @@ fi
 [ -s "$D/crypt-openssl.img" ] || cp --sparse=always "$D/crypt.img" "$D/crypt-openssl.img"
 echo "luks1_payload_offset	$(cat "$D/payload")" >>"$D/machine.tsv"
 sync
+phase_done data
 
 # warm: write back dirty pages, drop every image from the page cache and read
 # them all again.  The page cache must be in the same state for every
@@ -277,6 +318,7 @@ for s in $SYSTEMS; do
   rm -f "$D/check.bin"
 done
 stop_all
+phase_done nbdcopy
 
 # ---- fio: fresh servers, peak RSS after the fio load -----------------------------
 fio_run() { # NAME SYSTEM REP fio args...
@@ -315,13 +357,15 @@ for ((r = 1; r <= FIO_REPS; r++)); do
   for s in $(order "$r"); do fio_run randwrite-4k "$s" "$r" --rw=randwrite --bs=4k; sync; done
   for s in $(order "$r"); do fio_run randread-1m "$s" "$r" --rw=randread --bs=1m; done
   for s in $(order "$r"); do fio_run randwrite-1m "$s" "$r" --rw=randwrite --bs=1m; sync; done
-  for s in $(order "$r"); do
-    fio_run seqread-1m "$s" "$r" --rw=read --bs=1m --size=512m --offset_increment=512m
-  done
-  for s in $(order "$r"); do
-    fio_run seqwrite-1m "$s" "$r" --rw=write --bs=1m --size=512m --offset_increment=512m
-    sync
-  done
+  if [ "$FIO_SEQ" = 1 ]; then
+    for s in $(order "$r"); do
+      fio_run seqread-1m "$s" "$r" --rw=read --bs=1m --size=512m --offset_increment=512m
+    done
+    for s in $(order "$r"); do
+      fio_run seqwrite-1m "$s" "$r" --rw=write --bs=1m --size=512m --offset_increment=512m
+      sync
+    done
+  fi
   warm
   echo "   rep $r (load $(load1)): $(awk -F'\t' -v r="$r" '$3==r && $4=="iops" && $1 ~ /4k/ {printf "%s %s %.0f  ", $1, $2, $5}' "$RES")"
 done
@@ -329,6 +373,7 @@ for s in $SYSTEMS; do
   record rss "$s" 1 vmhwm_mib "$(awk '/VmHWM/ {print $2 / 1024}' "/proc/${PID[$s]}/status")"
 done
 stop_all
+phase_done fio
 
 # ---- time to first byte: a fresh server, its first and second connection ---------
 echo "== time to first byte"
@@ -367,7 +412,41 @@ if [[ " $SYSTEMS " == *" nbdcrypt "* ]]; then
   record unlock nbdcrypt 1 connections_seen "$(grep -c 'newstyle negotiation: flags: global' "$D/nbdcrypt.log" || true)"
 fi
 
+phase_done ttfb
+
+# ---- recrypt: 1 GiB from a warm cache, both backends and the baseline ------------
+declare -A RECRYPT_BIN=([nbdcrypt]=$NBDCRYPT [nbdcrypt-openssl]=$BUILD-openssl/nbdcrypt)
+[ -z "$BASE_NBDCRYPT" ] || RECRYPT_BIN[before-issue-11]=$BASE_NBDCRYPT
+RECRYPT_SYSTEMS=(nbdcrypt nbdcrypt-openssl)
+[ -z "$BASE_NBDCRYPT" ] || RECRYPT_SYSTEMS+=(before-issue-11)
+echo "== recrypt 1 GiB, warm cache (${RECRYPT_SYSTEMS[*]})"
+for ((r = 1; r <= RECRYPT_RUNS; r++)); do
+  n=${#RECRYPT_SYSTEMS[@]}
+  for ((i = 0; i < n; i++)); do # rotated each run
+    s=${RECRYPT_SYSTEMS[(i + r - 1) % n]}
+    cp "$D/crypt.img" "$D/recrypt.img"
+    sync
+    cat "$D/recrypt.img" >/dev/null
+    record recrypt-warm "$s" "$r" load1 "$(load1)"
+    t0=$(now)
+    NBDCRYPT_CONFIG=$CFG timeout 600 /usr/bin/time -f '%U %S' -o "$D/recrypt.cpu" \
+      "${RECRYPT_BIN[$s]}" recrypt "$D/recrypt.img" >/dev/null 2>"$D/recrypt.err" ||
+      { cat "$D/recrypt.err" >&2; echo "bench: recrypt with $s failed" >&2; exit 1; }
+    sync
+    t1=$(now)
+    record recrypt-warm "$s" "$r" wall_s "$(echo "$t1 - $t0" | bc -l)"
+    record recrypt-warm "$s" "$r" cpu_s "$(awk '{print $1 + $2}' "$D/recrypt.cpu")"
+    rm -f "$D/recrypt.img"
+  done
+  echo "   run $r (load $(load1)): $(awk -F'\t' -v r="$r" '$1=="recrypt-warm" && $3==r && $4=="wall_s" {printf "%s %.2fs  ", $2, $5}' "$RES")"
+done
+phase_done recrypt
+
 # ---- report -----------------------------------------------------------------
+{
+  printf '%s\n' "${PHASES[@]}"
+  echo "phase_total_s	$(echo "$EPOCHREALTIME - $SUITE_START" | bc -l)"
+} >>"$D/machine.tsv"
 "$PY" "$SRC/bench/report.py" "$D/machine.tsv" "$RES" "$SRC/bench/optimisations.md" >"$REPORT"
 cp "$RES" "$D/machine.tsv" "$SRC/bench/" 2>/dev/null || true
 echo "== wrote $REPORT"

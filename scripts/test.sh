@@ -45,7 +45,7 @@ cmake -S "$top" -B "$ossl" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNBDCRYPT_CRYPTO_B
 cmake --build "$ossl" -j "$jobs"
 ctest --test-dir "$ossl" -L unit -j "$jobs" --output-on-failure || status=1
 ctest --test-dir "$ossl" --output-on-failure -R \
-  'integration/test-(filter-roundtrip|filter-concurrency|filter-unaligned-rmw-errors|filter-cryptsetup|cryptsetup-encrypted-data-decrypts|cryptsetup-reads-our-format|cryptsetup-format-opens-with-nbdcrypt|cryptsetup-token|reencrypt-roundtrip|core-holds-no-key)$' ||
+  'integration/test-(filter-roundtrip|filter-concurrency|filter-unaligned-rmw-errors|filter-cryptsetup|cryptsetup-encrypted-data-decrypts|cryptsetup-reads-our-format|cryptsetup-format-opens-with-nbdcrypt|cryptsetup-token|reencrypt-roundtrip|core-holds-no-key|core-holds-no-kmip-key)$' ||
   status=1
 
 if [ "$sanitize" = 1 ]; then
@@ -61,7 +61,7 @@ if [ "$sanitize" = 1 ]; then
   CC=clang cmake -S "$top" -B "$fuzz" -DCMAKE_BUILD_TYPE=Debug -DNBDCRYPT_SANITIZE=ON \
     -DNBDCRYPT_FUZZ=ON >/dev/null
   cmake --build "$fuzz" -j "$jobs" --target fuzz_kmip_ttlv fuzz_kmip_msg fuzz_keys_config \
-    fuzz_luks2_load fuzz_volume_token
+    fuzz_luks2_load fuzz_luks1_parse fuzz_volume_token
   ASAN_OPTIONS=detect_leaks=1 ctest --test-dir "$fuzz" -L fuzz --output-on-failure || status=1
   ASAN_OPTIONS=detect_leaks=1 "$top/tests/fuzz/run.sh" "$fuzz" 20 || status=1
 fi

@@ -95,7 +95,9 @@ struct keys_kek_info {
   char revoked[40]; /* RFC 3339 UTC date of the revocation, "" if none or unknown */
 };
 
-/* List KEKs whose name starts with prefix (NULL: all).  *list malloc'ed, free(). */
+/* List KEKs whose name starts with prefix (NULL: all).  *list malloc'ed, free().
+ * An empty list may come with a note in err->msg (err->code 0) saying why,
+ * e.g. a native keystore that does not exist yet. */
 int keys_kek_list(struct keys_provider *p, const char *prefix, struct keys_kek_info **list,
                   size_t *count, struct nbdc_error *err);
 

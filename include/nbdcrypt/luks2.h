@@ -104,6 +104,11 @@ struct luks2_segment {
  * device, but *out is filled for display. */
 int luks2_data_segment(const struct luks2_hdr *hdr, struct luks2_segment *out,
                        struct nbdc_error *err);
+/* The same for a header kept apart from its data (cryptsetup --header): the
+ * segment's offset counts from the start of the data device, so offset 0
+ * (the usual) is accepted, as is any other. */
+int luks2_data_segment_detached(const struct luks2_hdr *hdr, struct luks2_segment *out,
+                                struct nbdc_error *err);
 
 /* True when a crypt segment starts at offset 0: a cryptsetup detached header
  * (--header), whose data lives on another device.  Such a header loads (as

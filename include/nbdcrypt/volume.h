@@ -25,6 +25,10 @@ struct volume_unlock_opts {
    * NULL, see volume_luks1).  Without it a LUKS1 disk is refused with
    * -ENOTSUP "disk UUID is LUKS1; convert it to LUKS2 first (nbdcrypt enroll --convert)". */
   bool allow_luks1;
+  /* dev holds a detached header (cryptsetup --header): its keyslots and
+   * metadata only, the data segment being on another device, its offset
+   * counted from that device's start (usually 0). */
+  bool detached;
 };
 
 /* Load and validate the header on dev and unlock the volume key.  A disk
@@ -60,6 +64,12 @@ const uint8_t *volume_key(const struct volume *vol, size_t *len);
  * small). -EINVAL when the device is smaller than the segment. */
 int volume_data_size(const struct volume *vol, uint64_t dev_size, uint64_t *size,
                      struct nbdc_error *err);
+/* The same check for a segment alone: what the filter, `nbdcrypt check` and
+ * `nbdcrypt info` say of a segment that does not fit its data device of
+ * dev_size bytes (it starts beyond its end, or its fixed size is longer than
+ * what follows the offset): -EINVAL "disk UUID is truncated: ...". */
+int volume_segment_data_size(const struct luks2_segment *seg, const char *uuid, uint64_t dev_size,
+                             uint64_t *size, struct nbdc_error *err);
 
 /* An XTS context for the data segment (one per thread). */
 int volume_xts_new(const struct volume *vol, struct xts_ctx **out, struct nbdc_error *err);
@@ -166,6 +176,7 @@ struct volume_rekey_opts {
   const char *provider; /* NULL: the configuration's default */
   const char *kek_id;   /* NULL: create a new KEK in the provider */
   bool kms_wrapped;     /* token mode of the new binding */
+  bool detached;        /* dev is a detached header (as volume_unlock_opts) */
 };
 
 /* Shallow re-key: bind the volume key to a new KEK and unbind the old ones.

@@ -165,23 +165,21 @@ int64_t nbdcrypt_export_size(const struct nbdcrypt_export *x, int64_t plugin_siz
 {
   if (plugin_size < 0)
     return -1;
+  /* The library's check, so that `nbdcrypt check` and `nbdcrypt info` give
+   * the same reason for a disk this refuses. */
   const struct nbdcrypt_segment *seg = &x->segment;
-  uint64_t dev_size = (uint64_t)plugin_size;
-  if (dev_size < seg->offset) {
-    nbdkit_error("nbdcrypt: export '%s': disk %s is truncated: %" PRIu64
-                 " bytes, but its data starts at %" PRIu64,
-                 x->name, seg->uuid, dev_size, seg->offset);
+  const struct luks2_segment ls = {
+      .offset = seg->offset,
+      .size = seg->size,
+      .dynamic = seg->dynamic,
+      .sector_size = seg->sector_size,
+  };
+  struct nbdc_error e = {0};
+  uint64_t size;
+  if (volume_segment_data_size(&ls, seg->uuid, (uint64_t)plugin_size, &size, &e) < 0) {
+    nbdkit_error("nbdcrypt: export '%s': %s", x->name, e.msg);
     return -1;
   }
-  if (!seg->dynamic && dev_size - seg->offset < seg->size) {
-    nbdkit_error("nbdcrypt: export '%s': disk %s is truncated: its data segment needs %" PRIu64
-                 " bytes at offset %" PRIu64 " but the device has %" PRIu64,
-                 x->name, seg->uuid, seg->size, seg->offset, dev_size);
-    return -1;
-  }
-  uint64_t size = seg->dynamic ? dev_size - seg->offset : seg->size;
-  /* A dynamic segment ends where the plugin's disk does: whole sectors only. */
-  size -= size % x->segment.sector_size;
   if (size > INT64_MAX) {
     nbdkit_error("nbdcrypt: export '%s': data size %" PRIu64 " too large", x->name, size);
     return -1;

@@ -129,10 +129,33 @@ static int lock_one(const char *path, bool readonly)
  * nbdcrypt-lock=readonly said so (nbdcrypt serve --readonly does). */
 int nbdcrypt_lock_ready(void)
 {
+  const char *header = nbdcrypt_header_path();
+  /* One header is one disk: the exports of dir= are as many disks. */
+  if (header && dir) {
+    nbdkit_error("nbdcrypt-header=%s cannot be used with dir=%s: a detached header belongs to "
+                 "one disk, and every export of the directory is another",
+                 header, dir);
+    return -1;
+  }
+  struct stat hs, fs;
+  for (size_t i = 0; header && i < n_files; i++) {
+    if (stat(header, &hs) == 0 && stat(files[i], &fs) == 0 && hs.st_dev == fs.st_dev &&
+        hs.st_ino == fs.st_ino) {
+      nbdkit_error("nbdcrypt-header=%s is the plugin's disk file=%s itself: a detached header "
+                   "is a file of its own, apart from the data",
+                   header, files[i]);
+      return -1;
+    }
+  }
   if (!lock_enabled)
     return 0;
   pthread_mutex_lock(&held_mu);
   int r = 0;
+  /* The detached header first: as the data, a server's own, so that two
+   * servers cannot use one header (and its disk's key changes, which take
+   * no image lock, still can). */
+  if (header && lockable(header))
+    r = lock_one(header, lock_readonly);
   for (size_t i = 0; i < n_files && r == 0; i++)
     if (lockable(files[i]))
       r = lock_one(files[i], lock_readonly);

@@ -96,6 +96,8 @@ static int nbdcrypt_config_complete(nbdkit_next_config_complete *next, nbdkit_ba
 
 #define nbdcrypt_config_help                                                                       \
   "nbdcrypt-config=<FILE>       Key providers (JSON; default as for the nbdcrypt command).\n"      \
+  "nbdcrypt-header=<FILE>       Detached LUKS2 header (cryptsetup --header); the plugin's\n"       \
+  "                             disk holds the data only.\n"                                       \
   "nbdcrypt-passphrase=<SECRET> Unlock a passphrase keyslot: +FILE, -FD, - (prompt) or SECRET\n"   \
   "                             (an inline SECRET is printed by nbdkit -v: use +FILE or -FD).\n"   \
   "nbdcrypt-keyfile=<FILE>      Unlock a keyslot with the exact bytes of FILE.\n"                  \

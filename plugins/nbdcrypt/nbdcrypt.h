@@ -50,6 +50,8 @@ int nbdcrypt_config_key(const char *key, const char *value);
 /* Load the key configuration (called from .config_complete); -1 on error. */
 int nbdcrypt_config_finish(void);
 bool nbdcrypt_discard(void);
+/* nbdcrypt-header: the detached header file (absolute), or NULL. */
+const char *nbdcrypt_header_path(void);
 /* .after_fork: move the secret into pages locked by this process. */
 void nbdcrypt_after_fork_relock(void);
 /* .unload: wipe the secret, free the key configuration. */

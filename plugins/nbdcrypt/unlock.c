@@ -25,6 +25,7 @@
 /* ---- options ------------------------------------------------------------ */
 
 static char *config_path;       /* nbdcrypt-config, absolute */
+static char *header_path;       /* nbdcrypt-header, absolute */
 static uint8_t *secret;         /* nbdcrypt-passphrase / nbdcrypt-keyfile, secmem */
 static size_t secret_len;       /* bytes of secret in use */
 static size_t secret_alloc;     /* bytes allocated (secmem_free needs it) */
@@ -123,8 +124,30 @@ int nbdcrypt_config_key(const char *key, const char *value)
 {
   if (strcmp(key, "nbdcrypt-config") == 0) {
     free(config_path);
-    config_path = nbdkit_realpath(value);
-    return config_path ? 1 : -1;
+    config_path = NULL;
+    /* nbdkit_realpath's own message ("realpath: ...") names neither the key
+     * nor what the file is for. */
+    char *abs = realpath(value, NULL);
+    if (!abs) {
+      nbdkit_error("nbdcrypt-config=%s: cannot use this key provider configuration: %s", value,
+                   strerror(errno));
+      return -1;
+    }
+    config_path = abs;
+    return 1;
+  }
+  if (strcmp(key, "nbdcrypt-header") == 0) {
+    if (header_path) {
+      nbdkit_error("nbdcrypt-header: given twice (one disk, one header)");
+      return -1;
+    }
+    /* Absolute: nbdkit changes to / when it forks.  A missing file is refused here. */
+    header_path = realpath(value, NULL);
+    if (!header_path) {
+      nbdkit_error("nbdcrypt-header=%s: cannot use the detached header: %m", value);
+      return -1;
+    }
+    return 1;
   }
   if (strcmp(key, "nbdcrypt-passphrase") == 0)
     return read_passphrase(key, value) == 0 ? 1 : -1;
@@ -199,6 +222,11 @@ bool nbdcrypt_discard(void)
   return discard;
 }
 
+const char *nbdcrypt_header_path(void)
+{
+  return header_path;
+}
+
 /* ---- opening a volume ----------------------------------------------------- */
 
 /* The plugin seen as a read-only block device for the header and keyslots. */
@@ -238,23 +266,30 @@ int nbdcrypt_volume_unlock(nbdkit_next *next, struct xts_ctx **master_xts,
   if (next->get_size(next) < 0)
     return nbdc_error_set(e, EIO, "cannot get the size of the plugin's disk");
 
+  /* The header and keyslots: on the plugin's disk, or in the detached
+   * header file (nbdcrypt-header=), whose data segment is the plugin's disk. */
   static const struct bdev_ops ops = {.pread = next_pread, .get_size = next_get_size};
   struct bdev *dev = NULL;
-  int r = bdev_from_ops(&ops, next, "plugin disk", true, &dev, e);
+  int r = header_path ? bdev_open(header_path, BDEV_RDONLY, 0, &dev, e)
+                      : bdev_from_ops(&ops, next, "plugin disk", true, &dev, e);
   if (r < 0)
-    return r;
+    return header_path ? nbdc_error_prefix(e, "nbdcrypt-header") : r;
   struct volume_unlock_opts opts = {
       .cfg = keys_cfg,
       .passphrase = secret,
       .passphrase_len = secret_len,
       .keyslot = keyslot,
       .allow_luks1 = true,
+      .detached = header_path != NULL,
   };
   struct volume *v = NULL;
   r = volume_open(dev, &opts, &v, e);
   bdev_close(dev);
-  if (r < 0)
+  if (r < 0) {
+    if (header_path)
+      nbdc_error_prefix(e, "header %s", header_path);
     return r;
+  }
 
   struct xts_ctx *xts = NULL;
   r = volume_xts_new(v, &xts, e);
@@ -269,6 +304,10 @@ int nbdcrypt_volume_unlock(nbdkit_next *next, struct xts_ctx **master_xts,
   segment->dynamic = seg->dynamic;
   segment->size = seg->size;
   snprintf(segment->uuid, sizeof segment->uuid, "%s", volume_uuid(v));
+  if (header_path)
+    nbdkit_debug(
+        "nbdcrypt: disk %s: detached header %s, data on the plugin's disk at offset %" PRIu64,
+        segment->uuid, header_path, segment->offset);
   nbdkit_debug("nbdcrypt: disk %s: provider %s, kek %s, keyslot %d, crypto backend %s%s",
                segment->uuid, volume_provider(v)[0] ? volume_provider(v) : "-",
                volume_kek_id(v)[0] ? volume_kek_id(v) : "-", volume_keyslot(v),
@@ -305,4 +344,6 @@ void nbdcrypt_options_free(void)
   keys_cfg = NULL;
   free(config_path);
   config_path = NULL;
+  free(header_path);
+  header_path = NULL;
 }

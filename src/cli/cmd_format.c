@@ -9,6 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <json-c/json.h>
+
 #include "cli/cli.h"
 #include "nbdcrypt/luks2.h"
 #include "nbdcrypt/probe.h"
@@ -16,7 +18,8 @@
 
 static const char format_help[] =
     "Usage: nbdcrypt format TARGET [--size SIZE] [--provider NAME] [--kek ID]\n"
-    "                       [--sector-size 512|4096] [--label L] [--kms-wrapped] [--force]\n\n"
+    "                       [--sector-size 512|4096] [--label L] [--kms-wrapped] [--force]\n"
+    "                       [--batch-mode] [--json]\n\n"
     "Write a LUKS2 header with a fresh random volume key (DEK) bound to a KEK.\n"
     "  TARGET              image file (created sparse when --size is given and it\n"
     "                      does not exist; removed again if the format fails) or NBD URI\n"
@@ -28,7 +31,9 @@ static const char format_help[] =
     "  --label L           LUKS2 label\n"
     "  --kms-wrapped       the keyslot secret is random and wrapped by the KMS (kmip)\n"
     "  --force             overwrite a target that holds a filesystem, a LUKS header,\n"
-    "                      a partition table or any other signature libblkid knows\n"
+    "                      a partition table or any other signature libblkid knows;\n"
+    "                      asks first when stdin is a terminal (type YES)\n" CLI_BATCH_HELP
+    "  --json              print the result as a JSON object on stdout\n"
     "Prints the KEK id on stdout.  Everything in the first 16 MiB is overwritten.\n"
     "A KEK created by a format that then fails is destroyed again.\n";
 
@@ -87,32 +92,68 @@ static int format_check_size(struct bdev *dev, const char *target, uint64_t size
   return CLI_OK;
 }
 
+/* What was found: refused without --force, with it confirmed on a terminal. */
+static int format_found(const struct cli *cli, bool force, const char *target, const char *what)
+{
+  if (!force)
+    return cli_fail("%s holds %s (use --force to overwrite)", target, what);
+  return cli_confirm(cli, "This will overwrite data on %s irrevocably: it holds %s.", target, what);
+}
+
 /* Refuse a target that holds anything known: a filesystem, LUKS1/LUKS2, a
  * partition table, swap, ... (libblkid), or a damaged LUKS2 header that
- * blkid may not name. */
-static int format_check_empty(struct bdev *dev, const char *target)
+ * blkid may not name.  With --force: ask what format_found asks. */
+static int format_check_empty(const struct cli *cli, bool force, struct bdev *dev,
+                              const char *target)
 {
   struct nbdc_error err = {0};
   struct probe_result found;
   if (probe_signatures(dev, &found, &err) < 0)
-    return cli_fail("%s", err.msg);
+    return force ? CLI_OK : cli_fail("%s", err.msg); /* --force: as before, nothing checked */
   if (found.count > 0) {
     char what[1024];
     probe_describe_all(&found, what, sizeof what);
-    return cli_fail("%s holds %s (use --force to overwrite)", target, what);
+    return format_found(cli, force, target, what);
   }
   struct luks2_hdr *old = NULL;
   int lr = luks2_load(dev, &old, &err);
   int r = CLI_OK;
-  if (lr == 0)
-    r = cli_fail("%s holds a LUKS2 header (uuid %s) (use --force to overwrite)", target,
-                 luks2_uuid(old));
-  else if (lr == -EINVAL)
-    r = cli_fail("%s holds a damaged LUKS2 header (%s) (use --force to overwrite)", target,
-                 err.msg);
-  else if (lr != -ENODATA)
+  char what[NBDC_ERROR_MAX + 64];
+  if (lr == 0) {
+    snprintf(what, sizeof what, "a LUKS2 header (uuid %s)", luks2_uuid(old));
+    r = format_found(cli, force, target, what);
+  } else if (lr == -EINVAL) {
+    snprintf(what, sizeof what, "a damaged LUKS2 header (%s)", err.msg);
+    r = format_found(cli, force, target, what);
+  } else if (lr != -ENODATA && !force)
     r = cli_fail("cannot read %s: %s", target, err.msg);
   luks2_free(old);
+  return r;
+}
+
+/* --json: the result as one object (docs/nbdcrypt.1.md, JSON OUTPUT); returns r. */
+static int format_print_json(bool json, const char *target, const char *kek_id,
+                             const struct volume_format_opts *fo, int r, const char *uuid,
+                             bool created)
+{
+  if (!json)
+    return r;
+  struct json_object *o = json_object_new_object();
+  json_object_object_add(o, "target", cli_json_string(target));
+  json_object_object_add(o, "ok", json_object_new_boolean(r == CLI_OK));
+  if (r == CLI_OK) {
+    json_object_object_add(o, "uuid", cli_json_string(uuid));
+    json_object_object_add(o, "provider", cli_json_string(fo->provider));
+    json_object_object_add(o, "kek_id", cli_json_string(kek_id));
+    json_object_object_add(o, "kek_created", json_object_new_boolean(fo->kek_id == NULL));
+    json_object_object_add(o, "mode",
+                           json_object_new_string(fo->kms_wrapped ? "kms-wrapped" : "kek"));
+    json_object_object_add(o, "sector_size", json_object_new_int((int)fo->sector_size));
+    json_object_object_add(o, "file_created", json_object_new_boolean(created));
+  } else {
+    json_object_object_add(o, "error", cli_json_string(cli_errors_text()));
+  }
+  cli_json_print(o, true);
   return r;
 }
 
@@ -126,15 +167,17 @@ int cmd_format(struct cli *cli, int argc, char **argv)
       {"label", required_argument, NULL, 'l'},
       {"kms-wrapped", no_argument, NULL, 'w'},
       {"force", no_argument, NULL, 'f'},
+      {"json", no_argument, NULL, 'j'},
+      CLI_BATCH_OPTIONS,
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
   struct volume_format_opts fo = {.sector_size = 4096};
   uint64_t size = 0;
-  bool force = false;
+  bool force = false, json = false;
   int c;
 
-  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "hq", opts, NULL)) != -1) {
     switch (c) {
     case 's':
       if (!cli_parse_size(optarg, &size) || size == 0)
@@ -165,6 +208,12 @@ int cmd_format(struct cli *cli, int argc, char **argv)
     case 'f':
       force = true;
       break;
+    case 'j':
+      json = true;
+      break;
+    case 'q':
+      cli->batch = true;
+      break;
     case 'h':
       fputs(format_help, stdout);
       return CLI_OK;
@@ -178,28 +227,43 @@ int cmd_format(struct cli *cli, int argc, char **argv)
   if (size && bdev_is_uri(target))
     return cli_usage("format", "--size applies to image files, not NBD URIs");
 
+  if (json)
+    cli_errors_collect();
   fo.cfg = cli_config(cli);
   if (!fo.cfg)
-    return CLI_FAIL;
+    return format_print_json(json, target, NULL, NULL, CLI_FAIL, "", false);
 
   struct format_new_file created = {0};
   if (size && format_create(target, size, &created) != CLI_OK)
-    return CLI_FAIL;
+    return format_print_json(json, target, NULL, NULL, CLI_FAIL, "", false);
   struct bdev *dev = NULL;
   int r = cli_open_target(target, BDEV_LOCK_WRITE, 0, &dev);
   if (r == CLI_OK && size && !created.path)
     r = format_check_size(dev, target, size);
-  if (r == CLI_OK && !force && !created.path)
-    r = format_check_empty(dev, target);
+  /* --force asks only on a terminal (cli_confirm): else nothing to look for */
+  if (r == CLI_OK && !created.path && (!force || (!cli->batch && isatty(STDIN_FILENO) == 1)))
+    r = format_check_empty(cli, force, dev, target);
 
   char kek_id[KEYS_ID_MAX];
   struct nbdc_error err = {0};
   if (r == CLI_OK && volume_format(dev, &fo, kek_id, &err) < 0)
-    r = cli_fail("cannot format %s: %s", target, err.msg);
+    r = cli_fail_target(target, "cannot format", err.msg);
+  char uuid[64] = "";
+  if (r == CLI_OK && json) {
+    struct luks2_hdr *hdr = NULL;
+    if (luks2_load(dev, &hdr, &err) == 0)
+      snprintf(uuid, sizeof uuid, "%s", luks2_uuid(hdr));
+    luks2_free(hdr);
+  }
   bdev_close(dev);
-  if (r == CLI_OK)
+  if (r == CLI_OK && !json)
     printf("%s\n", kek_id);
-  else
+  else if (r != CLI_OK)
     format_remove_new(&created);
+  if (json) {
+    fo.provider = fo.provider ? fo.provider : keys_config_default_provider(fo.cfg);
+    return format_print_json(true, target, r == CLI_OK ? kek_id : NULL, &fo, r, uuid,
+                             created.path != NULL);
+  }
   return r;
 }

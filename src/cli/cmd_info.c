@@ -16,10 +16,13 @@
 #include "nbdcrypt/volume.h"
 
 static const char info_help[] =
-    "Usage: nbdcrypt info TARGET [--json] [--dump-volume-key FILE [--allow-revoked]]\n\n"
+    "Usage: nbdcrypt info TARGET [--header FILE] [--json]\n"
+    "                     [--dump-volume-key FILE [--allow-revoked]]\n\n"
     "Show the LUKS2 header of TARGET (image file or NBD URI): uuid, label, cipher,\n"
     "sector size, data offset and size, keyslots, tokens (provider, KEK id) and\n"
-    "requirement flags.  Needs no keys.\n"
+    "requirement flags, and a data segment that does not fit the device (which\n"
+    "the filter refuses to serve).  Needs no keys.\n"
+    "  --header FILE           the disk's detached LUKS2 header (TARGET holds the data)\n"
     "  --json                  machine-readable output\n"
     "  --dump-volume-key FILE  unlock with the configured providers and write the\n"
     "                          volume key (raw bytes) to FILE, created mode 0600;\n"
@@ -27,7 +30,7 @@ static const char info_help[] =
     "  --allow-revoked     --dump-volume-key: unlock even with a revoked KEK\n";
 
 /* Everything the header says, as one JSON object (also the source of the text output). */
-static struct json_object *info_json(struct luks2_hdr *hdr, uint64_t dev_size)
+static struct json_object *info_json(struct luks2_hdr *hdr, uint64_t dev_size, bool header_given)
 {
   struct json_object *o = json_object_new_object();
   struct luks2_segment seg;
@@ -41,23 +44,36 @@ static struct json_object *info_json(struct luks2_hdr *hdr, uint64_t dev_size)
   json_object_object_add(o, "keyslots_size",
                          json_object_new_int64((int64_t)luks2_keyslots_size(hdr)));
   json_object_object_add(o, "device_size", json_object_new_int64((int64_t)dev_size));
-  bool detached = luks2_detached_header(hdr);
+  /* With --header the header is detached whatever its offset (counted on
+   * TARGET); without it, a header whose data starts at 0 is on a header file. */
+  bool detached = header_given || luks2_detached_header(hdr);
   json_object_object_add(o, "detached_header", json_object_new_boolean(detached));
-  if (luks2_data_segment(hdr, &seg, &err) == 0 || detached) {
+  struct json_object *problems = json_object_new_array();
+  int sr = header_given ? luks2_data_segment_detached(hdr, &seg, &err)
+                        : luks2_data_segment(hdr, &seg, &err);
+  if (sr == 0 || detached) {
     json_object_object_add(o, "cipher", json_object_new_string(seg.cipher));
     json_object_object_add(o, "key_bits",
                            json_object_new_int((int)(luks2_volume_key_size(hdr) * 8)));
     json_object_object_add(o, "sector_size", json_object_new_int((int)seg.sector_size));
     json_object_object_add(o, "data_offset", json_object_new_int64((int64_t)seg.offset));
     uint64_t size = seg.size;
-    if (seg.dynamic)
-      size =
-          dev_size > seg.offset ? (dev_size - seg.offset) / seg.sector_size * seg.sector_size : 0;
+    if (sr == 0) {
+      /* The filter's own check: the reason it would refuse the disk. */
+      struct nbdc_error e = {0};
+      if (volume_segment_data_size(&seg, luks2_uuid(hdr), dev_size, &size, &e) < 0) {
+        json_object_array_add(problems, json_object_new_string(e.msg));
+        size = 0;
+      }
+    } else if (seg.dynamic) {
+      size = 0; /* a header file of its own: the data device is not known here */
+    }
     json_object_object_add(o, "data_size", json_object_new_int64((int64_t)size));
     json_object_object_add(o, "data_size_dynamic", json_object_new_boolean(seg.dynamic));
   } else {
     json_object_object_add(o, "segment_error", json_object_new_string(err.msg));
   }
+  json_object_object_add(o, "problems", problems);
 
   const char *reqs[LUKS2_MAX_SEGMENTS];
   size_t nreqs = luks2_requirements(hdr, reqs, LUKS2_MAX_SEGMENTS);
@@ -112,7 +128,7 @@ static const char *jstr(struct json_object *o, const char *key)
   return json_object_object_get_ex(o, key, &v) ? json_object_get_string(v) : "";
 }
 
-static void info_print_text(const char *target, struct json_object *o)
+static void info_print_text(const char *target, struct json_object *o, bool header_given)
 {
   struct json_object *v;
   printf("LUKS2 header on %s\n", target);
@@ -133,12 +149,16 @@ static void info_print_text(const char *target, struct json_object *o)
     struct json_object *dyn, *det;
     json_object_object_get_ex(o, "data_size_dynamic", &dyn);
     json_object_object_get_ex(o, "detached_header", &det);
-    if (json_object_get_boolean(dyn) && json_object_get_boolean(det))
+    if (json_object_get_boolean(dyn) && json_object_get_boolean(det) && !header_given)
       printf("  data size:     dynamic: to the end of the data device\n");
     else
       printf("  data size:     %s%s\n", jstr(o, "data_size"),
              json_object_get_boolean(dyn) ? " (dynamic: to the end of the device)" : "");
   }
+  json_object_object_get_ex(o, "problems", &v);
+  for (size_t i = 0; i < json_object_array_length(v); i++)
+    printf("  problem:       %s; it cannot be served\n",
+           json_object_get_string(json_object_array_get_idx(v, i)));
   json_object_object_get_ex(o, "requirements", &v);
   printf("  requirements:  %s\n", json_object_array_length(v)
                                       ? json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN)
@@ -167,10 +187,10 @@ static void info_print_text(const char *target, struct json_object *o)
 }
 
 /* Write the volume key to path: a new or truncated file, mode 0600, never a terminal. */
-static int dump_volume_key(struct cli *cli, struct bdev *dev, const char *path)
+static int dump_volume_key(struct cli *cli, struct bdev *dev, bool detached, const char *path)
 {
   struct nbdc_error err = {0};
-  struct volume_unlock_opts uo = {.cfg = cli_config(cli), .keyslot = -1};
+  struct volume_unlock_opts uo = {.cfg = cli_config(cli), .keyslot = -1, .detached = detached};
   if (!uo.cfg)
     return CLI_FAIL;
   struct volume *vol = NULL;
@@ -201,14 +221,12 @@ static int dump_volume_key(struct cli *cli, struct bdev *dev, const char *path)
 int cmd_info(struct cli *cli, int argc, char **argv)
 {
   static const struct option opts[] = {
-      {"json", no_argument, NULL, 'j'},
-      {"dump-volume-key", required_argument, NULL, 'd'},
-      CLI_ALLOW_REVOKED_OPTION,
-      {"help", no_argument, NULL, 'h'},
-      {NULL, 0, NULL, 0},
+      {"json", no_argument, NULL, 'j'},         {"dump-volume-key", required_argument, NULL, 'd'},
+      {"header", required_argument, NULL, 'H'}, CLI_ALLOW_REVOKED_OPTION,
+      {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
   };
   bool json = false;
-  const char *dump_path = NULL;
+  const char *dump_path = NULL, *header = NULL;
   int c;
   while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
     switch (c) {
@@ -217,6 +235,9 @@ int cmd_info(struct cli *cli, int argc, char **argv)
       break;
     case 'd':
       dump_path = optarg;
+      break;
+    case 'H':
+      header = optarg;
       break;
     case CLI_OPT_ALLOW_REVOKED:
       cli->allow_revoked = true;
@@ -232,39 +253,50 @@ int cmd_info(struct cli *cli, int argc, char **argv)
     return cli_usage("info", optind >= argc ? "missing TARGET" : "too many arguments");
   const char *target = argv[optind];
 
-  struct bdev *dev = NULL;
-  if (cli_open_target(target, dump_path ? 0 : BDEV_RDONLY, 0, &dev) != CLI_OK)
+  /* With --header: the header (and keyslots) in FILE, the data on TARGET. */
+  struct bdev *dev = NULL, *hdev = NULL;
+  if (cli_open_target(target, header || !dump_path ? BDEV_RDONLY : 0, 0, &dev) != CLI_OK)
     return CLI_FAIL;
+  if (header && cli_open_header(target, header, dump_path ? 0 : BDEV_RDONLY, &hdev) != CLI_OK) {
+    bdev_close(dev);
+    return CLI_FAIL;
+  }
+  struct bdev *hd = header ? hdev : dev;
 
   struct nbdc_error err = {0};
   struct luks2_hdr *hdr = NULL;
   uint64_t dev_size = 0;
   int r = CLI_OK;
-  if (bdev_get_size(dev, &dev_size, &err) < 0 || luks2_load(dev, &hdr, &err) < 0) {
-    if (err.code == ENODATA && !dump_path && cli_info_luks1(target, dev, json, &r)) {
+  if (bdev_get_size(dev, &dev_size, &err) < 0 || luks2_load(hd, &hdr, &err) < 0) {
+    if (err.code == ENODATA && !dump_path && cli_info_luks1(target, header, hd, json, &r)) {
+      bdev_close(hdev);
       bdev_close(dev);
       return r;
     }
     if (json) {
       struct json_object *o = json_object_new_object();
+      json_object_object_add(o, "target", cli_json_string(target));
       json_object_object_add(o, "luks2", json_object_new_boolean(0));
       json_object_object_add(o, "error", json_object_new_string(err.msg));
-      printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY));
+      cli_json_print(o, true);
+    }
+    const char *where = header ? header : target;
+    r = strstr(err.msg, where) ? cli_fail("not a usable LUKS2 disk: %s", err.msg)
+                               : cli_fail("%s: not a usable LUKS2 disk: %s", where, err.msg);
+  } else {
+    struct json_object *o = info_json(hdr, dev_size, header != NULL);
+    json_object_object_add(o, "target", cli_json_string(target));
+    if (json) {
+      cli_json_print(o, true);
+    } else {
+      info_print_text(header ? header : target, o, header != NULL);
       json_object_put(o);
     }
-    r = cli_fail("%s: not a usable LUKS2 disk: %s", target, err.msg);
-  } else {
-    struct json_object *o = info_json(hdr, dev_size);
-    if (json)
-      printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
-                                                           JSON_C_TO_STRING_NOSLASHESCAPE));
-    else
-      info_print_text(target, o);
-    json_object_put(o);
     if (dump_path)
-      r = dump_volume_key(cli, dev, dump_path);
+      r = dump_volume_key(cli, hd, header != NULL, dump_path);
   }
   luks2_free(hdr);
+  bdev_close(hdev);
   bdev_close(dev);
   return r;
 }

@@ -12,7 +12,7 @@ static const char kek_help[] =
     "Usage: nbdcrypt kek create [--provider NAME] [--name LABEL]\n"
     "       nbdcrypt kek list [--provider NAME] [--prefix P] [--json]\n"
     "       nbdcrypt kek revoke ID [--compromised] [--provider NAME]\n"
-    "       nbdcrypt kek destroy ID --force [--provider NAME]\n\n"
+    "       nbdcrypt kek destroy ID --force [--provider NAME] [--batch-mode]\n\n"
     "create prints the new KEK id, alone, on stdout.  Key material is never printed.\n"
     "These commands speak with the provider's admin identity when it has one.\n"
     "  --provider NAME  key provider from the configuration (default: default_provider)\n"
@@ -23,7 +23,8 @@ static const char kek_help[] =
     "                   (without it: deactivated).  Disks bound to a revoked key\n"
     "                   unlock only with --allow-revoked\n"
     "  --force          destroy: really destroy the key.  Every disk bound to it (and\n"
-    "                   to no other key) becomes unreadable, for good\n";
+    "                   to no other key) becomes unreadable, for good; asks first\n"
+    "                   when stdin is a terminal (type YES)\n" CLI_BATCH_HELP;
 
 static int kek_list_print(struct keys_provider *p, const char *prefix, bool json)
 {
@@ -32,6 +33,10 @@ static int kek_list_print(struct keys_provider *p, const char *prefix, bool json
   struct nbdc_error err = {0};
   if (keys_kek_list(p, prefix, &list, &count, &err) < 0)
     return cli_fail("%s", err.msg);
+  if (count == 0)
+    fprintf(stderr, "nbdcrypt: provider %s has no KEKs%s%s%s%s\n", keys_provider_name(p),
+            prefix ? " whose label starts with " : "", prefix ? prefix : "", err.msg[0] ? ": " : "",
+            err.msg);
   if (json) {
     struct json_object *arr = json_object_new_array();
     for (size_t i = 0; i < count; i++) {
@@ -43,9 +48,7 @@ static int kek_list_print(struct keys_provider *p, const char *prefix, bool json
       json_object_object_add(o, "provider", json_object_new_string(keys_provider_name(p)));
       json_object_array_add(arr, o);
     }
-    printf("%s\n", json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PRETTY |
-                                                           JSON_C_TO_STRING_NOSLASHESCAPE));
-    json_object_put(arr);
+    cli_json_print(arr, true);
   } else {
     for (size_t i = 0; i < count; i++)
       printf("%-40s %-21s %-8s %s\n", list[i].id, list[i].created[0] ? list[i].created : "-",
@@ -62,16 +65,21 @@ struct kek_opts {
 
 /* Parse all options (GNU getopt moves the action and id behind them);
  * -1 to go on, else an exit status. */
-static int kek_parse_opts(int argc, char **argv, struct kek_opts *o)
+static int kek_parse_opts(struct cli *cli, int argc, char **argv, struct kek_opts *o)
 {
   static const struct option opts[] = {
-      {"provider", required_argument, NULL, 'p'}, {"name", required_argument, NULL, 'n'},
-      {"prefix", required_argument, NULL, 'x'},   {"json", no_argument, NULL, 'j'},
-      {"force", no_argument, NULL, 'f'},          {"compromised", no_argument, NULL, 'c'},
-      {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
+      {"provider", required_argument, NULL, 'p'},
+      {"name", required_argument, NULL, 'n'},
+      {"prefix", required_argument, NULL, 'x'},
+      {"json", no_argument, NULL, 'j'},
+      {"force", no_argument, NULL, 'f'},
+      {"compromised", no_argument, NULL, 'c'},
+      {"help", no_argument, NULL, 'h'},
+      CLI_BATCH_OPTIONS,
+      {NULL, 0, NULL, 0},
   };
   int c;
-  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "hq", opts, NULL)) != -1) {
     switch (c) {
     case 'p':
       o->provider = optarg;
@@ -91,6 +99,9 @@ static int kek_parse_opts(int argc, char **argv, struct kek_opts *o)
     case 'c':
       o->compromised = true;
       break;
+    case 'q':
+      cli->batch = true;
+      break;
     case 'h':
       fputs(kek_help, stdout);
       return CLI_OK;
@@ -104,7 +115,7 @@ static int kek_parse_opts(int argc, char **argv, struct kek_opts *o)
 int cmd_kek(struct cli *cli, int argc, char **argv)
 {
   struct kek_opts o = {0};
-  int r = kek_parse_opts(argc, argv, &o);
+  int r = kek_parse_opts(cli, argc, argv, &o);
   if (r >= 0)
     return r;
   if (optind >= argc)
@@ -131,6 +142,12 @@ int cmd_kek(struct cli *cli, int argc, char **argv)
                     "unreadable (rebind them first with nbdcrypt rekey)",
                     id);
 
+  if (strcmp(action, "destroy") == 0 &&
+      cli_confirm(cli,
+                  "This destroys kek %s for good: every disk bound to it (and to no other key) "
+                  "becomes unreadable.",
+                  id) != CLI_OK)
+    return CLI_FAIL;
   struct keys_config *cfg = cli_config(cli);
   if (!cfg)
     return CLI_FAIL;

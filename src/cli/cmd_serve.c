@@ -8,12 +8,17 @@
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <poll.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <json-c/json.h>
 
 #include "cli/cli.h"
 #include "nbdcrypt/blockdev.h"
@@ -25,26 +30,33 @@
 
 static void serve_help(void)
 {
-  printf("Usage: nbdcrypt serve TARGET [--socket PATH | --port N [--bind ADDR]] [--readonly]\n"
-         "                      [--foreground] [--pidfile FILE] [--dry-run] [-- NBDKIT-ARGS...]\n\n"
-         "Serve the decrypted view of the LUKS2 disk TARGET (an image file, or an NBD URI\n"
-         "served through nbdkit's nbd plugin) with nbdkit and the nbdcrypt filter, then\n"
-         "print the URI clients should use.  Without --socket or --port: TCP port %s on\n"
-         "%s.  serve checks the disk unlocks with one connection once nbdkit listens;\n"
-         "if nbdkit does not start or the disk does not unlock, it stops nbdkit and exits\n"
-         "1 with the reason.  nbdkit's messages go to this command's stderr, also after\n"
-         "it has returned.  Without --foreground nbdkit keeps running in the background.\n\n"
-         "  --socket PATH    listen on a Unix domain socket\n"
-         "  --port N         listen on TCP port N\n"
-         "  --bind ADDR      TCP address to listen on (default %s)\n"
-         "  --readonly, -r   read-only export\n"
-         "  --foreground, -f stay in the foreground as nbdkit's parent until it exits\n"
-         "  --pidfile FILE   nbdkit writes its pid to FILE\n"
-         "  --dry-run        print the nbdkit command line instead of running it\n"
-         "  -- ARGS...       passed to nbdkit, e.g. nbdcrypt-passphrase=+FILE, --threads=8\n\n"
-         "Environment: NBDKIT (the nbdkit binary), NBDCRYPT_FILTER (the filter .so; by\n"
-         "default the one beside this program in a build tree, else the installed one).\n",
-         SERVE_DEFAULT_PORT, SERVE_DEFAULT_BIND, SERVE_DEFAULT_BIND);
+  printf(
+      "Usage: nbdcrypt serve TARGET [--socket PATH | --port N [--bind ADDR]] [--readonly]\n"
+      "                      [--header FILE] [--foreground] [--pidfile FILE] [--dry-run] [--json]\n"
+      "                      [-- NBDKIT-ARGS...]\n\n"
+      "Serve the decrypted view of the LUKS2 disk TARGET (an image file, or an NBD URI\n"
+      "served through nbdkit's nbd plugin) with nbdkit and the nbdcrypt filter, then\n"
+      "print the URI clients should use.  Without --socket or --port: TCP port %s on\n"
+      "%s.  serve checks the disk unlocks with one connection once nbdkit listens;\n"
+      "if nbdkit does not start or the disk does not unlock, it stops nbdkit and exits\n"
+      "1 with the reason.  nbdkit's messages go to this command's stderr, also after\n"
+      "it has returned.  Without --foreground nbdkit keeps running in the background.\n\n"
+      "  --socket PATH    listen on a Unix domain socket; a socket left there by a\n"
+      "                   server that is gone is replaced, one a server listens on\n"
+      "                   (or a file that is no socket) is refused\n"
+      "  --port N         listen on TCP port N\n"
+      "  --bind ADDR      TCP address to listen on (default %s)\n"
+      "  --readonly, -r   read-only export\n"
+      "  --header FILE    the disk's detached LUKS2 header (TARGET holds the data)\n"
+      "  --foreground, -f stay in the foreground as nbdkit's parent until it exits\n"
+      "  --pidfile FILE   nbdkit writes its pid to FILE\n"
+      "  --dry-run        print the nbdkit command line instead of running it\n"
+      "  --json           JSON events on stdout, one per line: ready (uri, socket,\n"
+      "                   pid) or error; in the foreground also stopped\n"
+      "  -- ARGS...       passed to nbdkit, e.g. nbdcrypt-passphrase=+FILE, --threads=8\n\n"
+      "Environment: NBDKIT (the nbdkit binary), NBDCRYPT_FILTER (the filter .so; by\n"
+      "default the one beside this program in a build tree, else the installed one).\n",
+      SERVE_DEFAULT_PORT, SERVE_DEFAULT_BIND, SERVE_DEFAULT_BIND);
 }
 
 static bool is_file(const char *path)
@@ -137,7 +149,37 @@ struct serve_run {
   const char *target;     /* for messages */
   const char *pidfile;    /* nbdkit -P: written once it listens */
   const char *socket_abs; /* its Unix socket, removed if we stop it; may be NULL */
+  bool json;              /* --json: events on stdout instead of text */
 };
+
+/* A --json event: {"event": NAME, "target": ..., "uri": ..., "socket": ...}. */
+static struct json_object *serve_event(const struct serve_run *run, const char *name)
+{
+  struct json_object *o = json_object_new_object();
+  json_object_object_add(o, "event", json_object_new_string(name));
+  json_object_object_add(o, "target", cli_json_string(run->target));
+  json_object_object_add(o, "uri", cli_json_string(run->uri));
+  json_object_object_add(o, "socket", cli_json_string(run->socket_abs));
+  return o;
+}
+
+static void serve_event_ready(const struct serve_run *run, long pid)
+{
+  struct json_object *o = serve_event(run, "ready");
+  json_object_object_add(o, "pid", json_object_new_int64(pid));
+  json_object_object_add(o, "foreground", json_object_new_boolean(run->foreground));
+  cli_json_print(o, false);
+}
+
+static bool serve_error_printed, serve_ready_sent;
+
+static void serve_event_error(const struct serve_run *run, const char *message)
+{
+  serve_error_printed = true;
+  struct json_object *o = serve_event(run, "error");
+  json_object_object_add(o, "message", cli_json_string(message));
+  cli_json_print(o, false);
+}
 
 static void serve_sleep_ms(long ms)
 {
@@ -285,14 +327,25 @@ static int serve_supervise(const struct serve_run *run, int report_fd)
                     run->target, serve_status(status));
   }
   if (report_fd >= 0) {
-    while (write(report_fd, "R", 1) == -1 && errno == EINTR)
+    char ready[32];
+    int n = snprintf(ready, sizeof ready, "R%ld\n", (long)pid);
+    while (write(report_fd, ready, (size_t)n) == -1 && errno == EINTR)
       ;
     close(report_fd);
+    serve_ready_sent = true;
+  } else if (run->json) {
+    serve_event_ready(run, (long)pid);
   } else {
     printf("nbdcrypt: serving %s on %s (foreground; Ctrl-C stops)\n", run->target, run->uri);
     fflush(stdout);
   }
-  return serve_wait_child(run, pid);
+  int r = serve_wait_child(run, pid);
+  if (report_fd < 0 && run->json && r == CLI_OK) {
+    struct json_object *o = serve_event(run, "stopped");
+    json_object_object_add(o, "pid", json_object_new_int64((long)pid));
+    cli_json_print(o, false);
+  }
+  return r;
 }
 
 /* nbdkit runs with -f as a child of ours, so that its messages reach our
@@ -327,21 +380,101 @@ static int serve_run(const struct serve_run *run)
       dup2(null_fd, STDOUT_FILENO);
       close(null_fd);
     }
-    _exit(serve_supervise(run, fds[1]));
+    /* A failure's messages go to the user's process too (for --json). */
+    cli_errors_collect();
+    int r = serve_supervise(run, fds[1]);
+    if (r != CLI_OK && !serve_ready_sent) {
+      const char *msg = cli_errors_text();
+      while (write(fds[1], "E", 1) == -1 && errno == EINTR)
+        ;
+      for (size_t off = 0, len = strlen(msg); off < len;) {
+        ssize_t w = write(fds[1], msg + off, len - off);
+        if (w <= 0 && errno != EINTR)
+          break;
+        off += w > 0 ? (size_t)w : 0;
+      }
+    }
+    _exit(r);
   }
   close(fds[1]);
-  char ready = 0;
-  ssize_t n;
-  while ((n = read(fds[0], &ready, 1)) == -1 && errno == EINTR)
-    ;
+  /* "R<nbdkit pid>\n" once the disk is served, else "E<messages>" and EOF. */
+  char report[4 * NBDC_ERROR_MAX + 64];
+  size_t got = 0;
+  for (;;) {
+    ssize_t n = read(fds[0], report + got, sizeof report - 1 - got);
+    if (n == -1 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      break;
+    got += (size_t)n;
+    if (report[0] == 'R' && memchr(report, '\n', got))
+      break;
+    if (got == sizeof report - 1)
+      break;
+  }
+  report[got] = '\0';
   close(fds[0]);
-  if (n != 1 || ready != 'R') {
+  if (got < 2 || report[0] != 'R') {
     /* The supervisor has said why on stderr and exits; collect it. */
     while (waitpid(pid, NULL, 0) == -1 && errno == EINTR)
       ;
+    if (run->json)
+      serve_event_error(run, got > 1 && report[0] == 'E' ? report + 1 : "nbdkit did not start");
     return CLI_FAIL;
   }
-  printf("%s\n", run->uri);
+  if (run->json)
+    serve_event_ready(run, strtol(report + 1, NULL, 10));
+  else
+    printf("%s\n", run->uri);
+  return CLI_OK;
+}
+
+/* The socket path nbdkit is to listen on: nothing there, or a socket no
+ * server listens on any more (connect() refused: its server is gone), which
+ * is removed.  A socket a server accepts connections on, or anything that
+ * is not a socket, is refused. */
+static int serve_claim_socket(const char *path)
+{
+  struct stat st;
+  if (lstat(path, &st) != 0)
+    return errno == ENOENT ? CLI_OK
+                           : cli_fail("cannot examine socket %s: %s", path, strerror(errno));
+  if (!S_ISSOCK(st.st_mode))
+    return cli_fail("cannot serve on %s: it exists and is not a socket; refusing to replace it",
+                    path);
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  if (strlen(path) >= sizeof sa.sun_path)
+    return cli_fail("cannot serve on %s: the path is longer than %zu bytes", path,
+                    sizeof sa.sun_path - 1);
+  memcpy(sa.sun_path, path, strlen(path) + 1);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return cli_fail("socket: %s", strerror(errno));
+  int r = connect(fd, (struct sockaddr *)&sa, sizeof sa);
+  int e = errno;
+  if (r == 0) {
+    /* Take an NBD server's greeting (at most 1 s) before hanging up, so that
+     * it logs no failed handshake for this look. */
+    char greeting[18];
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    for (size_t got = 0; got < sizeof greeting && poll(&pfd, 1, 1000) == 1;) {
+      ssize_t n = read(fd, greeting + got, sizeof greeting - got);
+      if (n <= 0)
+        break;
+      got += (size_t)n;
+    }
+  }
+  close(fd);
+  if (r == 0)
+    return cli_fail("cannot serve on %s: a server is listening on that socket; stop it first or "
+                    "choose another --socket",
+                    path);
+  if (e != ECONNREFUSED)
+    return cli_fail("cannot serve on %s: cannot tell whether a server listens on it: %s", path,
+                    strerror(e));
+  if (unlink(path) != 0)
+    return cli_fail("cannot remove the stale socket %s: %s", path, strerror(errno));
+  fprintf(stderr, "nbdcrypt: removed the stale socket %s (no server listens on it)\n", path);
   return CLI_OK;
 }
 
@@ -365,14 +498,17 @@ int cmd_serve(struct cli *cli, int argc, char **argv)
       {"port", required_argument, NULL, 'p'},
       {"bind", required_argument, NULL, 'i'},
       {"readonly", no_argument, NULL, 'r'},
+      {"header", required_argument, NULL, 'H'},
       {"foreground", no_argument, NULL, 'f'},
       {"pidfile", required_argument, NULL, 'P'},
       {"dry-run", no_argument, NULL, 'n'},
+      {"json", no_argument, NULL, 'j'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
   const char *socket_path = NULL, *port = NULL, *bind_addr = NULL, *pidfile = NULL;
-  bool readonly = false, foreground = false, dry_run = false;
+  const char *header = NULL;
+  bool readonly = false, foreground = false, dry_run = false, json = false;
   int c;
 
   /* Options may follow TARGET; everything after "--" goes to nbdkit. */
@@ -398,6 +534,9 @@ int cmd_serve(struct cli *cli, int argc, char **argv)
     case 'r':
       readonly = true;
       break;
+    case 'H':
+      header = optarg;
+      break;
     case 'f':
       foreground = true;
       break;
@@ -406,6 +545,9 @@ int cmd_serve(struct cli *cli, int argc, char **argv)
       break;
     case 'n':
       dry_run = true;
+      break;
+    case 'j':
+      json = true;
       break;
     case 'h':
       serve_help();
@@ -433,6 +575,8 @@ int cmd_serve(struct cli *cli, int argc, char **argv)
       return cli_usage("serve", "bad port '%s'", port);
   }
 
+  if (json)
+    cli_errors_collect();
   char filter_buf[PATH_MAX];
   const char *filter = serve_find_filter(filter_buf, sizeof filter_buf);
   const char *nbdkit = getenv("NBDKIT");
@@ -441,7 +585,7 @@ int cmd_serve(struct cli *cli, int argc, char **argv)
 
   struct argv_builder b = {0};
   int ret = CLI_FAIL;
-  char *socket_abs = NULL, *target_abs = NULL, *config_abs = NULL, *uri = NULL;
+  char *socket_abs = NULL, *target_abs = NULL, *config_abs = NULL, *header_abs = NULL, *uri = NULL;
   char *tmp_dir = NULL, *tmp_pidfile = NULL;
 
   add(&b, nbdkit);
@@ -524,6 +668,19 @@ int cmd_serve(struct cli *cli, int argc, char **argv)
     if (readonly)
       add(&b, "nbdcrypt-lock=readonly");
   }
+  if (header) {
+    if (bdev_is_uri(header)) {
+      cli_fail("--header must be a file, not %s", header);
+      goto out;
+    }
+    header_abs = realpath(header, NULL);
+    if (!header_abs) {
+      cli_fail("header %s: %s", header, strerror(errno));
+      goto out;
+    }
+    if (!add_kv(&b, "nbdcrypt-header=", header_abs))
+      goto oom;
+  }
   if (cli->config_path) {
     config_abs = realpath(cli->config_path, NULL);
     if (!config_abs) {
@@ -536,6 +693,25 @@ int cmd_serve(struct cli *cli, int argc, char **argv)
   for (int i = extra; i < argc; i++)
     add(&b, argv[i]);
 
+  struct serve_run run = {
+      .argv = b.argv,
+      .foreground = foreground,
+      .probe = !serve_tls_only(argc, argv, extra),
+      .uri = uri,
+      .target = target,
+      .pidfile = pidfile,
+      .socket_abs = socket_abs,
+      .json = json,
+  };
+  if (dry_run && json) {
+    struct json_object *o = serve_event(&run, "dry-run"), *cmd = json_object_new_array();
+    for (size_t i = 0; i < b.argc; i++)
+      json_object_array_add(cmd, cli_json_string(b.argv[i]));
+    json_object_object_add(o, "command", cmd);
+    cli_json_print(o, false);
+    ret = CLI_OK;
+    goto out;
+  }
   if (dry_run) {
     for (size_t i = 0; i < b.argc; i++) {
       if (i)
@@ -546,15 +722,8 @@ int cmd_serve(struct cli *cli, int argc, char **argv)
     ret = CLI_OK;
     goto out;
   }
-  struct serve_run run = {
-      .argv = b.argv,
-      .foreground = foreground,
-      .probe = !serve_tls_only(argc, argv, extra),
-      .uri = uri,
-      .target = target,
-      .pidfile = pidfile,
-      .socket_abs = socket_abs,
-  };
+  if (socket_abs && serve_claim_socket(socket_abs) != CLI_OK)
+    goto out;
   if (!run.probe)
     fprintf(stderr, "nbdcrypt: not checking that %s unlocks: the server takes TLS clients only\n",
             target);
@@ -564,10 +733,15 @@ int cmd_serve(struct cli *cli, int argc, char **argv)
 oom:
   cli_fail("out of memory");
 out:
+  if (json && ret != CLI_OK && !serve_error_printed) {
+    struct serve_run r = {.target = target, .uri = uri, .socket_abs = socket_abs};
+    serve_event_error(&r, cli_errors_text());
+  }
   builder_free(&b);
   free(socket_abs);
   free(target_abs);
   free(config_abs);
+  free(header_abs);
   free(uri);
   if (tmp_pidfile) {
     unlink(tmp_pidfile);

@@ -6,7 +6,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <json-c/json.h>
 
 #include "cli/cli.h"
 #include "nbdcrypt/crypto.h"
@@ -73,15 +76,207 @@ int cli_read_passphrase_file(const char *path, uint8_t **out, size_t *len)
   return r;
 }
 
+int cli_confirm(const struct cli *cli, const char *fmt, ...)
+{
+  if (cli->batch || isatty(STDIN_FILENO) != 1)
+    return CLI_OK;
+  char warning[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(warning, sizeof warning, fmt, ap);
+  va_end(ap);
+  fprintf(stderr,
+          "\nWARNING!\n========\n%s\n\nAre you sure? (Type 'yes' in capital letters): ", warning);
+  fflush(stderr);
+  char line[16];
+  size_t len = 0;
+  bool too_long = false;
+  for (;;) {
+    char ch;
+    ssize_t n = read(STDIN_FILENO, &ch, 1);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0 || ch == '\n')
+      break;
+    if (len < sizeof line - 1)
+      line[len++] = ch;
+    else
+      too_long = true;
+  }
+  line[len] = '\0';
+  if (!too_long && strcmp(line, "YES") == 0)
+    return CLI_OK;
+  return cli_fail("operation aborted: not confirmed (type YES to go on); nothing was changed");
+}
+
+static cli_fail_hook_fn fail_hook;
+static void *fail_hook_ctx;
+
+void cli_set_fail_hook(cli_fail_hook_fn fn, void *ctx)
+{
+  fail_hook = fn;
+  fail_hook_ctx = ctx;
+}
+
 int cli_fail(const char *fmt, ...)
 {
+  char msg[2 * NBDC_ERROR_MAX + 512];
   va_list ap;
-  fputs("nbdcrypt: ", stderr);
   va_start(ap, fmt);
-  vfprintf(stderr, fmt, ap);
+  vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
-  fputc('\n', stderr);
+  fprintf(stderr, "nbdcrypt: %s\n", msg);
+  if (fail_hook)
+    fail_hook(fail_hook_ctx, msg);
   return CLI_FAIL;
+}
+
+static char collected[4 * NBDC_ERROR_MAX];
+
+static void collect_error(void *ctx, const char *msg)
+{
+  (void)ctx;
+  size_t used = strlen(collected);
+  if (used + 3 < sizeof collected)
+    snprintf(collected + used, sizeof collected - used, "%s%s", used ? "; " : "", msg);
+}
+
+void cli_errors_collect(void)
+{
+  collected[0] = '\0';
+  cli_set_fail_hook(collect_error, NULL);
+}
+
+const char *cli_errors_text(void)
+{
+  return collected;
+}
+
+/* The length of the well-formed UTF-8 sequence at s (RFC 3629, Unicode
+ * Table 3-7), 0 if the byte at s starts none. */
+static size_t utf8_seq_len(const unsigned char *s)
+{
+  unsigned char c = s[0];
+  if (c < 0x80)
+    return 1;
+  size_t n;
+  unsigned char lo = 0x80, hi = 0xbf;
+  if (c >= 0xc2 && c <= 0xdf) {
+    n = 2;
+  } else if (c >= 0xe0 && c <= 0xef) {
+    n = 3;
+    if (c == 0xe0)
+      lo = 0xa0; /* no overlong forms */
+    else if (c == 0xed)
+      hi = 0x9f; /* no surrogates */
+  } else if (c >= 0xf0 && c <= 0xf4) {
+    n = 4;
+    if (c == 0xf0)
+      lo = 0x90;
+    else if (c == 0xf4)
+      hi = 0x8f; /* nothing above U+10FFFF */
+  } else {
+    return 0;
+  }
+  if (s[1] < lo || s[1] > hi)
+    return 0;
+  for (size_t i = 2; i < n; i++)
+    if (s[i] < 0x80 || s[i] > 0xbf)
+      return 0;
+  return n;
+}
+
+/* s as valid UTF-8 (malloc'ed), or NULL when it already is (or on ENOMEM). */
+static char *utf8_clean(const char *s, size_t len)
+{
+  const unsigned char *u = (const unsigned char *)s;
+  size_t i = 0, bad = 0;
+  while (i < len) {
+    size_t n = utf8_seq_len(u + i);
+    if (n == 0) {
+      bad++;
+      n = 1;
+    }
+    i += n;
+  }
+  if (!bad)
+    return NULL;
+  char *out = malloc(len + 2 * bad + 1), *o = out;
+  if (!out)
+    return NULL;
+  for (i = 0; i < len;) {
+    size_t n = utf8_seq_len(u + i);
+    if (n == 0) {
+      memcpy(o, "\xef\xbf\xbd", 3); /* U+FFFD */
+      o += 3;
+      i++;
+    } else {
+      memcpy(o, s + i, n);
+      o += n;
+      i += n;
+    }
+  }
+  *o = '\0';
+  return out;
+}
+
+struct json_object *cli_json_string(const char *s)
+{
+  if (!s)
+    return NULL;
+  char *clean = utf8_clean(s, strlen(s));
+  struct json_object *o = json_object_new_string(clean ? clean : s);
+  free(clean);
+  return o;
+}
+
+static void json_clean_tree(struct json_object *o)
+{
+  switch (json_object_get_type(o)) {
+  case json_type_string: {
+    char *clean = utf8_clean(json_object_get_string(o), (size_t)json_object_get_string_len(o));
+    if (clean)
+      json_object_set_string(o, clean);
+    free(clean);
+    break;
+  }
+  case json_type_array:
+    for (size_t i = 0; i < json_object_array_length(o); i++)
+      json_clean_tree(json_object_array_get_idx(o, i));
+    break;
+  case json_type_object: {
+    json_object_object_foreach(o, key, val)
+    {
+      (void)key;
+      json_clean_tree(val);
+    }
+    break;
+  }
+  default:
+    break;
+  }
+}
+
+void cli_json_print(struct json_object *o, bool pretty)
+{
+  json_clean_tree(o);
+  printf("%s\n", json_object_to_json_string_ext(
+                     o, (pretty ? JSON_C_TO_STRING_PRETTY : JSON_C_TO_STRING_PLAIN) |
+                            JSON_C_TO_STRING_NOSLASHESCAPE));
+  fflush(stdout);
+  json_object_put(o);
+}
+
+int cli_fail_target(const char *target, const char *doing, const char *msg)
+{
+  bool named = strstr(msg, target) != NULL;
+  if (doing && named)
+    return cli_fail("%s: %s", doing, msg);
+  if (doing)
+    return cli_fail("%s %s: %s", doing, target, msg);
+  if (named)
+    return cli_fail("%s", msg);
+  return cli_fail("%s: %s", target, msg);
 }
 
 int cli_usage(const char *cmd, const char *fmt, ...)
@@ -150,4 +345,15 @@ int cli_open_target(const char *target, unsigned flags, uint64_t create_size, st
   if (bdev_open(target, flags, create_size, out, &err) < 0)
     return cli_fail("%s", err.msg);
   return CLI_OK;
+}
+
+int cli_open_header(const char *target, const char *header, unsigned flags, struct bdev **out)
+{
+  struct stat a, b;
+  if (!bdev_is_uri(target) && !bdev_is_uri(header) && stat(target, &a) == 0 &&
+      stat(header, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+    return cli_fail("--header %s is %s itself: a detached header is a file of its own, apart "
+                    "from the data",
+                    header, target);
+  return cli_open_target(header, flags, 0, out);
 }

@@ -16,6 +16,7 @@ static struct json_object *luks1_json(const struct luks1_hdr *h, uint64_t dev_si
   json_object_object_add(o, "luks1", json_object_new_boolean(1));
   json_object_object_add(o, "uuid", json_object_new_string(h->uuid));
   json_object_object_add(o, "device_size", json_object_new_int64((int64_t)dev_size));
+  json_object_object_add(o, "detached_header", json_object_new_boolean(0));
   json_object_object_add(o, "cipher", json_object_new_string(h->cipher));
   json_object_object_add(o, "key_bits", json_object_new_int((int)h->key_bytes * 8));
   json_object_object_add(o, "hash", json_object_new_string(h->hash_spec));
@@ -43,7 +44,17 @@ static struct json_object *luks1_json(const struct luks1_hdr *h, uint64_t dev_si
   return o;
 }
 
-int cli_info_luks1(const char *target, struct bdev *dev, bool json, int *result)
+static void luks1_json_error(const char *target, const char *msg)
+{
+  struct json_object *o = json_object_new_object();
+  json_object_object_add(o, "target", cli_json_string(target));
+  json_object_object_add(o, "luks2", json_object_new_boolean(0));
+  json_object_object_add(o, "luks1", json_object_new_boolean(1));
+  json_object_object_add(o, "error", cli_json_string(msg));
+  cli_json_print(o, true);
+}
+
+int cli_info_luks1(const char *target, const char *header, struct bdev *dev, bool json, int *result)
 {
   struct luks1_hdr h;
   struct nbdc_error err = {0};
@@ -53,39 +64,44 @@ int cli_info_luks1(const char *target, struct bdev *dev, bool json, int *result)
     r = luks1_load(dev, &h, &err);
   if (r == -ENODATA)
     return 0; /* not LUKS1: the caller reports it as not LUKS2 */
+  if (header) {
+    /* As volume_open: only a LUKS2 header can be detached. */
+    char msg[NBDC_ERROR_MAX + 96];
+    snprintf(msg, sizeof msg,
+             "a detached LUKS1 header is not supported, only a detached LUKS2 header (%s)",
+             r < 0 ? err.msg : "a whole LUKS1 disk");
+    if (json)
+      luks1_json_error(target, msg);
+    *result = cli_fail("%s: %s", header, msg);
+    return 1;
+  }
   if (r < 0) {
-    if (json) {
-      struct json_object *o = json_object_new_object();
-      json_object_object_add(o, "luks2", json_object_new_boolean(0));
-      json_object_object_add(o, "luks1", json_object_new_boolean(1));
-      json_object_object_add(o, "error", json_object_new_string(err.msg));
-      printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY));
-      json_object_put(o);
-    }
+    if (json)
+      luks1_json_error(target, err.msg);
     *result = cli_fail("%s: not a usable LUKS1 disk: %s", target, err.msg);
     return 1;
   }
   struct json_object *o = luks1_json(&h, dev_size);
-  if (json) {
-    printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
-                                                         JSON_C_TO_STRING_NOSLASHESCAPE));
-  } else {
-    printf("%s: LUKS1\n", target);
-    printf("  uuid:          %s\n", h.uuid);
-    printf("  cipher:        %s, %u-bit key\n", h.cipher, h.key_bytes * 8);
-    printf("  hash:          %s\n", h.hash_spec);
-    printf("  sector size:   %d\n", LUKS1_SECTOR_SIZE);
-    printf("  data offset:   %" PRIu64 "\n", luks1_payload_offset(&h));
-    printf("  data size:     %" PRId64 " (to the end of the device)\n",
-           json_object_get_int64(json_object_object_get(o, "data_size")));
-    printf("  keyslots:\n");
-    for (int i = 0; i < LUKS1_NUM_KEYS; i++)
-      if (h.keyslots[i].active)
-        printf("    %d: luks1, pbkdf2-%s, %" PRIu32 " iterations\n", i, h.hash_spec,
-               h.keyslots[i].iterations);
-    printf("  tokens:        none (LUKS1; convert with nbdcrypt enroll --convert)\n");
-  }
-  json_object_put(o);
+  json_object_object_add(o, "target", cli_json_string(target));
   *result = CLI_OK;
+  if (json) {
+    cli_json_print(o, true); /* drops o */
+    return 1;
+  }
+  printf("%s: LUKS1\n", target);
+  printf("  uuid:          %s\n", h.uuid);
+  printf("  cipher:        %s, %u-bit key\n", h.cipher, h.key_bytes * 8);
+  printf("  hash:          %s\n", h.hash_spec);
+  printf("  sector size:   %d\n", LUKS1_SECTOR_SIZE);
+  printf("  data offset:   %" PRIu64 "\n", luks1_payload_offset(&h));
+  printf("  data size:     %" PRId64 " (to the end of the device)\n",
+         json_object_get_int64(json_object_object_get(o, "data_size")));
+  printf("  keyslots:\n");
+  for (int i = 0; i < LUKS1_NUM_KEYS; i++)
+    if (h.keyslots[i].active)
+      printf("    %d: luks1, pbkdf2-%s, %" PRIu32 " iterations\n", i, h.hash_spec,
+             h.keyslots[i].iterations);
+  printf("  tokens:        none (LUKS1; convert with nbdcrypt enroll --convert)\n");
+  json_object_put(o);
   return 1;
 }

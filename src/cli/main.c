@@ -35,6 +35,10 @@ static void usage(FILE *out)
                "  --config FILE  key provider configuration (default: $NBDCRYPT_CONFIG,\n"
                "                 else /etc/nbdcrypt/config.json, else a native keystore in\n"
                "                 $XDG_DATA_HOME/nbdcrypt/keystore.json)\n"
+               "  --batch-mode, -q, --yes\n"
+               "                 never ask for confirmation: format --force over data,\n"
+               "                 decrypt and kek destroy ask \"Are you sure?\" when stdin is a\n"
+               "                 terminal (as cryptsetup); also an option of those commands\n"
                "  --help         this text; 'nbdcrypt COMMAND --help' for a command\n"
                "  --version      print the version\n\n"
                "Exit status: 0 success, 1 failure (reason on stderr), 2 bad usage.\n");
@@ -46,13 +50,14 @@ int main(int argc, char **argv)
       {"config", required_argument, NULL, 'c'},
       {"help", no_argument, NULL, 'h'},
       {"version", no_argument, NULL, 'V'},
+      CLI_BATCH_OPTIONS,
       {NULL, 0, NULL, 0},
   };
   struct cli cli = {0};
   int c;
 
   secmem_harden_process();
-  while ((c = getopt_long(argc, argv, "+c:h", opts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "+c:hq", opts, NULL)) != -1) {
     switch (c) {
     case 'c':
       cli.config_path = optarg;
@@ -60,6 +65,9 @@ int main(int argc, char **argv)
     case 'h':
       usage(stdout);
       return CLI_OK;
+    case 'q':
+      cli.batch = true;
+      break;
     case 'V':
       printf("nbdcrypt %s\n", NBDCRYPT_VERSION);
       return CLI_OK;

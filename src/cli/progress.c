@@ -9,6 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <json-c/json.h>
+
 #include "cli/progress.h"
 #include "nbdcrypt/crypto.h"
 #include "nbdcrypt/luks2.h"
@@ -18,6 +20,17 @@ static double now(void)
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* A new event object: {"event": NAME, "operation": ..., "target": ...}. */
+static struct json_object *progress_event(const struct progress *p, const char *name)
+{
+  struct json_object *o = json_object_new_object();
+  json_object_object_add(o, "event", json_object_new_string(name));
+  json_object_object_add(o, "operation", json_object_new_string(p->what));
+  if (p->target)
+    json_object_object_add(o, "target", cli_json_string(p->target));
+  return o;
 }
 
 void progress_init(struct progress *p, const char *what, bool json)
@@ -42,10 +55,17 @@ void progress_update(void *opaque, uint64_t done, uint64_t total)
   double rate = elapsed > 0 ? (double)(done - p->first_done) / elapsed : 0; /* bytes/s */
   double eta = rate > 0 ? (double)(total - done) / rate : -1;
   if (p->json) {
-    printf("{\"event\":\"progress\",\"operation\":\"%s\",\"done\":%" PRIu64 ",\"total\":%" PRIu64
-           ",\"percent\":%.1f,\"rate_bytes_per_s\":%.0f,\"eta_s\":%.1f}\n",
-           p->what, done, total, pct, rate, eta);
-    fflush(stdout);
+    char text[32];
+    struct json_object *o = progress_event(p, "progress");
+    json_object_object_add(o, "done", json_object_new_int64((int64_t)done));
+    json_object_object_add(o, "total", json_object_new_int64((int64_t)total));
+    snprintf(text, sizeof text, "%.1f", pct);
+    json_object_object_add(o, "percent", json_object_new_double_s(pct, text));
+    snprintf(text, sizeof text, "%.0f", rate);
+    json_object_object_add(o, "rate_bytes_per_s", json_object_new_double_s(rate, text));
+    snprintf(text, sizeof text, "%.1f", eta);
+    json_object_object_add(o, "eta_s", json_object_new_double_s(eta, text));
+    cli_json_print(o, false);
     return;
   }
   if (p->tty) {
@@ -73,20 +93,14 @@ void progress_update(void *opaque, uint64_t done, uint64_t total)
 void progress_end(struct progress *p, const char *event, const char *message)
 {
   if (p->json) {
-    printf("{\"event\":\"%s\",\"operation\":\"%s\",\"elapsed_s\":%.2f", event, p->what,
-           now() - p->start);
-    if (message) {
-      fputs(",\"message\":\"", stdout);
-      for (const char *c = message; *c; c++) {
-        if (*c == '"' || *c == '\\')
-          putchar('\\');
-        if ((unsigned char)*c >= 0x20)
-          putchar(*c);
-      }
-      putchar('"');
-    }
-    puts("}");
-    fflush(stdout);
+    char text[32];
+    double elapsed = now() - p->start;
+    struct json_object *o = progress_event(p, event);
+    snprintf(text, sizeof text, "%.2f", elapsed);
+    json_object_object_add(o, "elapsed_s", json_object_new_double_s(elapsed, text));
+    if (message)
+      json_object_object_add(o, "message", cli_json_string(message));
+    cli_json_print(o, false);
   } else if (p->tty && p->started) {
     fputc('\n', stderr);
   }
@@ -126,6 +140,7 @@ int cli_reenc_command(struct cli *cli, int argc, char **argv, enum reenc_mode mo
       {"drop-passphrase-keyslots", no_argument, NULL, 'D'},
       {"passphrase-file", required_argument, NULL, 'f'},
       CLI_ALLOW_REVOKED_OPTION,
+      CLI_BATCH_OPTIONS,
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
@@ -136,8 +151,11 @@ int cli_reenc_command(struct cli *cli, int argc, char **argv, enum reenc_mode mo
   size_t n_pass = 0;
   bool json = false;
   int c;
-  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "hq", opts, NULL)) != -1) {
     switch (c) {
+    case 'q':
+      cli->batch = true;
+      break;
     case 'p':
     case 'k':
     case 'w':
@@ -151,13 +169,14 @@ int cli_reenc_command(struct cli *cli, int argc, char **argv, enum reenc_mode mo
         ro.kms_wrapped = true;
       break;
     case 'H':
-      if (mode == REENC_RECRYPT)
-        return cli_usage(cmd, "recrypt does not take --header");
       ro.header_path = optarg;
       break;
     case 'z':
       if (!cli_parse_size(optarg, &ro.hotzone) || ro.hotzone == 0)
         return cli_usage(cmd, "bad --hotzone '%s'", optarg);
+      if (ro.hotzone % 4096 || ro.hotzone < REENC_SHIFT || ro.hotzone > 256u * 1024 * 1024)
+        return cli_usage(cmd, "bad --hotzone '%s': a multiple of 4096 bytes from 16M to 256M",
+                         optarg);
       break;
     case 'r':
       ro.resume_only = true;
@@ -192,6 +211,13 @@ int cli_reenc_command(struct cli *cli, int argc, char **argv, enum reenc_mode mo
   if (optind != argc - 1)
     return cli_usage(cmd, optind >= argc ? "missing TARGET" : "too many arguments");
   const char *target = argv[optind];
+  /* Decrypting removes the keyslots and KEK bindings; ask as cryptsetup does. */
+  if (mode == REENC_DECRYPT && !ro.resume_only &&
+      cli_confirm(cli,
+                  "This decrypts %s in place: its data stays, but its encryption, keyslots "
+                  "and KEK bindings are removed.",
+                  target) != CLI_OK)
+    return CLI_FAIL;
   ro.cfg = cli_config(cli);
   if (!ro.cfg)
     return CLI_FAIL;
@@ -218,6 +244,7 @@ static int run_reenc(const char *cmd, const char *target, struct reenc_opts *ro,
   static volatile sig_atomic_t stop;
   struct progress pr;
   progress_init(&pr, cmd, json);
+  pr.target = target;
   progress_catch_signals(&stop);
   ro->stop = &stop;
   ro->progress = progress_update;
@@ -233,7 +260,7 @@ static int run_reenc(const char *cmd, const char *target, struct reenc_opts *ro,
   }
   if (r < 0) {
     progress_end(&pr, "error", err.msg);
-    return cli_fail("%s: %s", target, err.msg);
+    return cli_fail_target(target, NULL, err.msg);
   }
   progress_end(&pr, "done", NULL);
   if (!json)

@@ -12,7 +12,8 @@
 #include "nbdcrypt/reencrypt.h"
 
 struct progress {
-  const char *what; /* "recrypt" ... */
+  const char *what;   /* "recrypt" ... */
+  const char *target; /* for JSON events, may be NULL */
   bool json;
   bool tty;
   double start;

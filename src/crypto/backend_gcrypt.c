@@ -26,9 +26,11 @@
  * libgcrypt derives the decryption schedule from the encryption one, inside
  * the handle.
  */
+#include <endian.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -169,23 +171,23 @@ int xts_be_run(struct xts_be *be, int enc, uint8_t *out, const uint8_t *in, size
                uint32_t sector, uint64_t first_unit, struct nbdc_error *err)
 {
   const uint32_t units_per_sector = sector / 512;
+  /* In place when in == out (libgcrypt's NULL input). */
+  const bool in_place = in == out;
   uint8_t iv[XTS_IV_LEN] = {0};
   uint64_t unit = first_unit;
-  for (size_t off = 0; off < len; off += sector) {
-    for (int b = 0; b < 8; b++)
-      iv[b] = (uint8_t)(unit >> (8 * b));
+  for (size_t off = 0; off < len; off += sector, unit += units_per_sector) {
+    const uint64_t le = htole64(unit); /* plain64: the unit number, little-endian */
+    memcpy(iv, &le, sizeof le);
     gcry_error_t rc = gcry_cipher_setiv(be->h, iv, sizeof iv);
     if (!rc) {
-      /* In place when in == out (libgcrypt's NULL input). */
-      const uint8_t *src = in == out ? NULL : in + off;
-      size_t srclen = in == out ? 0 : sector;
+      const uint8_t *src = in_place ? NULL : in + off;
+      const size_t srclen = in_place ? 0 : sector;
       rc = enc ? gcry_cipher_encrypt(be->h, out + off, sector, src, srclen)
                : gcry_cipher_decrypt(be->h, out + off, sector, src, srclen);
     }
     if (rc)
       return nbdc_error_set(err, EIO, "xts %s failed at 512-byte unit %" PRIu64 ": %s",
                             enc ? "encrypt" : "decrypt", unit, gcry_strerror(rc));
-    unit += units_per_sector;
   }
   return 0;
 }

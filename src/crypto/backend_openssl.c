@@ -39,6 +39,7 @@
  * of nbdkit that initialised OpenSSL first) the contexts stay on the heap
  * and crypto_backend_schedules_secure() says so (docs/security.md).
  */
+#include <endian.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -299,15 +300,14 @@ int xts_be_run(struct xts_be *be, int enc, uint8_t *out, const uint8_t *in, size
   const uint32_t units_per_sector = sector / 512;
   uint8_t iv[XTS_IV_LEN] = {0};
   uint64_t unit = first_unit;
-  for (size_t off = 0; off < len; off += sector) {
-    for (int b = 0; b < 8; b++)
-      iv[b] = (uint8_t)(unit >> (8 * b));
+  for (size_t off = 0; off < len; off += sector, unit += units_per_sector) {
+    const uint64_t le = htole64(unit); /* plain64: the unit number, little-endian */
+    memcpy(iv, &le, sizeof le);
     size_t outl = 0;
     if (init(cctx, NULL, 0, iv, sizeof iv, NULL) != 1 ||
         be->impl.update(cctx, out + off, &outl, sector, in + off, sector) != 1 || outl != sector)
       return ossl_error(err, EIO, "xts %s failed at 512-byte unit %" PRIu64,
                         enc ? "encrypt" : "decrypt", unit);
-    unit += units_per_sector;
   }
   return 0;
 }

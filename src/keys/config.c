@@ -365,6 +365,11 @@ static int config_check_file(int fd, const char *path, const char *how, struct n
   if (fstat(fd, &st) < 0)
     return nbdc_error_set(err, errno, "cannot examine configuration file %s%s: %s", path, how,
                           strerror(errno));
+  if (S_ISDIR(st.st_mode))
+    return nbdc_error_set(err, EISDIR,
+                          "configuration file %s%s is a directory; give the JSON file in it "
+                          "(e.g. %s/config.json)",
+                          path, how, path);
   if (st.st_mode & 022)
     return nbdc_error_set(err, EPERM,
                           "configuration file %s%s has mode %04o: group or others can change it "

@@ -66,6 +66,7 @@ struct native_store {
   size_t cap;
   uint8_t *keks;             /* secure memory, cap * KEYS_KEK_SIZE bytes */
   struct json_object *extra; /* unknown top-level fields, or NULL */
+  bool missing;              /* the keystore file does not exist (yet) */
 };
 
 /* ---- the in-memory store ------------------------------------------------ */
@@ -448,8 +449,10 @@ static int native_load(const struct native_state *ns, struct native_store *store
   int r = native_read_file(ns, &text, &len, err);
   if (r < 0)
     return r;
-  if (!text)
+  if (!text) {
+    store->missing = true;
     return native_store_reserve(store, 1, err);
+  }
 
   struct json_object *root = NULL;
   if (memchr(text, '\0', len))
@@ -854,8 +857,14 @@ static void native_unlock(int lock_fd)
 
 /* ---- operations -------------------------------------------------------- */
 
-static int native_not_found(const struct native_state *ns, const char *id, struct nbdc_error *err)
+static int native_not_found(const struct native_state *ns, const struct native_store *store,
+                            const char *id, struct nbdc_error *err)
 {
+  if (store->missing)
+    return nbdc_error_set(err, ENOENT,
+                          "kek %s not found: keystore %s (provider %s) does not exist; is this "
+                          "the configuration the KEK was created with?",
+                          id, ns->keystore, ns->provider);
   return nbdc_error_set(err, ENOENT, "kek %s not found in keystore %s (provider %s)", id,
                         ns->keystore, ns->provider);
 }
@@ -928,7 +937,7 @@ static int native_kek_get(void *state, const char *id, uint8_t **kek, struct nbd
     return r;
   ssize_t i = native_store_find(&store, id);
   if (i < 0) {
-    r = native_not_found(ns, id, err);
+    r = native_not_found(ns, &store, id, err);
   } else if (!(*kek = secmem_alloc(KEYS_KEK_SIZE))) {
     r = nbdc_error_set(err, errno ? errno : ENOMEM, "cannot allocate secure memory: %s",
                        strerror(errno));
@@ -952,6 +961,12 @@ static int native_kek_list(void *state, const char *prefix, struct keys_kek_info
   if (!infos) {
     native_store_free(&store);
     return nbdc_error_set(err, ENOMEM, "out of memory");
+  }
+  /* Still an empty list, but the caller can say why (err->code stays 0). */
+  if (store.missing && err) {
+    nbdc_error_set(err, ENOENT, "keystore %s does not exist (yet): no KEK was created with it",
+                   ns->keystore);
+    err->code = 0;
   }
   size_t n = 0;
   size_t prefix_len = prefix ? strlen(prefix) : 0;
@@ -983,7 +998,7 @@ static int native_kek_state(void *state, const char *id, enum keys_kek_state *ke
     return r;
   ssize_t i = native_store_find(&store, id);
   if (i < 0)
-    r = native_not_found(ns, id, err);
+    r = native_not_found(ns, &store, id, err);
   else
     *kek_state = store.entries[i].state;
   native_store_free(&store);
@@ -1004,7 +1019,7 @@ static int native_kek_revoke(void *state, const char *id, bool compromised, stru
     goto out_unlock;
   ssize_t found = native_store_find(&store, id);
   if (found < 0) {
-    r = native_not_found(ns, id, err);
+    r = native_not_found(ns, &store, id, err);
     goto out;
   }
   struct native_entry *e = &store.entries[found];
@@ -1050,7 +1065,7 @@ static int native_kek_destroy(void *state, const char *id, struct nbdc_error *er
     goto out_unlock;
   ssize_t found = native_store_find(&store, id);
   if (found < 0) {
-    r = native_not_found(ns, id, err);
+    r = native_not_found(ns, &store, id, err);
     goto out;
   }
   size_t i = (size_t)found;

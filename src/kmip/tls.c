@@ -131,6 +131,17 @@ static int kmip_tls_use_key(SSL_CTX *ctx, const char *key, struct nbdc_error *er
   return 0;
 }
 
+/* A CA or certificate file that cannot be opened: the system's reason
+ * ("No such file or directory"), not OpenSSL's "system lib". */
+static int kmip_tls_readable(const char *what, const char *path, struct nbdc_error *err)
+{
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return nbdc_error_set(err, errno, "kmip: cannot open %s %s: %s", what, path, strerror(errno));
+  close(fd);
+  return 0;
+}
+
 int kmip_tls_ctx_new(const char *ca, const char *cert, const char *key, SSL_CTX **out,
                      struct nbdc_error *err)
 {
@@ -140,6 +151,9 @@ int kmip_tls_ctx_new(const char *ca, const char *cert, const char *key, SSL_CTX 
     return nbdc_error_set(err, EINVAL, "kmip: no CA file to verify the servers with");
   if (!cert || !*cert || !key || !*key)
     return nbdc_error_set(err, EINVAL, "kmip: a client certificate and key are required");
+  int rr = kmip_tls_readable("CA file", ca, err);
+  if (rr < 0 || (rr = kmip_tls_readable("client certificate", cert, err)) < 0)
+    return rr;
   ERR_clear_error();
   SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
   if (!ctx)

@@ -46,8 +46,8 @@ struct json_object *luks2_metadata(const struct luks2_hdr *hdr)
   return hdr->jobj;
 }
 
-int luks2_data_segment(const struct luks2_hdr *hdr, struct luks2_segment *out,
-                       struct nbdc_error *err)
+static int data_segment(const struct luks2_hdr *hdr, bool detached, struct luks2_segment *out,
+                        struct nbdc_error *err)
 {
   struct json_object *segments = luks2_json_get(hdr->jobj, "segments", json_type_object);
   int count = json_object_object_length(segments);
@@ -82,13 +82,25 @@ int luks2_data_segment(const struct luks2_hdr *hdr, struct luks2_segment *out,
                               "segment %s: flag '%.32s' marks a re-encryption backup, not data",
                               key, flag);
     }
-    if (out->offset == 0)
+    if (out->offset == 0 && !detached)
       return nbdc_error_set(err, EINVAL,
                             "segment %s: data at offset 0 (a detached header): the data is not "
                             "on this device",
                             key);
   }
   return 0;
+}
+
+int luks2_data_segment(const struct luks2_hdr *hdr, struct luks2_segment *out,
+                       struct nbdc_error *err)
+{
+  return data_segment(hdr, false, out, err);
+}
+
+int luks2_data_segment_detached(const struct luks2_hdr *hdr, struct luks2_segment *out,
+                                struct nbdc_error *err)
+{
+  return data_segment(hdr, true, out, err);
 }
 
 bool luks2_detached_header(const struct luks2_hdr *hdr)

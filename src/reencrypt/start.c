@@ -186,9 +186,12 @@ static int bind_planned(struct reenc *re, const struct slot_plan plan[], size_t 
 
 int reenc_start_recrypt(struct reenc *re, struct nbdc_error *err)
 {
-  struct volume_unlock_opts uo = {.cfg = re->opts->cfg, .keyslot = -1};
+  /* With --header the header is re->hdev and the data, at the segment's
+   * offset (0), on re->dev. */
+  bool detached = re->opts->header_path != NULL;
+  struct volume_unlock_opts uo = {.cfg = re->opts->cfg, .keyslot = -1, .detached = detached};
   struct volume *vol = NULL;
-  int r = volume_open(re->dev, &uo, &vol, err);
+  int r = volume_open(re->hdev, &uo, &vol, err);
   if (r < 0)
     return r;
   struct reenc_state *st = &re->st;
@@ -216,6 +219,7 @@ int reenc_start_recrypt(struct reenc *re, struct nbdc_error *err)
   *st = (struct reenc_state){
       .mode = REENC_RECRYPT,
       .phase = REENC_PHASE_MAIN,
+      .detached = detached,
       .size_dynamic = seg->dynamic,
       .sector_size = seg->sector_size,
       .data_size = st->data_size,
@@ -471,14 +475,17 @@ int reenc_resume(struct reenc *re, struct nbdc_error *err)
                                  err)) < 0)
     return r;
   if (re->st.mode != re->opts->mode)
-    return nbdc_error_set(err, EBUSY, "disk %s is in the middle of a %s, not a %s",
-                          luks2_uuid(re->hdr),
-                          re->st.mode == REENC_RECRYPT   ? "recrypt"
-                          : re->st.mode == REENC_ENCRYPT ? "encrypt"
-                                                         : "decrypt",
-                          re->opts->mode == REENC_RECRYPT   ? "recrypt"
-                          : re->opts->mode == REENC_ENCRYPT ? "encrypt"
-                                                            : "decrypt");
+    return nbdc_error_set(
+        err, EBUSY,
+        "disk %s is in the middle of nbdcrypt %s (run that command to finish it); "
+        "nbdcrypt %s cannot continue it",
+        luks2_uuid(re->hdr),
+        re->st.mode == REENC_RECRYPT   ? "recrypt"
+        : re->st.mode == REENC_ENCRYPT ? "encrypt"
+                                       : "decrypt",
+        re->opts->mode == REENC_RECRYPT   ? "recrypt"
+        : re->opts->mode == REENC_ENCRYPT ? "encrypt"
+                                          : "decrypt");
   if (re->st.detached != (re->opts->header_path != NULL))
     return nbdc_error_set(err, EINVAL, "the operation in progress %s a detached header",
                           re->st.detached ? "uses" : "does not use");

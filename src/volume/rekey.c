@@ -21,11 +21,11 @@ static int bound_keyslot(const struct luks2_hdr *hdr, const char *provider, cons
 }
 
 /* Prove that keyslot opens with the new binding before anything old goes. */
-static int verify_binding(struct bdev *dev, const struct keys_config *cfg, int keyslot,
-                          struct nbdc_error *err)
+static int verify_binding(struct bdev *dev, const struct keys_config *cfg, bool detached,
+                          int keyslot, struct nbdc_error *err)
 {
   struct volume *check = NULL;
-  struct volume_unlock_opts uo = {.cfg = cfg, .keyslot = keyslot};
+  struct volume_unlock_opts uo = {.cfg = cfg, .keyslot = keyslot, .detached = detached};
   int r = volume_open(dev, &uo, &check, err);
   if (r < 0)
     nbdc_error_prefix(err, "the new keyslot %d does not open; the disk still has its old keyslots",
@@ -69,7 +69,7 @@ int volume_rekey(struct bdev *dev, const struct volume_rekey_opts *opts,
 {
   struct keys_provider *provider = NULL;
   struct volume *vol = NULL;
-  struct volume_unlock_opts uo = {.cfg = opts->cfg, .keyslot = -1};
+  struct volume_unlock_opts uo = {.cfg = opts->cfg, .keyslot = -1, .detached = opts->detached};
   int r, new_slot;
   bool created = false, committed_removal = false;
   int written_slot = -1; /* keyslot step 1 committed in this run */
@@ -114,7 +114,7 @@ int volume_rekey(struct bdev *dev, const struct volume_rekey_opts *opts,
       goto out;
     written_slot = new_slot;
   }
-  if ((r = verify_binding(dev, opts->cfg, new_slot, err)) < 0)
+  if ((r = verify_binding(dev, opts->cfg, opts->detached, new_slot, err)) < 0)
     goto out;
 
   /* Step 2: every other KEK-bound keyslot goes, with its tokens. */

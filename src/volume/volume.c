@@ -84,14 +84,13 @@ int volume_keyslot(const struct volume *vol)
   return vol->keyslot;
 }
 
-int volume_data_size(const struct volume *vol, uint64_t dev_size, uint64_t *size,
-                     struct nbdc_error *err)
+int volume_segment_data_size(const struct luks2_segment *seg, const char *uuid, uint64_t dev_size,
+                             uint64_t *size, struct nbdc_error *err)
 {
-  const struct luks2_segment *seg = &vol->segment;
   if (dev_size < seg->offset)
     return nbdc_error_set(
         err, EINVAL, "disk %s is truncated: %" PRIu64 " bytes, but its data starts at %" PRIu64,
-        volume_uuid(vol), dev_size, seg->offset);
+        uuid, dev_size, seg->offset);
   if (seg->dynamic) {
     uint64_t avail = dev_size - seg->offset;
     *size = avail - avail % seg->sector_size;
@@ -101,9 +100,15 @@ int volume_data_size(const struct volume *vol, uint64_t dev_size, uint64_t *size
     return nbdc_error_set(err, EINVAL,
                           "disk %s is truncated: its data segment needs %" PRIu64
                           " bytes at offset %" PRIu64 " but the device has %" PRIu64,
-                          volume_uuid(vol), seg->size, seg->offset, dev_size);
+                          uuid, seg->size, seg->offset, dev_size);
   *size = seg->size;
   return 0;
+}
+
+int volume_data_size(const struct volume *vol, uint64_t dev_size, uint64_t *size,
+                     struct nbdc_error *err)
+{
+  return volume_segment_data_size(&vol->segment, volume_uuid(vol), dev_size, size, err);
 }
 
 int volume_xts_new(const struct volume *vol, struct xts_ctx **out, struct nbdc_error *err)
@@ -135,14 +140,31 @@ bool volume_token_of_keyslot(const struct luks2_hdr *hdr, int keyslot, struct vo
   return false;
 }
 
+/* Why keyslot has no nbdcrypt token: it does not exist, or it is bound to no KEK. */
+static int volume_no_token_for(const struct luks2_hdr *hdr, int keyslot, struct nbdc_error *err)
+{
+  struct luks2_keyslot_info ki;
+  int ids[LUKS2_MAX_KEYSLOTS];
+  size_t n = luks2_keyslot_list(hdr, ids, LUKS2_MAX_KEYSLOTS);
+  char have[4 * LUKS2_MAX_KEYSLOTS + 8] = "";
+  for (size_t i = 0, used = 0; i < n && used < sizeof have; i++)
+    used += (size_t)snprintf(have + used, sizeof have - used, "%s%d", i ? ", " : "", ids[i]);
+  if (luks2_keyslot_info(hdr, keyslot, &ki) < 0)
+    return nbdc_error_set(err, ENOENT, "disk %s has no keyslot %d (its keyslots: %s)",
+                          luks2_uuid(hdr), keyslot, n ? have : "none");
+  return nbdc_error_set(err, ENOKEY,
+                        "disk %s: keyslot %d is bound to no KEK (no nbdcrypt token: a passphrase "
+                        "or key file keyslot); unlock it with a passphrase",
+                        luks2_uuid(hdr), keyslot);
+}
+
 int volume_unlock_keyslot(const struct luks2_hdr *hdr, struct bdev *dev,
                           const struct keys_config *cfg, int keyslot, uint8_t **key,
                           size_t *key_len, struct nbdc_error *err)
 {
   struct volume_token tok;
   if (!volume_token_of_keyslot(hdr, keyslot, &tok))
-    return nbdc_error_set(err, ENOKEY, "disk %s: no nbdcrypt token for keyslot %d", luks2_uuid(hdr),
-                          keyslot);
+    return volume_no_token_for(hdr, keyslot, err);
   uint8_t *secret = NULL;
   size_t secret_len = 0;
   int r = volume_token_secret_of(cfg, &tok, &secret, &secret_len, err);
@@ -229,9 +251,11 @@ static int unlock_with_tokens(struct volume *vol, struct bdev *dev,
     if (n < 0)
       reasons[used] = '\0';
   }
+  if (!tried && opts->keyslot >= 0)
+    return volume_no_token_for(vol->hdr, opts->keyslot, err);
   if (!tried)
-    return nbdc_error_set(err, ENOKEY, "disk %s: no nbdcrypt token%s; unlock it with a passphrase",
-                          uuid, opts->keyslot >= 0 ? " for that keyslot" : "");
+    return nbdc_error_set(err, ENOKEY, "disk %s: no nbdcrypt token; unlock it with a passphrase",
+                          uuid);
   return nbdc_error_set(err, -last, "disk %s: cannot unlock (%s)", uuid, reasons);
 }
 
@@ -285,6 +309,21 @@ int volume_open(struct bdev *dev, const struct volume_unlock_opts *opts, struct 
       goto fail;
     }
     int r1 = luks1_load(dev, vol->luks1, &e1);
+    if (r1 != -ENODATA && opts->detached) {
+      /* A detached LUKS1 header (payload offset 0, refused by the LUKS1
+       * reader) or a whole LUKS1 disk given as a header: not served. */
+      if (r1 < 0)
+        r = nbdc_error_set(err, ENOTSUP,
+                           "a detached LUKS1 header is not supported, only a detached LUKS2 "
+                           "header (%s)",
+                           e1.msg);
+      else
+        r = nbdc_error_set(err, ENOTSUP,
+                           "LUKS1 disk %s given as a detached header; a detached header must be "
+                           "LUKS2 (serve a LUKS1 disk without a separate header)",
+                           vol->luks1->uuid);
+      goto fail;
+    }
     if (r1 != -ENODATA) {
       if (r1 < 0)
         *err = e1;
@@ -312,7 +351,9 @@ int volume_open(struct bdev *dev, const struct volume_unlock_opts *opts, struct 
                        luks2_uuid(vol->hdr), reqs[0]);
     goto fail;
   }
-  if ((r = luks2_data_segment(vol->hdr, &vol->segment, err)) < 0) {
+  r = opts->detached ? luks2_data_segment_detached(vol->hdr, &vol->segment, err)
+                     : luks2_data_segment(vol->hdr, &vol->segment, err);
+  if (r < 0) {
     nbdc_error_prefix(err, "disk %s", luks2_uuid(vol->hdr));
     goto fail;
   }

@@ -84,6 +84,12 @@ token_opens "$img" "--token-type nbdcrypt" --token-type nbdcrypt
 token_opens "$img" "--token-id 0" --token-id 0
 pass "cryptsetup opens a disk made by nbdcrypt format with its token (any, by type, by id)"
 
+# A detached header (nbdcrypt encrypt --header) opens with --header and its token.
+head -c $((8 * 1024 * 1024)) /dev/urandom >"$T/det.img"
+nbdcrypt encrypt "$T/det.img" --header "$T/det.hdr" >/dev/null 2>&1 || fail "encrypt --header failed"
+token_opens "$T/det.img" "detached header" --header "$T/det.hdr"
+pass "cryptsetup opens a detached header made by nbdcrypt encrypt --header with its token"
+
 cs luksDump "$img" >"$T/dump" 2>&1 || fail "luksDump: $(cat "$T/dump")"
 sed -n '/^Tokens:/,/^Digests:/p' "$T/dump" >"$T/tokens"
 grep -Eq '^  0: nbdcrypt$' "$T/tokens" || fail "luksDump tokens: $(cat "$T/tokens")"

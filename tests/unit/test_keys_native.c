@@ -140,8 +140,14 @@ static void test_round_trip(void **state)
   assert_int_equal(count, 0);
   free(list);
   char want[1024];
+  /* ... and says so: the list's note, a get's error */
+  snprintf(want, sizeof want, "keystore %s does not exist (yet): no KEK was created with it",
+           keystore);
+  assert_int_equal(err.code, 0);
+  assert_string_equal(err.msg, want);
   snprintf(want, sizeof want,
-           "kek 00000000-0000-4000-8000-000000000000 not found in keystore %s (provider local)",
+           "kek 00000000-0000-4000-8000-000000000000 not found: keystore %s (provider local) "
+           "does not exist; is this the configuration the KEK was created with?",
            keystore);
   expect_get_error(&n, "00000000-0000-4000-8000-000000000000", ENOENT, want, NULL);
   struct stat st;

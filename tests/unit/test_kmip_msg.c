@@ -527,8 +527,9 @@ static void test_client_options_validated(void **state)
                                   .ca = "/nonexistent/ca.pem",
                                   .cert = "/nonexistent/c.pem",
                                   .key = "/nonexistent/c.key"};
-  assert_int_equal(kmip_client_new(&o, &c, &err), -EINVAL);
-  assert_non_null(strstr(err.msg, "cannot load CA file /nonexistent/ca.pem"));
+  assert_int_equal(kmip_client_new(&o, &c, &err), -ENOENT);
+  assert_non_null(
+      strstr(err.msg, "cannot open CA file /nonexistent/ca.pem: No such file or directory"));
   assert_null(c);
 
   struct kmip_client_options none = o;

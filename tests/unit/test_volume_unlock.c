@@ -217,6 +217,60 @@ static void test_too_small_for_format(void **state)
   bdev_close(small);
 }
 
+/* A header whose data segment starts at 0 (cryptsetup --header): refused on
+ * its own device, opened as a detached header, the offset counting on the
+ * data device. */
+static void test_detached_header_opens_only_as_detached(void **state)
+{
+  struct fixture *f = *state;
+  struct nbdc_error err = {0};
+  char kek_id[KEYS_ID_MAX];
+  format_disk(f, 4096, kek_id);
+  struct luks2_hdr *hdr = NULL;
+  assert_int_equal(luks2_load(f->dev, &hdr, &err), 0);
+  struct luks2_segment_spec spec = {
+      .offset = 0, .dynamic = true, .crypt = true, .sector_size = 4096, .digest = 0};
+  if (luks2_segments_set(hdr, &spec, 1, &err) < 0 || luks2_write(f->dev, hdr, &err) < 0)
+    fail_msg("making a detached header: %s", err.msg);
+  luks2_free(hdr);
+
+  struct volume *vol = NULL;
+  struct volume_unlock_opts uo = {.cfg = f->cfg, .keyslot = -1};
+  assert_int_equal(volume_open(f->dev, &uo, &vol, &err), -EINVAL);
+  assert_non_null(strstr(err.msg, "detached header"));
+  uo.detached = true;
+  if (volume_open(f->dev, &uo, &vol, &err) < 0)
+    fail_msg("volume_open detached: %s", err.msg);
+  assert_string_equal(volume_kek_id(vol), kek_id);
+  assert_int_equal(volume_segment(vol)->offset, 0);
+  uint64_t size = 0;
+  assert_int_equal(volume_data_size(vol, 8u << 20, &size, &err), 0);
+  assert_int_equal(size, 8u << 20);
+  volume_close(vol);
+}
+
+/* The filter's check of a segment against its device, shared by check and info. */
+static void test_segment_that_does_not_fit(void **state)
+{
+  (void)state;
+  struct nbdc_error err = {0};
+  uint64_t size = 1;
+  struct luks2_segment far = {.offset = 1ull << 50, .dynamic = true, .sector_size = 4096};
+  assert_int_equal(volume_segment_data_size(&far, "U", 32u << 20, &size, &err), -EINVAL);
+  assert_string_equal(err.msg, "disk U is truncated: 33554432 bytes, but its data starts at "
+                               "1125899906842624");
+  struct luks2_segment longer = {.offset = 16u << 20, .size = 1u << 30, .sector_size = 512};
+  assert_int_equal(volume_segment_data_size(&longer, "U", 32u << 20, &size, &err), -EINVAL);
+  assert_string_equal(err.msg, "disk U is truncated: its data segment needs 1073741824 bytes at "
+                               "offset 16777216 but the device has 33554432");
+  struct luks2_segment fits = {.offset = 0, .size = 1u << 20, .sector_size = 512};
+  assert_int_equal(volume_segment_data_size(&fits, "U", 1u << 20, &size, &err), 0);
+  assert_int_equal(size, 1u << 20);
+  struct luks2_segment dyn = {.offset = 4096, .dynamic = true, .sector_size = 4096};
+  assert_int_equal(volume_segment_data_size(&dyn, "U", 3 * 4096 + 100, &size, &err), 0);
+  assert_int_equal(size, 2 * 4096);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -228,6 +282,8 @@ int main(void)
       cmocka_unit_test_setup_teardown(test_requirement_flag_refused, setup, teardown),
       cmocka_unit_test_setup_teardown(test_not_luks, setup, teardown),
       cmocka_unit_test_setup_teardown(test_too_small_for_format, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_detached_header_opens_only_as_detached, setup, teardown),
+      cmocka_unit_test(test_segment_that_does_not_fit),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
