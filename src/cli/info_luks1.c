@@ -66,10 +66,13 @@ int cli_info_luks1(const char *target, const char *header, struct bdev *dev, boo
     return 0; /* not LUKS1: the caller reports it as not LUKS2 */
   if (header) {
     /* As volume_open: only a LUKS2 header can be detached. */
-    char msg[NBDC_ERROR_MAX + 96];
+    char why[NBDC_ERROR_MAX], msg[NBDC_ERROR_MAX + 96];
+    if (r < 0)
+      snprintf(why, sizeof why, "%s", err.msg);
+    else
+      snprintf(why, sizeof why, "LUKS1 disk %s given as the header", h.uuid);
     snprintf(msg, sizeof msg,
-             "a detached LUKS1 header is not supported, only a detached LUKS2 header (%s)",
-             r < 0 ? err.msg : "a whole LUKS1 disk");
+             "a detached LUKS1 header is not supported, only a detached LUKS2 header (%s)", why);
     if (json)
       luks1_json_error(target, msg);
     *result = cli_fail("%s: %s", header, msg);

@@ -312,16 +312,14 @@ int volume_open(struct bdev *dev, const struct volume_unlock_opts *opts, struct 
     if (r1 != -ENODATA && opts->detached) {
       /* A detached LUKS1 header (payload offset 0, refused by the LUKS1
        * reader) or a whole LUKS1 disk given as a header: not served. */
+      char why[NBDC_ERROR_MAX];
       if (r1 < 0)
-        r = nbdc_error_set(err, ENOTSUP,
-                           "a detached LUKS1 header is not supported, only a detached LUKS2 "
-                           "header (%s)",
-                           e1.msg);
+        snprintf(why, sizeof why, "%s", e1.msg);
       else
-        r = nbdc_error_set(err, ENOTSUP,
-                           "LUKS1 disk %s given as a detached header; a detached header must be "
-                           "LUKS2 (serve a LUKS1 disk without a separate header)",
-                           vol->luks1->uuid);
+        snprintf(why, sizeof why, "LUKS1 disk %s given as the header", vol->luks1->uuid);
+      r = nbdc_error_set(
+          err, ENOTSUP,
+          "a detached LUKS1 header is not supported, only a detached LUKS2 header (%s)", why);
       goto fail;
     }
     if (r1 != -ENODATA) {

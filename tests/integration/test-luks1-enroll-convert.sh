@@ -108,6 +108,27 @@ fi
 cryptsetup open --test-passphrase --key-file "$T/pass" "$img" || fail "the passphrase given was not kept"
 pass "a second LUKS1 keyslot: dropped, said so, its key no longer opens; the passphrase given does"
 
+# --json: one result object with the conversion's fields; the KEK it names opens the disk.
+img=$T/json.img
+truncate -s 12M "$img"
+cryptsetup luksFormat --type luks1 -q --pbkdf-force-iterations 1000 --key-file "$T/pass" "$img"
+cryptsetup luksAddKey -q --pbkdf-force-iterations 1000 --key-file "$T/pass" "$img" "$T/second"
+nbdcrypt enroll "$img" --passphrase-file "$T/pass" --convert --json >"$T/enroll.json" 2>"$T/enroll.err" ||
+  { cat "$T/enroll.err" >&2; fail "enroll --convert --json failed"; }
+kek=$("$PY" - "$T/enroll.json" "$img" <<'PYEOF'
+import json, sys
+j = json.load(open(sys.argv[1]))
+assert j["target"] == sys.argv[2] and j["ok"] is True, j
+assert j["converted"] is True and j["luks1_keyslots_dropped"] == 1, j
+assert j["kek_created"] is True and j["mode"] == "kek" and isinstance(j["keyslot"], int), j
+print(j["kek_id"])
+PYEOF
+) || fail "enroll --convert --json: $(cat "$T/enroll.json")"
+kek_bytes "$kek" "$T/kek.bin"
+cryptsetup open --test-passphrase --key-file "$T/kek.bin" "$img" ||
+  fail "the kek enroll --convert --json names does not open the converted disk"
+pass "enroll --convert --json: converted, one LUKS1 keyslot dropped, and its kek_id opens the disk"
+
 # A failure while building the LUKS2 header (the native keystore cannot wrap
 # for --kms-wrapped): nothing written, the KEK made for it destroyed.
 img=$T/wrapped.img
