@@ -61,7 +61,7 @@ if [ "$sanitize" = 1 ]; then
   CC=clang cmake -S "$top" -B "$fuzz" -DCMAKE_BUILD_TYPE=Debug -DNBDCRYPT_SANITIZE=ON \
     -DNBDCRYPT_FUZZ=ON >/dev/null
   cmake --build "$fuzz" -j "$jobs" --target fuzz_kmip_ttlv fuzz_kmip_msg fuzz_keys_config \
-    fuzz_luks2_load fuzz_volume_token
+    fuzz_luks2_load fuzz_luks1_parse fuzz_volume_token
   ASAN_OPTIONS=detect_leaks=1 ctest --test-dir "$fuzz" -L fuzz --output-on-failure || status=1
   ASAN_OPTIONS=detect_leaks=1 "$top/tests/fuzz/run.sh" "$fuzz" 20 || status=1
 fi

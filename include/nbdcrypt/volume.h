@@ -21,6 +21,10 @@ struct volume_unlock_opts {
   const uint8_t *passphrase;     /* non-NULL: unlock a passphrase keyslot instead of tokens */
   size_t passphrase_len;
   int keyslot; /* -1: any */
+  /* Also open LUKS1 disks (passphrase or key file only; volume_hdr is then
+   * NULL, see volume_luks1).  Without it a LUKS1 disk is refused with
+   * -ENOTSUP "disk UUID is LUKS1; convert it to LUKS2 first (nbdcrypt enroll --convert)". */
+  bool allow_luks1;
   /* dev holds a detached header (cryptsetup --header): its keyslots and
    * metadata only, the data segment being on another device, its offset
    * counted from that device's start (usually 0). */
@@ -50,9 +54,16 @@ struct luks2_hdr *volume_release_hdr(struct volume *vol);
 const uint8_t *volume_secret(const struct volume *vol, size_t *len);
 bool volume_kms_wrapped(const struct volume *vol);
 
+/* The LUKS2 header; NULL for a LUKS1 disk (volume_luks1). */
 const struct luks2_hdr *volume_hdr(const struct volume *vol);
 struct luks2_hdr *volume_hdr_mut(struct volume *vol);
 const struct luks2_segment *volume_segment(const struct volume *vol);
+
+/* The LUKS1 header of a LUKS1 disk, else NULL.  Borrowed. */
+struct luks1_hdr;
+const struct luks1_hdr *volume_luks1(const struct volume *vol);
+/* The disk's uuid, LUKS1 or LUKS2.  Borrowed. */
+const char *volume_uuid(const struct volume *vol);
 
 /* How the volume was unlocked: provider name and KEK id ("" for a
  * passphrase), and the keyslot opened.  Borrowed. */
@@ -101,6 +112,22 @@ int volume_format(struct bdev *dev, const struct volume_format_opts *opts,
  * volume (in memory; commit with luks2_write). */
 int volume_bind_kek(struct volume *vol, struct bdev *dev, struct keys_provider *provider,
                     const char *kek_id, bool kms_wrapped, int *keyslot, struct nbdc_error *err);
+
+/* Convert an open LUKS1 volume (volume_luks1) to LUKS2 in place, bound to
+ * KEK kek_id of provider (a keyslot and nbdcrypt token, as volume_bind_kek)
+ * and keeping passphrase (the one that opened vol) in a LUKS2 pbkdf2 keyslot
+ * of the LUKS1 keyslot's hash and iterations.  The data does not move: the
+ * LUKS2 segment starts at the payload offset (512-byte sectors, IV = sector
+ * number, same volume key); the uuid stays.  Refused before anything is
+ * written when the payload offset is not 4096-aligned or leaves too little
+ * room (-EINVAL/-ENOSPC).  Crash-safe: the disk is a LUKS1 disk that the
+ * passphrase opens until *converted is set, a LUKS2 disk after (docs/luks1.md).
+ * The other LUKS1 keyslots are dropped; old key material is wiped last.
+ * The caller holds the image's writer lock.  *kek_keyslot: the new keyslot. */
+int volume_convert_luks1(struct volume *vol, struct bdev *dev, struct keys_provider *provider,
+                         const char *kek_id, bool kms_wrapped, const uint8_t *passphrase,
+                         size_t passphrase_len, int *kek_keyslot, bool *converted,
+                         struct nbdc_error *err);
 
 /* Lower-level pieces for code that manages several volume keys at once
  * (re-encryption).  volume_bind_key: as volume_bind_kek, for any volume key

@@ -274,6 +274,7 @@ int nbdcrypt_volume_unlock(nbdkit_next *next, struct xts_ctx **master_xts,
       .passphrase = secret,
       .passphrase_len = secret_len,
       .keyslot = keyslot,
+      .allow_luks1 = true,
       .detached = header_path != NULL,
   };
   struct volume *v = NULL;
@@ -297,7 +298,7 @@ int nbdcrypt_volume_unlock(nbdkit_next *next, struct xts_ctx **master_xts,
   segment->sector_size = seg->sector_size;
   segment->dynamic = seg->dynamic;
   segment->size = seg->size;
-  snprintf(segment->uuid, sizeof segment->uuid, "%s", luks2_uuid(volume_hdr(v)));
+  snprintf(segment->uuid, sizeof segment->uuid, "%s", volume_uuid(v));
   if (header_path)
     nbdkit_debug(
         "nbdcrypt: disk %s: detached header %s, data on the plugin's disk at offset %" PRIu64,

@@ -103,6 +103,12 @@ int cli_open_header(const char *target, const char *header, unsigned flags, stru
 int cmd_kek(struct cli *cli, int argc, char **argv);
 int cmd_format(struct cli *cli, int argc, char **argv);
 int cmd_info(struct cli *cli, int argc, char **argv);
+/* info on a LUKS1 disk (info_luks1.c): 1 when dev is LUKS1 (printed, or
+ * refused as corrupt or, header given, as a detached LUKS1 header; *result
+ * the exit code), 0 when it is not LUKS1.  dev: the header device (header's
+ * with --header, else target's). */
+int cli_info_luks1(const char *target, const char *header, struct bdev *dev, bool json,
+                   int *result);
 int cmd_check(struct cli *cli, int argc, char **argv);
 int cmd_enroll(struct cli *cli, int argc, char **argv);
 int cmd_rekey(struct cli *cli, int argc, char **argv);

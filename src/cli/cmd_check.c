@@ -26,8 +26,7 @@ static void check_print(const char *target, const struct luks2_hdr *hdr,
   if (!json) {
     if (vol)
       printf("%s: ok: disk %s unlocks with provider %s, kek %s (keyslot %d)\n", target,
-             luks2_uuid(volume_hdr(vol)), volume_provider(vol), volume_kek_id(vol),
-             volume_keyslot(vol));
+             volume_uuid(vol), volume_provider(vol), volume_kek_id(vol), volume_keyslot(vol));
     for (size_t i = 0; i < nkeks; i++)
       printf("%s: keyslot %d: provider %s, kek %s: %s\n", target, keks[i].keyslot, keks[i].provider,
              keks[i].kek_id, keks[i].state ? keys_kek_state_name(keks[i].state) : keks[i].error);
@@ -95,7 +94,7 @@ int cmd_check(struct cli *cli, int argc, char **argv)
   const char *target = argv[optind];
 
   struct volume_unlock_opts uo = {
-      .cfg = cli_config(cli), .keyslot = -1, .detached = header != NULL};
+      .cfg = cli_config(cli), .keyslot = -1, .allow_luks1 = true, .detached = header != NULL};
   if (!uo.cfg)
     return CLI_FAIL;
   struct bdev *dev = NULL, *hdev = NULL;

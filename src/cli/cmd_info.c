@@ -268,6 +268,11 @@ int cmd_info(struct cli *cli, int argc, char **argv)
   uint64_t dev_size = 0;
   int r = CLI_OK;
   if (bdev_get_size(dev, &dev_size, &err) < 0 || luks2_load(hd, &hdr, &err) < 0) {
+    if (err.code == ENODATA && !dump_path && cli_info_luks1(target, header, hd, json, &r)) {
+      bdev_close(hdev);
+      bdev_close(dev);
+      return r;
+    }
     if (json) {
       struct json_object *o = json_object_new_object();
       json_object_object_add(o, "target", cli_json_string(target));

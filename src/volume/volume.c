@@ -7,6 +7,7 @@
 
 #include <json-c/json.h>
 
+#include "nbdcrypt/luks1.h"
 #include "nbdcrypt/volume.h"
 #include "volume/token.h"
 
@@ -15,7 +16,9 @@
 #define KEYSLOT_PBKDF2_ITER 1000
 
 struct volume {
-  struct luks2_hdr *hdr;
+  struct luks2_hdr *hdr;   /* NULL for a LUKS1 disk */
+  struct luks1_hdr *luks1; /* a LUKS1 disk (volume_unlock_opts.allow_luks1) */
+  char uuid[LUKS1_UUID_SIZE];
   struct luks2_segment segment;
   uint8_t *key; /* secmem */
   size_t key_len;
@@ -34,6 +37,7 @@ void volume_close(struct volume *vol)
   secmem_free(vol->key, vol->key_len);
   secmem_free(vol->secret, vol->secret_len);
   luks2_free(vol->hdr);
+  free(vol->luks1);
   free(vol);
 }
 
@@ -63,6 +67,16 @@ const uint8_t *volume_secret(const struct volume *vol, size_t *len)
 bool volume_kms_wrapped(const struct volume *vol)
 {
   return vol->kms_wrapped;
+}
+
+const struct luks1_hdr *volume_luks1(const struct volume *vol)
+{
+  return vol->luks1;
+}
+
+const char *volume_uuid(const struct volume *vol)
+{
+  return vol->luks1 ? vol->uuid : luks2_uuid(vol->hdr);
 }
 
 const struct luks2_segment *volume_segment(const struct volume *vol)
@@ -116,7 +130,7 @@ int volume_segment_data_size(const struct luks2_segment *seg, const char *uuid, 
 int volume_data_size(const struct volume *vol, uint64_t dev_size, uint64_t *size,
                      struct nbdc_error *err)
 {
-  return volume_segment_data_size(&vol->segment, luks2_uuid(vol->hdr), dev_size, size, err);
+  return volume_segment_data_size(&vol->segment, volume_uuid(vol), dev_size, size, err);
 }
 
 int volume_xts_new(const struct volume *vol, struct xts_ctx **out, struct nbdc_error *err)
@@ -273,12 +287,101 @@ static int unlock_with_tokens(struct volume *vol, struct bdev *dev,
   return nbdc_error_set(err, -last, "disk %s: cannot unlock (%s)", uuid, reasons);
 }
 
+/* A LUKS1 disk (src/luks1): passphrase or key file only, since LUKS1 has no
+ * tokens; one aes-xts-plain64 segment of 512-byte sectors from the payload
+ * offset to the end of the device, IV = sector number. */
+static int open_luks1(struct volume *vol, struct bdev *dev, const struct volume_unlock_opts *opts,
+                      struct nbdc_error *err)
+{
+  const struct luks1_hdr *h = vol->luks1;
+  snprintf(vol->uuid, sizeof vol->uuid, "%s", h->uuid);
+  vol->segment = (struct luks2_segment){
+      .id = 0,
+      .offset = luks1_payload_offset(h),
+      .dynamic = true,
+      .iv_tweak = 0,
+      .sector_size = LUKS1_SECTOR_SIZE,
+  };
+  snprintf(vol->segment.cipher, sizeof vol->segment.cipher, "%.31s", h->cipher);
+  if (!opts->allow_luks1)
+    return nbdc_error_set(err, ENOTSUP,
+                          "disk %s is LUKS1; convert it to LUKS2 first (nbdcrypt enroll --convert)",
+                          vol->uuid);
+  if (!opts->passphrase)
+    return nbdc_error_set(err, ENOKEY,
+                          "LUKS1 disk %s has no nbdcrypt token (LUKS1 has no tokens); unlock it "
+                          "with a passphrase or key file",
+                          vol->uuid);
+  int r = luks1_keyslot_open(h, dev, opts->keyslot, opts->passphrase, opts->passphrase_len,
+                             &vol->key, &vol->key_len, &vol->keyslot, err);
+  if (r < 0)
+    return nbdc_error_prefix(err, "LUKS1 disk %s: passphrase", vol->uuid);
+  return 0;
+}
+
+/* A disk without a LUKS2 header: a LUKS1 disk, the one dispatch point for
+ * them; -ENODATA (with err untouched) when it is not LUKS1 either. */
+static int volume_open_luks1(struct bdev *dev, const struct volume_unlock_opts *opts,
+                             struct volume **out, struct nbdc_error *err)
+{
+  struct volume *vol = calloc(1, sizeof *vol);
+  if (!vol)
+    return nbdc_error_set(err, ENOMEM, "out of memory");
+  vol->keyslot = -1;
+  int r;
+  struct nbdc_error e1 = {0};
+  vol->luks1 = calloc(1, sizeof *vol->luks1);
+  if (!vol->luks1) {
+    r = nbdc_error_set(err, ENOMEM, "out of memory");
+    goto fail;
+  }
+  int r1 = luks1_load(dev, vol->luks1, &e1);
+  if (r1 != -ENODATA && opts->detached) {
+    /* A detached LUKS1 header (payload offset 0, refused by the LUKS1
+     * reader) or a whole LUKS1 disk given as a header: not served. */
+    char why[NBDC_ERROR_MAX];
+    if (r1 < 0)
+      snprintf(why, sizeof why, "%s", e1.msg);
+    else
+      snprintf(why, sizeof why, "LUKS1 disk %s given as the header", vol->luks1->uuid);
+    r = nbdc_error_set(
+        err, ENOTSUP, "a detached LUKS1 header is not supported, only a detached LUKS2 header (%s)",
+        why);
+    goto fail;
+  }
+  if (r1 != -ENODATA) {
+    if (r1 < 0)
+      *err = e1;
+    else
+      r1 = open_luks1(vol, dev, opts, err);
+    if (r1 < 0) {
+      r = r1;
+      goto fail;
+    }
+    *out = vol;
+    return 0;
+  }
+  volume_close(vol);
+  return -ENODATA;
+fail:
+  volume_close(vol);
+  return r;
+}
+
 int volume_open(struct bdev *dev, const struct volume_unlock_opts *opts, struct volume **out,
                 struct nbdc_error *err)
 {
   struct luks2_hdr *hdr = NULL;
   *out = NULL;
   int r = luks2_load(dev, &hdr, err);
+  if (r == -ENODATA) {
+    struct nbdc_error e = {0};
+    int r1 = volume_open_luks1(dev, opts, out, &e);
+    if (r1 != -ENODATA) {
+      *err = e;
+      return r1;
+    }
+  }
   if (r < 0)
     return r;
   return volume_open_hdr(dev, hdr, opts, out, err);

@@ -8,7 +8,7 @@ set -uo pipefail
 src=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 build=${1:?usage: tests/fuzz/run.sh BUILD_DIR [SECONDS]}
 seconds=${2:-20}
-targets=(kmip_ttlv kmip_msg keys_config luks2_load volume_token)
+targets=(kmip_ttlv kmip_msg keys_config luks2_load luks1_parse volume_token)
 artifacts=$build/fuzz-artifacts
 mkdir -p "$artifacts"
 work=$(mktemp -d "${TMPDIR:-/tmp}/nbdcrypt-fuzz.XXXXXX")
