@@ -13,6 +13,8 @@
 #include <stdint.h>
 
 #include "nbdcrypt/error.h"
+#include "nbdcrypt/blockdev.h"
+#include "nbdcrypt/crypto.h"
 #include "nbdcrypt/keys.h"
 
 struct json_object;
@@ -111,5 +113,43 @@ struct reenc_opts {
  * makes every write after the N-th fail with EIO; NBDCRYPT_TEST_HOTZONE_DELAY_MS=N
  * pauses after each hotzone.  Uses one worker thread per online CPU. */
 int reenc_run(const char *target, const struct reenc_opts *opts, struct nbdc_error *err);
+
+/* ---- online: the engine under a server (plugins/nbdcrypt) ----------------
+ * What the server needs to route its clients' requests while an in-place
+ * recrypt runs: logical [0, done) is under the new key, the rest under the
+ * old one; sector IVs are those of one segment (iv_tweak + logical / 512). */
+struct reenc_online_info {
+  const char *uuid;
+  uint64_t data_offset; /* physical offset of logical 0 */
+  uint64_t data_size;
+  uint64_t iv_tweak;
+  uint32_t sector_size;
+  bool size_dynamic;
+  uint64_t done;
+  const struct xts_ctx *old_xts, *new_xts; /* valid during ready only: xts_dup them */
+};
+
+/* Called by the engine thread.  ready: once, after the operation is started
+ * (first commit) or resumed (a crashed hotzone recovered), before any
+ * hotzone; nonzero stops the run with that -errno.  before_hotzone: before
+ * logical [offset, offset+len) is read; from then until after_hotzone no
+ * client may read or write that range.  after_hotzone: the hotzone is
+ * written under the new key (ok) and the boundary is offset+len; or it
+ * failed half way (!ok): the range holds old and new blocks mixed until a
+ * resume recovers it from the progress record. */
+struct reenc_hooks {
+  void *opaque;
+  int (*ready)(void *opaque, const struct reenc_online_info *info);
+  void (*before_hotzone)(void *opaque, uint64_t offset, uint64_t len);
+  void (*after_hotzone)(void *opaque, uint64_t offset, uint64_t len, bool ok);
+};
+
+/* Run or resume a recrypt in place on an opened device dev (not owned, not
+ * closed; the caller holds the image lock), calling hooks around each
+ * hotzone.  Only REENC_RECRYPT (no header_path): encrypt and decrypt move
+ * or expose data the client sees (-ENOTSUP).  Hotzones are not read ahead.
+ * Returns as reenc_run. */
+int reenc_run_bdev(struct bdev *dev, const struct reenc_opts *opts, const struct reenc_hooks *hooks,
+                   struct nbdc_error *err);
 
 #endif

@@ -194,6 +194,18 @@ int nbdcrypt_config_finish(void)
   return 0;
 }
 
+const struct keys_config *nbdcrypt_keys_config(void)
+{
+  return keys_cfg;
+}
+
+bool nbdcrypt_secret(const uint8_t **data, size_t *len)
+{
+  *data = secret;
+  *len = secret_len;
+  return secret != NULL;
+}
+
 bool nbdcrypt_discard(void)
 {
   return discard;

@@ -458,6 +458,60 @@ static int run_loop(struct reenc *re, struct nbdc_error *err)
   return r;
 }
 
+/* Online (reenc_run_bdev): the hooks tell the server which range is being
+ * rewritten and where the boundary is.  No read-ahead: a hotzone is read
+ * only once the server holds client requests off it, so no client write can
+ * land between the read of the old blocks and the write of the new ones (it
+ * would be lost, and make the checksum table lie about the old blocks). */
+static int run_loop_hooked(struct reenc *re, struct nbdc_error *err)
+{
+  struct reenc_state *st = &re->st;
+  const struct reenc_hooks *hk = re->hooks;
+  int r = 0;
+  if (st->hotzone_size && (r = recover_checksum_hotzone(re, err)) < 0)
+    return r;
+  report(re);
+  if (hk->ready) {
+    struct reenc_online_info info = {.uuid = luks2_uuid(re->hdr),
+                                     .data_offset = st->old_offset,
+                                     .data_size = st->data_size,
+                                     .iv_tweak = st->iv_tweak,
+                                     .sector_size = st->sector_size,
+                                     .size_dynamic = st->size_dynamic,
+                                     .done = st->done,
+                                     .old_xts = re->old_xts,
+                                     .new_xts = re->new_xts};
+    if ((r = hk->ready(hk->opaque, &info)) != 0)
+      return nbdc_error_set(err, r < 0 ? -r : EIO, "the server refused the operation");
+  }
+  uint64_t a, h;
+  while (next_step(re, st->done, &a, &h)) {
+    if (stop_requested(re)) {
+      if ((r = bdev_flush(re->dev, err)) == 0)
+        r = reenc_commit(re, err);
+      return r < 0 ? r : nbdc_error_set(err, EINTR, "interrupted; resume to continue");
+    }
+    if (!re->pipe && (r = reenc_pipe_new(&re->pipe, re->dev, NULL, re->old_xts, re->new_xts,
+                                         st->iv_tweak, 0, err)) < 0)
+      return r;
+    if (hk->before_hotzone)
+      hk->before_hotzone(hk->opaque, a, h);
+    reenc_pipe_fill(re->pipe, re->bufs[0], re->heads[0], a, h, st->old_offset + a);
+    r = reenc_pipe_wait(re->pipe, err);
+    if (r == 0)
+      r = write_checksum_step(re, a, h, re->bufs[0], re->heads[0], err);
+    if (hk->after_hotzone)
+      hk->after_hotzone(hk->opaque, a, h, r == 0);
+    if (r < 0)
+      return r;
+    report(re);
+    test_delay(re);
+  }
+  if ((r = bdev_flush(re->dev, err)) == 0 && st->hotzone_size == 0)
+    r = reenc_commit(re, err);
+  return r;
+}
+
 /* Two step buffers (one being written, one being filled by the workers) and
  * their head tables; re->buf is the first, for the serial paths. */
 static int alloc_buffers(struct reenc *re, struct nbdc_error *err)
@@ -592,7 +646,7 @@ static void reenc_free(struct reenc *re)
     bdev_unlock(re->raw_hdev, NULL);
     bdev_close(re->raw_hdev);
   }
-  if (re->raw_dev) {
+  if (re->raw_dev && !re->caller_dev) {
     bdev_unlock(re->raw_dev, NULL);
     bdev_close(re->raw_dev);
   }
@@ -616,6 +670,12 @@ static int open_devices(struct reenc *re, struct nbdc_error *err)
 {
   const struct reenc_opts *o = re->opts;
   reenc_faults_init(&re->faults);
+  if (re->caller_dev) {
+    re->raw_hdev = re->raw_dev;
+    int r = reenc_bdev_wrap(re->raw_dev, &re->faults, &re->io_mu, &re->dev, err);
+    re->hdev = re->dev;
+    return r;
+  }
   int r = bdev_open(re->target, BDEV_LOCK_WRITE, 0, &re->raw_dev, err);
   if (r == 0)
     r = lock_device(re->raw_dev, err);
@@ -657,10 +717,14 @@ static bool has_luks_magic(struct bdev *dev)
   return memcmp(magic, primary, 6) == 0 || memcmp(magic, secondary, 6) == 0;
 }
 
-int reenc_run(const char *target, const struct reenc_opts *opts, struct nbdc_error *err)
+static int run(const char *target, struct bdev *dev, const struct reenc_hooks *hooks,
+               const struct reenc_opts *opts, struct nbdc_error *err)
 {
   struct reenc re = {.opts = opts,
                      .target = target,
+                     .hooks = hooks,
+                     .caller_dev = dev != NULL,
+                     .raw_dev = dev,
                      .old_digest = -1,
                      .new_digest = -1,
                      .io_mu = PTHREAD_MUTEX_INITIALIZER};
@@ -673,7 +737,7 @@ int reenc_run(const char *target, const struct reenc_opts *opts, struct nbdc_err
     goto out;
   }
   bool shift = opts->mode != REENC_RECRYPT && !opts->header_path;
-  if (shift && bdev_is_uri(target)) {
+  if (shift && (dev || bdev_is_uri(target))) {
     r = nbdc_error_set(err, EINVAL,
                        "%s: an NBD export cannot grow or shrink; use --header FILE to keep the "
                        "header in a file and the data in place",
@@ -769,7 +833,8 @@ int reenc_run(const char *target, const struct reenc_opts *opts, struct nbdc_err
 
   if (re.st.phase == REENC_PHASE_PREPARE && (r = decrypt_prepare(&re, err)) < 0)
     goto out;
-  if (re.st.phase == REENC_PHASE_MAIN && (r = run_loop(&re, err)) < 0)
+  if (re.st.phase == REENC_PHASE_MAIN &&
+      (r = re.hooks ? run_loop_hooked(&re, err) : run_loop(&re, err)) < 0)
     goto out;
   r = finish(&re, err);
   if (r == 0)
@@ -779,4 +844,19 @@ out:
   if (r < 0 && re.header_created) /* refused before using it: leave no empty file behind */
     unlink(opts->header_path);
   return r;
+}
+
+int reenc_run(const char *target, const struct reenc_opts *opts, struct nbdc_error *err)
+{
+  return run(target, NULL, NULL, opts, err);
+}
+
+int reenc_run_bdev(struct bdev *dev, const struct reenc_opts *opts, const struct reenc_hooks *hooks,
+                   struct nbdc_error *err)
+{
+  if (opts->mode != REENC_RECRYPT || opts->header_path)
+    return nbdc_error_set(err, ENOTSUP,
+                          "only a recrypt runs online (encrypt and decrypt move data or keep "
+                          "the header elsewhere); run it offline");
+  return run(bdev_name(dev), dev, hooks, opts, err);
 }

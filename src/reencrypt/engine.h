@@ -26,8 +26,10 @@
 struct reenc {
   const struct reenc_opts *opts;
   const char *target;
-  struct bdev *raw_dev, *dev;   /* data device (dev: wrapped) */
-  struct bdev *raw_hdev, *hdev; /* header device: dev, or the detached file */
+  const struct reenc_hooks *hooks; /* reenc_run_bdev: online */
+  bool caller_dev;                 /* raw_dev is the caller's (reenc_run_bdev) */
+  struct bdev *raw_dev, *dev;      /* data device (dev: wrapped) */
+  struct bdev *raw_hdev, *hdev;    /* header device: dev, or the detached file */
   struct reenc_faults faults;
   struct luks2_hdr *hdr;
   struct reenc_state st;
