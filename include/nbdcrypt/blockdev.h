@@ -24,6 +24,16 @@ struct bdev_ops {
   int (*lock)(void *opaque, bool exclusive, struct nbdc_error *err);
   int (*unlock)(void *opaque, struct nbdc_error *err);
   void (*close)(void *opaque); /* may be NULL */
+
+  /* Optional capabilities: NULL when the device lacks one (an NBD export,
+   * the filter's next plugin, memory); callers must work without them. */
+  /* Grow or shrink the device to size bytes, durably (a regular file). */
+  int (*resize)(void *opaque, uint64_t size, struct nbdc_error *err);
+  /* A second, independent read-only handle on the same data that another
+   * thread may use at the same time as this one (*out owned by the caller). */
+  int (*open_reader)(void *opaque, struct bdev **out, struct nbdc_error *err);
+  /* Advisory: [offset, offset+len) will be read soon. */
+  void (*readahead)(void *opaque, uint64_t offset, uint64_t len);
 };
 
 enum {
@@ -52,6 +62,23 @@ int bdev_from_ops(const struct bdev_ops *ops, void *opaque, const char *name, bo
 
 /* Close (calls ops->close) and free.  NULL is ignored. */
 void bdev_close(struct bdev *dev);
+
+/* The largest request handed to the backend's pread/pwrite (0: no limit):
+ * bdev_pread/bdev_pwrite split larger ones, so that no backend or caller
+ * splits again (NBD servers cap the request size; the filter's next plugin
+ * is called with at most its chunk).  Set right after opening. */
+void bdev_set_max_request(struct bdev *dev, size_t max_request);
+size_t bdev_max_request(const struct bdev *dev);
+
+/* The optional capabilities (bdev_ops): */
+bool bdev_can_resize(const struct bdev *dev);
+/* -ENOTSUP "DEV cannot grow or shrink" without the capability. */
+int bdev_resize(struct bdev *dev, uint64_t size, struct nbdc_error *err);
+/* -ENOTSUP without the capability (the caller then shares dev between its
+ * threads under its own mutex). */
+bool bdev_has_reader(const struct bdev *dev);
+int bdev_open_reader(struct bdev *dev, struct bdev **out, struct nbdc_error *err);
+void bdev_readahead(struct bdev *dev, uint64_t offset, uint64_t len); /* no-op without */
 
 /* Full-length I/O: a short read past the end of the device is an error
  * (-EIO, "... read beyond end of device ..."). */

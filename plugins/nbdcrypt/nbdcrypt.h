@@ -56,6 +56,9 @@ bool nbdcrypt_discard(void);
 /* For the online recrypt: the key configuration (may be NULL) and the
  * passphrase or key file given to the filter (false when none). */
 const struct keys_config *nbdcrypt_keys_config(void);
+/* volume_open on dev with the filter's keys (the online recrypt's start). */
+struct bdev;
+int nbdcrypt_volume_open(struct bdev *dev, struct volume **out, struct nbdc_error *e);
 bool nbdcrypt_secret(const uint8_t **data, size_t *len);
 /* .after_fork: move the secret into pages locked by this process. */
 void nbdcrypt_after_fork_relock(void);

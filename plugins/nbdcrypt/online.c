@@ -1,7 +1,7 @@
 /* nbdkit-nbdcrypt-filter: online re-encryption (docs/reencrypt.md, "Online").
  *
  * nbdcrypt-reencrypt=recrypt (or resume, the default, for a disk left half
- * way by an online or offline recrypt) runs the engine (reenc_run_bdev) in a
+ * way by an online or offline recrypt) runs the engine (reenc_run with hooks) in a
  * thread of its own while the export serves.  The engine reads and writes
  * the raw disk through a shared plugin context of its own, opened with the
  * export's name on the export's first connection and closed at .cleanup.
@@ -40,7 +40,9 @@
 #include "nbdcrypt/crypto.h"
 #include "nbdcrypt/error.h"
 #include "nbdcrypt/rangelock.h"
+#include "nbdcrypt/luks2.h"
 #include "nbdcrypt/reencrypt.h"
+#include "nbdcrypt/volume.h"
 
 #include "nbdcrypt.h"
 
@@ -48,29 +50,33 @@
 #define YIELD_STEP_MS 2
 #define YIELD_MAX_MS  1000
 #define IO_SPLIT      (4u * 1024 * 1024)
+#define NZONES        2
 
 struct nbdcrypt_online {
   struct nbdcrypt_export *x;
   struct rangelock rl;
-  atomic_uint_fast64_t boundary;               /* logical bytes under the new key */
-  atomic_uint_fast64_t poison_off, poison_len; /* a hotzone left half way by an error */
-  atomic_int_fast64_t last_client_ns;          /* end of the last client request */
-  nbdkit_next *ctx;                            /* the engine's plugin context */
+  atomic_uint_fast64_t boundary; /* logical bytes under the new key */
+  /* zones a failed run left half way (old and new blocks mixed) */
+  atomic_uint_fast64_t poison_off[NZONES], poison_len[NZONES];
+  atomic_int_fast64_t last_client_ns; /* end of the last client request */
+  nbdkit_next *ctx;                   /* the engine's plugin context */
   struct bdev *dev;
   pthread_t thread;
   bool thread_started;
   volatile sig_atomic_t stop;
   bool resume_only;
+  struct volume *old_volume; /* a new recrypt: the disk unlocked with the filter's keys */
   /* the start handshake with the connection that unlocks */
   pthread_mutex_t mu;
   pthread_cond_t cv;
   int state; /* 0 starting, 1 ready (serving), -1 failed before ready */
   struct nbdc_error err;
   /* engine thread only */
-  struct rangelock_hold hz;
-  uint64_t hz_ns;       /* how long the previous hotzone held its range */
-  uint64_t hz_start_ns; /* when the current one was taken */
-  uint64_t yield_ns;    /* total time waited for clients */
+  struct rangelock_hold zone[NZONES];
+  bool zone_held[NZONES];
+  uint64_t zone_start_ns[NZONES];
+  uint64_t hz_ns;    /* how long the last zone held its range */
+  uint64_t yield_ns; /* total time waited for clients */
   uint64_t hotzones;
   int last_decile;
   uint64_t start_done;
@@ -80,6 +86,9 @@ struct nbdcrypt_online {
 static enum { REENC_AUTO, REENC_ON, REENC_NO } reencrypt_mode = REENC_AUTO;
 static uint64_t online_hotzone = 16u * 1024 * 1024;
 static nbdkit_backend *the_backend;
+/* NBDCRYPT_TEST_HOTZONE_DELAY_MS (tests only, as the CLI's): a pause after
+ * each zone, so that a test can act while the recrypt is half way. */
+static long test_delay_ms;
 
 int nbdcrypt_online_config_key(const char *key, const char *value)
 {
@@ -130,6 +139,11 @@ bool nbdcrypt_online_resume_allowed(void)
 void nbdcrypt_online_set_backend(nbdkit_backend *backend)
 {
   the_backend = backend;
+  const char *d = getenv("NBDCRYPT_TEST_HOTZONE_DELAY_MS");
+  if (d && *d) {
+    long ms = strtol(d, NULL, 10);
+    test_delay_ms = ms > 0 && ms <= 10000 ? ms : 0;
+  }
 }
 
 static uint64_t now_ns(void)
@@ -221,46 +235,102 @@ static void logf_export(const struct nbdcrypt_online *o, const char *fmt, ...)
   nbdkit_error("nbdcrypt: export '%s': %s", o->x->name, msg);
 }
 
-static int hook_ready(void *opaque, const struct reenc_online_info *info)
+/* Hold [offset, offset+len) for the engine (at most two zones at a time: the
+ * engine reads zone k+1 while it writes zone k). */
+static int zone_hold(struct nbdcrypt_online *o, uint64_t offset, uint64_t len)
+{
+  for (int i = 0; i < NZONES; i++)
+    if (o->zone_held[i] && o->zone[i].offset == offset && o->zone[i].len == len)
+      return 0; /* held already (the hotzone of a resume, from started) */
+  for (int i = 0; i < NZONES; i++) {
+    if (!o->zone_held[i]) {
+      rangelock_lock(&o->rl, &o->zone[i], offset, len, true);
+      o->zone_held[i] = true;
+      o->zone_start_ns[i] = now_ns();
+      return 0;
+    }
+  }
+  return -EDEADLK;
+}
+
+static void zone_release(struct nbdcrypt_online *o, uint64_t offset, bool poison)
+{
+  for (int i = 0; i < NZONES; i++) {
+    if (o->zone_held[i] && o->zone[i].offset == offset) {
+      if (poison) {
+        atomic_store(&o->poison_off[i], o->zone[i].offset);
+        atomic_store(&o->poison_len[i], o->zone[i].len);
+      }
+      o->hz_ns = now_ns() - o->zone_start_ns[i];
+      rangelock_unlock(&o->rl, &o->zone[i]);
+      o->zone_held[i] = false;
+    }
+  }
+}
+
+static int hook_started(void *opaque, const struct reenc_info *info)
 {
   struct nbdcrypt_online *o = opaque;
   struct nbdcrypt_export *x = o->x;
+  const struct reenc_state *st = &info->state;
   struct nbdc_error e = {0};
+  if (st->mode != REENC_RECRYPT || st->old_offset != st->new_offset || !info->old_xts ||
+      !info->new_xts) {
+    nbdc_error_set(&e, ENOTSUP, "only an in-place recrypt runs online");
+    goto fail;
+  }
   struct xts_ctx *old_xts = NULL, *new_xts = NULL;
   if (xts_dup(info->old_xts, &old_xts, &e) < 0 || xts_dup(info->new_xts, &new_xts, &e) < 0) {
     xts_free(old_xts);
-    pthread_mutex_lock(&o->mu);
-    o->err = e;
-    pthread_mutex_unlock(&o->mu);
-    return -ENOMEM;
+    goto fail;
   }
+  /* A hotzone that a crash left half way is recovered first: no client may
+   * touch it before (the engine's zone_begin for it finds it held). */
+  if (st->hotzone_size)
+    zone_hold(o, st->hotzone_offset, st->hotzone_size);
   pthread_mutex_lock(&o->mu);
-  x->segment.offset = info->data_offset;
-  x->segment.iv_tweak = info->iv_tweak;
-  x->segment.sector_size = info->sector_size;
-  x->segment.dynamic = info->size_dynamic;
-  x->segment.size = info->data_size;
-  snprintf(x->segment.uuid, sizeof x->segment.uuid, "%s", info->uuid);
+  x->segment.offset = st->old_offset;
+  x->segment.iv_tweak = st->iv_tweak;
+  x->segment.sector_size = st->sector_size;
+  x->segment.dynamic = st->size_dynamic;
+  x->segment.size = st->data_size;
+  snprintf(x->segment.uuid, sizeof x->segment.uuid, "%s", luks2_uuid(info->hdr));
   x->master_xts = old_xts;
   x->new_master = new_xts;
-  atomic_store(&o->boundary, info->done);
-  o->start_done = info->done;
+  atomic_store(&o->boundary, st->done);
+  o->start_done = st->done;
   o->state = 1;
   pthread_cond_broadcast(&o->cv);
   pthread_mutex_unlock(&o->mu);
   o->t0_ns = now_ns();
   logf_export(o, "recrypt of disk %s %s at %" PRIu64 "%% (%" PRIu64 " of %" PRIu64 " bytes done)",
-              info->uuid, info->done ? "resumed" : "started",
-              info->data_size ? info->done * 100 / info->data_size : 100, info->done,
-              info->data_size);
+              x->segment.uuid, st->done || st->hotzone_size ? "resumed" : "started",
+              st->data_size ? st->done * 100 / st->data_size : 100, st->done, st->data_size);
   return 0;
+fail:
+  pthread_mutex_lock(&o->mu);
+  o->err = e;
+  pthread_mutex_unlock(&o->mu);
+  return -(e.code ? e.code : EIO);
 }
 
-static void hook_before(void *opaque, uint64_t offset, uint64_t len)
+static int hook_begin(void *opaque, uint64_t offset, uint64_t len)
 {
   struct nbdcrypt_online *o = opaque;
-  /* Yield to clients: at most as long as the previous hotzone held its
-   * range, so the recrypt keeps about half of the time under load. */
+  return zone_hold(o, offset, len);
+}
+
+static void hook_done(void *opaque, uint64_t offset, uint64_t len, uint64_t done)
+{
+  struct nbdcrypt_online *o = opaque;
+  (void)len;
+  atomic_store(&o->boundary, done);
+  zone_release(o, offset, false);
+  o->hotzones++;
+  /* Yield to clients (with this zone released; the next one, which the
+   * engine reads meanwhile, stays held): while client requests are in
+   * flight or ended less than YIELD_IDLE_MS ago, at most as long as the
+   * zone took, so that the recrypt keeps about half of the time. */
   uint64_t cap =
       o->hz_ns < (uint64_t)YIELD_MAX_MS * 1000000u ? o->hz_ns : (uint64_t)YIELD_MAX_MS * 1000000u;
   uint64_t t0 = now_ns(), waited = 0;
@@ -274,23 +344,8 @@ static void hook_before(void *opaque, uint64_t offset, uint64_t len)
     waited = now_ns() - t0;
   }
   o->yield_ns += waited;
-  rangelock_lock(&o->rl, &o->hz, offset, len, true);
-  o->hz_start_ns = now_ns();
-}
-
-static void hook_after(void *opaque, uint64_t offset, uint64_t len, bool ok)
-{
-  struct nbdcrypt_online *o = opaque;
-  if (ok) {
-    atomic_store(&o->boundary, offset + len);
-  } else {
-    /* old and new blocks mixed: refuse client I/O there until a resume */
-    atomic_store(&o->poison_off, offset);
-    atomic_store(&o->poison_len, len);
-  }
-  rangelock_unlock(&o->rl, &o->hz);
-  o->hz_ns = now_ns() - o->hz_start_ns;
-  o->hotzones++;
+  if (test_delay_ms > 0 && !o->stop)
+    sleep_ms(test_delay_ms);
 }
 
 static void progress(void *opaque, uint64_t done, uint64_t total)
@@ -312,6 +367,8 @@ static void *engine_main(void *p)
 {
   struct nbdcrypt_online *o = p;
   struct reenc_passphrase pass;
+  const struct reenc_hooks hooks = {
+      .opaque = o, .started = hook_started, .zone_begin = hook_begin, .zone_done = hook_done};
   struct reenc_opts opts = {
       .mode = REENC_RECRYPT,
       .cfg = nbdcrypt_keys_config(),
@@ -320,20 +377,30 @@ static void *engine_main(void *p)
       .progress = progress,
       .progress_opaque = o,
       .stop = &o->stop,
+      .old_volume = o->old_volume,
+      .hooks = &hooks,
+      .workers = 1, /* the crypto of one core keeps up with the disk; the others serve */
   };
   if (nbdcrypt_secret(&pass.data, &pass.len)) {
     pass.name = "nbdcrypt-passphrase";
     opts.passphrases = &pass;
     opts.n_passphrases = 1;
   }
-  const struct reenc_hooks hooks = {
-      .opaque = o, .ready = hook_ready, .before_hotzone = hook_before, .after_hotzone = hook_after};
   struct nbdc_error e = {0};
-  int r = reenc_run_bdev(o->dev, &opts, &hooks, &e);
+  struct reenc_target t = {.data = o->dev,
+                           .name = o->x->segment.uuid[0] ? o->x->segment.uuid : NULL};
+  int r = reenc_run(&t, &opts, &e);
+  /* zones begun and not done are mixed: refused to clients until a resume */
+  for (int i = 0; i < NZONES; i++)
+    if (o->zone_held[i])
+      zone_release(o, o->zone[i].offset, true);
+  volume_close(o->old_volume);
+  o->old_volume = NULL;
   pthread_mutex_lock(&o->mu);
   bool served = o->state == 1;
   if (!served) {
-    o->err = e;
+    if (!o->err.code)
+      o->err = e;
     o->state = -1;
     pthread_cond_broadcast(&o->cv);
   }
@@ -362,6 +429,7 @@ static void online_free(struct nbdcrypt_online *o)
 {
   if (!o)
     return;
+  volume_close(o->old_volume);
   bdev_close(o->dev);
   if (o->ctx) {
     o->ctx->finalize(o->ctx);
@@ -412,6 +480,18 @@ int nbdcrypt_online_start(struct nbdcrypt_export *x, bool readonly, bool resume,
   o->ctx->can_fua(o->ctx);
   if ((r = bdev_from_ops(&ctx_ops, o, "plugin disk", false, &o->dev, e)) < 0)
     goto fail;
+  bdev_set_max_request(o->dev, IO_SPLIT);
+  /* A new recrypt starts from the disk as the filter's keys unlock it; a
+   * resume opens the keyslots its progress record names (tokens). */
+  if (!resume) {
+    r = nbdcrypt_volume_open(o->dev, &o->old_volume, e);
+    if (r == -EBUSY && strstr(e->msg, REENC_REQUIREMENT)) {
+      nbdc_error_clear(e);
+      r = 0; /* half way already: the engine resumes it */
+    }
+    if (r < 0)
+      goto fail;
+  }
   /* the engine thread blocks the signals nbdkit handles */
   sigset_t all, old;
   sigfillset(&all);
@@ -470,14 +550,16 @@ int nbdcrypt_online_enter(const struct nbdcrypt_export *x, struct rangelock_hold
     return 0;
   }
   rangelock_lock(&o->rl, h, offset, len, false);
-  uint64_t poff = atomic_load(&o->poison_off), plen = atomic_load(&o->poison_len);
-  if (plen && offset < poff + plen && poff < offset + len) {
-    rangelock_unlock(&o->rl, h);
-    nbdkit_error("nbdcrypt: export '%s': request at %" PRIu64 " touches the hotzone the recrypt "
-                 "left half way after an error; restart the server to resume it",
-                 x->name, offset);
-    *err = EIO;
-    return -1;
+  for (int i = 0; i < NZONES; i++) {
+    uint64_t poff = atomic_load(&o->poison_off[i]), plen = atomic_load(&o->poison_len[i]);
+    if (plen && offset < poff + plen && poff < offset + len) {
+      rangelock_unlock(&o->rl, h);
+      nbdkit_error("nbdcrypt: export '%s': request at %" PRIu64 " touches the hotzone the "
+                   "recrypt left half way after an error; restart the server to resume it",
+                   x->name, offset);
+      *err = EIO;
+      return -1;
+    }
   }
   *boundary = atomic_load(&o->boundary);
   return 0;

@@ -199,6 +199,17 @@ const struct keys_config *nbdcrypt_keys_config(void)
   return keys_cfg;
 }
 
+int nbdcrypt_volume_open(struct bdev *dev, struct volume **out, struct nbdc_error *e)
+{
+  struct volume_unlock_opts opts = {
+      .cfg = keys_cfg,
+      .passphrase = secret,
+      .passphrase_len = secret_len,
+      .keyslot = keyslot,
+  };
+  return volume_open(dev, &opts, out, e);
+}
+
 bool nbdcrypt_secret(const uint8_t **data, size_t *len)
 {
   *data = secret;
@@ -218,18 +229,12 @@ static int next_pread(void *opaque, void *buf, size_t count, uint64_t offset,
                       struct nbdc_error *err)
 {
   nbdkit_next *next = opaque;
-  uint8_t *p = buf;
-  while (count > 0) {
-    uint32_t n = count > NBDCRYPT_CHUNK ? NBDCRYPT_CHUNK : (uint32_t)count;
-    int e = 0;
-    if (next->pread(next, p, n, offset, 0, &e) == -1)
-      return nbdc_error_set(err, e ? e : EIO,
-                            "plugin read of %" PRIu32 " bytes at offset %" PRIu64 " failed: %s", n,
-                            offset, strerror(e ? e : EIO));
-    p += n;
-    offset += n;
-    count -= n;
-  }
+  int e = 0;
+  /* count <= NBDCRYPT_CHUNK: bdev_pread splits (bdev_set_max_request) */
+  if (next->pread(next, buf, (uint32_t)count, offset, 0, &e) == -1)
+    return nbdc_error_set(err, e ? e : EIO,
+                          "plugin read of %zu bytes at offset %" PRIu64 " failed: %s", count,
+                          offset, strerror(e ? e : EIO));
   return 0;
 }
 
@@ -255,6 +260,7 @@ int nbdcrypt_volume_unlock(nbdkit_next *next, struct xts_ctx **master_xts,
   int r = bdev_from_ops(&ops, next, "plugin disk", true, &dev, e);
   if (r < 0)
     return r;
+  bdev_set_max_request(dev, NBDCRYPT_CHUNK);
   struct volume_unlock_opts opts = {
       .cfg = keys_cfg,
       .passphrase = secret,

@@ -14,6 +14,9 @@
 
 #include "blockdev/internal.h"
 
+__attribute__((format(printf, 3, 4))) static int bdev_failed(struct nbdc_error *err, int r,
+                                                             const char *fmt, ...);
+
 struct bdev {
   struct bdev_ops ops;
   void *opaque;
@@ -22,6 +25,7 @@ struct bdev {
   int fd;              /* file backends: for the image locks; else -1 */
   unsigned lock_depth; /* nested bdev_lock holds */
   bool lock_exclusive; /* the held lock is exclusive */
+  size_t max_request;  /* 0: no limit */
 };
 
 bool bdev_is_uri(const char *target)
@@ -80,6 +84,62 @@ void bdev_close(struct bdev *dev)
     dev->ops.close(dev->opaque);
   free(dev->name);
   free(dev);
+}
+
+void bdev_set_max_request(struct bdev *dev, size_t max_request)
+{
+  if (dev)
+    dev->max_request = max_request;
+}
+
+size_t bdev_max_request(const struct bdev *dev)
+{
+  return dev ? dev->max_request : 0;
+}
+
+bool bdev_can_resize(const struct bdev *dev)
+{
+  return dev && dev->ops.resize && !dev->readonly;
+}
+
+int bdev_resize(struct bdev *dev, uint64_t size, struct nbdc_error *err)
+{
+  if (!dev)
+    return nbdc_error_set(err, EINVAL, "resize of a missing block device");
+  if (!bdev_can_resize(dev))
+    return nbdc_error_set(err, ENOTSUP, "%s cannot grow or shrink", dev->name);
+  nbdc_error_clear(err);
+  int r = dev->ops.resize(dev->opaque, size, err);
+  if (r < 0)
+    return bdev_failed(err, r, "resize of %s to %" PRIu64 " bytes", dev->name, size);
+  return 0;
+}
+
+bool bdev_has_reader(const struct bdev *dev)
+{
+  return dev && dev->ops.open_reader;
+}
+
+int bdev_open_reader(struct bdev *dev, struct bdev **out, struct nbdc_error *err)
+{
+  *out = NULL;
+  if (!dev)
+    return nbdc_error_set(err, EINVAL, "second reader of a missing block device");
+  if (!dev->ops.open_reader)
+    return nbdc_error_set(err, ENOTSUP, "%s has no second reader", dev->name);
+  nbdc_error_clear(err);
+  int r = dev->ops.open_reader(dev->opaque, out, err);
+  if (r < 0)
+    return bdev_failed(err, r, "second reader of %s", dev->name);
+  if (*out && !(*out)->max_request)
+    (*out)->max_request = dev->max_request;
+  return 0;
+}
+
+void bdev_readahead(struct bdev *dev, uint64_t offset, uint64_t len)
+{
+  if (dev && dev->ops.readahead)
+    dev->ops.readahead(dev->opaque, offset, len);
 }
 
 int bdev_fd(const struct bdev *dev)
@@ -145,10 +205,15 @@ int bdev_pread(struct bdev *dev, void *buf, size_t count, uint64_t offset, struc
   if (r < 0 || count == 0)
     return r;
   nbdc_error_clear(err);
-  r = dev->ops.pread(dev->opaque, buf, count, offset, err);
-  if (r < 0)
-    return bdev_failed(err, r, "read of %zu bytes at offset %" PRIu64 " from %s", count, offset,
-                       dev->name);
+  size_t max = dev->max_request ? dev->max_request : count;
+  for (size_t done = 0; done < count;) {
+    size_t n = count - done < max ? count - done : max;
+    r = dev->ops.pread(dev->opaque, (uint8_t *)buf + done, n, offset + done, err);
+    if (r < 0)
+      return bdev_failed(err, r, "read of %zu bytes at offset %" PRIu64 " from %s", n,
+                         offset + done, dev->name);
+    done += n;
+  }
   return 0;
 }
 
@@ -164,10 +229,15 @@ int bdev_pwrite(struct bdev *dev, const void *buf, size_t count, uint64_t offset
   if (count == 0)
     return 0;
   nbdc_error_clear(err);
-  r = dev->ops.pwrite(dev->opaque, buf, count, offset, err);
-  if (r < 0)
-    return bdev_failed(err, r, "write of %zu bytes at offset %" PRIu64 " to %s", count, offset,
-                       dev->name);
+  size_t max = dev->max_request ? dev->max_request : count;
+  for (size_t done = 0; done < count;) {
+    size_t n = count - done < max ? count - done : max;
+    r = dev->ops.pwrite(dev->opaque, (const uint8_t *)buf + done, n, offset + done, err);
+    if (r < 0)
+      return bdev_failed(err, r, "write of %zu bytes at offset %" PRIu64 " to %s", n, offset + done,
+                         dev->name);
+    done += n;
+  }
   return 0;
 }
 

@@ -146,6 +146,34 @@ static int file_unlock(void *opaque, struct nbdc_error *err)
   return 0;
 }
 
+static int file_resize(void *opaque, uint64_t size, struct nbdc_error *err)
+{
+  struct file_dev *f = opaque;
+  if (size > INT64_MAX)
+    return nbdc_error_set(err, EINVAL, "cannot resize %s to %" PRIu64 " bytes: too large", f->path,
+                          size);
+  if (ftruncate(f->fd, (off_t)size) != 0 || fsync(f->fd) != 0)
+    return nbdc_error_set(err, errno, "cannot resize %s to %" PRIu64 " bytes: %s", f->path, size,
+                          strerror(errno));
+  return 0;
+}
+
+/* Another open file description: its own file position-free reads, no lock. */
+static int file_open_reader(void *opaque, struct bdev **out, struct nbdc_error *err)
+{
+  struct file_dev *f = opaque;
+  return bdev_open_file(f->path, BDEV_RDONLY, 0, out, err);
+}
+
+/* Cold data: ask for the whole range at once (interleaved reads of several
+ * threads would defeat the kernel's sequential readahead). */
+static void file_readahead(void *opaque, uint64_t offset, uint64_t len)
+{
+  struct file_dev *f = opaque;
+  if (offset <= INT64_MAX && len <= INT64_MAX)
+    posix_fadvise(f->fd, (off_t)offset, (off_t)len, POSIX_FADV_WILLNEED);
+}
+
 static void file_close(void *opaque)
 {
   struct file_dev *f = opaque;
@@ -165,6 +193,9 @@ static const struct bdev_ops file_ops_rw = {
     .lock = file_lock,
     .unlock = file_unlock,
     .close = file_close,
+    .resize = file_resize, /* not for block devices: see bdev_open_file */
+    .open_reader = file_open_reader,
+    .readahead = file_readahead,
 };
 
 static const struct bdev_ops file_ops_ro = {
@@ -173,6 +204,8 @@ static const struct bdev_ops file_ops_ro = {
     .lock = file_lock,
     .unlock = file_unlock,
     .close = file_close,
+    .open_reader = file_open_reader,
+    .readahead = file_readahead,
 };
 
 /* Open, creating the file (sparse, mode 0600) if asked to and missing.
@@ -235,9 +268,13 @@ int bdev_open_file(const char *path, unsigned flags, uint64_t create_size, struc
     f->is_block = true;
   else if (!S_ISREG(st.st_mode))
     r = nbdc_error_set(err, EINVAL, "%s is not a regular file or a block device", path);
-  if (r == 0)
-    r = bdev_from_ops((flags & BDEV_RDONLY) ? &file_ops_ro : &file_ops_rw, f, path,
-                      (flags & BDEV_RDONLY) != 0, out, err);
+  if (r == 0) {
+    /* A block device has a fixed size. */
+    struct bdev_ops ops = (flags & BDEV_RDONLY) ? file_ops_ro : file_ops_rw;
+    if (f->is_block)
+      ops.resize = NULL;
+    r = bdev_from_ops(&ops, f, path, (flags & BDEV_RDONLY) != 0, out, err);
+  }
   if (r < 0) {
     if (created)
       unlink(path);

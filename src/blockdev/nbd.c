@@ -1,9 +1,11 @@
 /* NBD exports through libnbd (include/nbdcrypt/blockdev.h).
  *
  * One synchronous libnbd handle per bdev (a bdev is used by one thread at a
- * time).  Requests are split into chunks no larger than 32 MiB or the
- * server's advertised maximum block size, whichever is smaller: NBD servers
- * refuse larger requests (nbdkit's limit is 64 MiB).
+ * time).  bdev_pread/bdev_pwrite split requests into chunks no larger than
+ * 32 MiB or the server's advertised maximum block size, whichever is smaller
+ * (bdev_set_max_request): NBD servers refuse larger requests (nbdkit's limit
+ * is 64 MiB).  No optional capability: an export cannot be resized, and one
+ * connection is not shared between threads.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -41,17 +43,10 @@ static int nbd_dev_pread(void *opaque, void *buf, size_t count, uint64_t offset,
   /* libnbd would refuse this too, with a less useful message. */
   if (offset > d->size || count > d->size - offset)
     return bdev_error_beyond_end(err, d->uri, offset, d->size);
-  uint8_t *p = buf;
-  while (count > 0) {
-    size_t n = count < d->chunk ? count : d->chunk;
-    if (nbd_pread(d->nbd, p, n, offset, 0) == -1) {
-      char what[128];
-      snprintf(what, sizeof what, "read of %zu bytes at offset %" PRIu64 " from", n, offset);
-      return nbd_dev_error(err, what, d->uri);
-    }
-    p += n;
-    count -= n;
-    offset += n;
+  if (nbd_pread(d->nbd, buf, count, offset, 0) == -1) {
+    char what[128];
+    snprintf(what, sizeof what, "read of %zu bytes at offset %" PRIu64 " from", count, offset);
+    return nbd_dev_error(err, what, d->uri);
   }
   return 0;
 }
@@ -64,17 +59,10 @@ static int nbd_dev_pwrite(void *opaque, const void *buf, size_t count, uint64_t 
     return nbdc_error_set(err, ENOSPC,
                           "write beyond end of device %s (offset %" PRIu64 ", size %" PRIu64 ")",
                           d->uri, offset, d->size);
-  const uint8_t *p = buf;
-  while (count > 0) {
-    size_t n = count < d->chunk ? count : d->chunk;
-    if (nbd_pwrite(d->nbd, p, n, offset, 0) == -1) {
-      char what[128];
-      snprintf(what, sizeof what, "write of %zu bytes at offset %" PRIu64 " to", n, offset);
-      return nbd_dev_error(err, what, d->uri);
-    }
-    p += n;
-    count -= n;
-    offset += n;
+  if (nbd_pwrite(d->nbd, buf, count, offset, 0) == -1) {
+    char what[128];
+    snprintf(what, sizeof what, "write of %zu bytes at offset %" PRIu64 " to", count, offset);
+    return nbd_dev_error(err, what, d->uri);
   }
   return 0;
 }
@@ -162,9 +150,12 @@ int bdev_open_nbd(const char *uri, unsigned flags, struct bdev **out, struct nbd
   }
   bool readonly = ro == 1 || (flags & BDEV_RDONLY);
   d->can_flush = !readonly && nbd_can_flush(d->nbd) == 1;
+  size_t chunk = d->chunk;
   r = bdev_from_ops(readonly ? &nbd_ops_ro : &nbd_ops_rw, d, uri, readonly, out, err);
-  if (r == 0)
+  if (r == 0) {
+    bdev_set_max_request(*out, chunk);
     return 0;
+  }
 fail:
   nbd_dev_close(d);
   return r;

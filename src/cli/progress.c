@@ -110,7 +110,8 @@ void progress_catch_signals(volatile sig_atomic_t *flag)
   sigaction(SIGTERM, &sa, NULL);
 }
 
-static int run_reenc(const char *cmd, const char *target, struct reenc_opts *ro, bool json);
+static int run_reenc(const char *cmd, const char *target, const char *header, struct reenc_opts *ro,
+                     bool json);
 
 int cli_reenc_command(struct cli *cli, int argc, char **argv, enum reenc_mode mode,
                       const char *help)
@@ -131,6 +132,7 @@ int cli_reenc_command(struct cli *cli, int argc, char **argv, enum reenc_mode mo
   };
   const char *cmd = argv[0];
   struct reenc_opts ro = {.mode = mode};
+  const char *header = NULL;
   struct reenc_passphrase pass[LUKS2_MAX_KEYSLOTS];
   const char *pass_files[LUKS2_MAX_KEYSLOTS];
   size_t n_pass = 0;
@@ -153,7 +155,7 @@ int cli_reenc_command(struct cli *cli, int argc, char **argv, enum reenc_mode mo
     case 'H':
       if (mode == REENC_RECRYPT)
         return cli_usage(cmd, "recrypt does not take --header");
-      ro.header_path = optarg;
+      header = optarg;
       break;
     case 'z':
       if (!cli_parse_size(optarg, &ro.hotzone) || ro.hotzone == 0)
@@ -206,14 +208,15 @@ int cli_reenc_command(struct cli *cli, int argc, char **argv, enum reenc_mode mo
   if (r == CLI_OK) {
     ro.passphrases = pass;
     ro.n_passphrases = n_pass;
-    r = run_reenc(cmd, target, &ro, json);
+    r = run_reenc(cmd, target, header, &ro, json);
   }
   for (size_t i = 0; i < n_read; i++)
     secmem_free((void *)pass[i].data, CLI_PASSPHRASE_MAX);
   return r;
 }
 
-static int run_reenc(const char *cmd, const char *target, struct reenc_opts *ro, bool json)
+static int run_reenc(const char *cmd, const char *target, const char *header, struct reenc_opts *ro,
+                     bool json)
 {
   static volatile sig_atomic_t stop;
   struct progress pr;
@@ -224,7 +227,7 @@ static int run_reenc(const char *cmd, const char *target, struct reenc_opts *ro,
   ro->progress_opaque = &pr;
 
   struct nbdc_error err = {0};
-  int r = reenc_run(target, ro, &err);
+  int r = cli_reenc_run(target, header, ro, &err);
   if (r == -EINTR) {
     progress_end(&pr, "interrupted", err.msg);
     return cli_fail("%s: %s stopped at a resumable point; run it again (or with --resume) to "

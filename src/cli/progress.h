@@ -30,6 +30,17 @@ void progress_end(struct progress *p, const char *event, const char *message);
 /* Install SIGINT/SIGTERM handlers that set *flag (stop at a resumable point). */
 void progress_catch_signals(volatile sig_atomic_t *flag);
 
+/* Open target (and the detached header) with the image lock of a data
+ * writer, run the engine on them and close them (cli/reenc_target.c);
+ * removes a header file created for an encrypt that did not get to use it,
+ * and the header of a finished decrypt. */
+int cli_reenc_run(const char *target, const char *header, struct reenc_opts *ro,
+                  struct nbdc_error *err);
+
+/* Test programs built from the CLI's sources (tests/) replace this weak
+ * no-op to wrap the opened devices (a fault-injecting bdev); 0 or -errno. */
+int cli_reenc_wrap_target(struct reenc_target *t, struct nbdc_error *err);
+
 /* The shared body of recrypt/encrypt/decrypt. */
 int cli_reenc_command(struct cli *cli, int argc, char **argv, enum reenc_mode mode,
                       const char *help);

@@ -148,6 +148,7 @@ int reenc_commit(struct reenc *re, struct nbdc_error *err)
   }
   if (r == 0)
     r = luks2_requirement_set(re->hdr, REENC_REQUIREMENT, true, err);
+  re->t->header_used = true;
   if (r == 0)
     r = luks2_write(re->hdev, re->hdr, err);
   return r;
@@ -182,19 +183,6 @@ static int commit_final(struct reenc *re, struct nbdc_error *err)
 }
 
 /* ---- files ---- */
-
-static int file_truncate(struct reenc *re, uint64_t size, struct nbdc_error *err)
-{
-  int fd = open(re->target, O_WRONLY | O_CLOEXEC);
-  if (fd < 0)
-    return nbdc_error_set(err, errno, "cannot open %s: %s", re->target, strerror(errno));
-  int r = 0;
-  if (ftruncate(fd, (off_t)size) != 0 || fsync(fd) != 0)
-    r = nbdc_error_set(err, errno, "cannot resize %s to %" PRIu64 " bytes: %s", re->target, size,
-                       strerror(errno));
-  close(fd);
-  return r;
-}
 
 int reenc_marker_write(struct reenc *re, uint32_t kind, const uint8_t chunk_sha[32],
                        struct nbdc_error *err)
@@ -249,6 +237,42 @@ int reenc_chunk_sha(struct reenc *re, uint64_t phys, uint8_t out[32], struct nbd
   if (r == 0)
     sha256(re->buf, re->st.chunk_size, out);
   return r;
+}
+
+/* ---- hooks ---- */
+
+int reenc_hook_started(struct reenc *re, struct nbdc_error *err)
+{
+  const struct reenc_hooks *h = re->opts->hooks;
+  if (!h || !h->started)
+    return 0;
+  struct reenc_info info = {
+      .state = re->st, .old_xts = re->old_xts, .new_xts = re->new_xts, .hdr = re->hdr};
+  int r = h->started(h->opaque, &info);
+  if (r < 0)
+    return nbdc_error_set(err, -r, "%s: the re-encryption's caller refused to start: %s",
+                          re->target, strerror(-r));
+  return 0;
+}
+
+int reenc_hook_begin(struct reenc *re, uint64_t offset, uint64_t len, struct nbdc_error *err)
+{
+  const struct reenc_hooks *h = re->opts->hooks;
+  if (!h || !h->zone_begin)
+    return 0;
+  int r = h->zone_begin(h->opaque, offset, len);
+  if (r < 0)
+    return nbdc_error_set(err, -r,
+                          "%s: the re-encryption's caller stopped it before offset %" PRIu64 ": %s",
+                          re->target, offset, strerror(-r));
+  return 0;
+}
+
+void reenc_hook_done(struct reenc *re, uint64_t offset, uint64_t len)
+{
+  const struct reenc_hooks *h = re->opts->hooks;
+  if (h && h->zone_done)
+    h->zone_done(h->opaque, offset, len, re->st.done);
 }
 
 /* ---- steps ---- */
@@ -333,6 +357,8 @@ static int recover_checksum_hotzone(struct reenc *re, struct nbdc_error *err)
                           "checksum table at offset %" PRIu64 " of the hotzone is damaged; "
                           "cannot tell old from new blocks",
                           st->checksum_offset);
+  if ((r = reenc_hook_begin(re, a, h, err)) < 0)
+    return r;
   /* Block by block, through the buffer in parts: this run's --hotzone may
    * be smaller than the crashed run's. */
   for (uint64_t part = 0; part < h; part += re->buf_size) {
@@ -354,6 +380,7 @@ static int recover_checksum_hotzone(struct reenc *re, struct nbdc_error *err)
   st->done = a + h;
   st->hotzone_size = 0;
   st->hotzone_offset = 0;
+  reenc_hook_done(re, a, h);
   return reenc_commit(re, err);
 }
 
@@ -398,14 +425,6 @@ static bool next_step(const struct reenc *re, uint64_t done, uint64_t *a, uint64
   return done < st->data_size;
 }
 
-static void test_delay(const struct reenc *re)
-{
-  if (re->faults.delay_ms <= 0 || stop_requested(re))
-    return;
-  struct timespec ts = {re->faults.delay_ms / 1000, (re->faults.delay_ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL); /* a signal ends it early */
-}
-
 /* The main loop.  While this thread commits and writes step k, the workers
  * read and convert step k+1 into the other buffer. */
 static int run_loop(struct reenc *re, struct nbdc_error *err)
@@ -419,9 +438,10 @@ static int run_loop(struct reenc *re, struct nbdc_error *err)
   uint64_t a, h, next_a, next_h;
   bool more = next_step(re, st->done, &a, &h);
   if (more && !stop_requested(re)) {
-    if (!re->pipe &&
-        (r = reenc_pipe_new(&re->pipe, re->dev, bdev_is_uri(re->target) ? NULL : re->target,
-                            re->old_xts, re->new_xts, st->iv_tweak, 0, err)) < 0)
+    if (!re->pipe && (r = reenc_pipe_new(&re->pipe, re->dev, re->old_xts, re->new_xts, st->iv_tweak,
+                                         re->opts->workers, err)) < 0)
+      return r;
+    if ((r = reenc_hook_begin(re, a, h, err)) < 0)
       return r;
     reenc_pipe_fill(re->pipe, re->bufs[0], re->heads[0], a, h, st->old_offset + a);
   }
@@ -436,7 +456,10 @@ static int run_loop(struct reenc *re, struct nbdc_error *err)
       return r;
     uint64_t after = shift && st->mode == REENC_ENCRYPT ? a : a + h;
     bool have_next = next_step(re, after, &next_a, &next_h);
-    if (have_next && !stop_requested(re))
+    bool filling = have_next && !stop_requested(re);
+    if (filling && (r = reenc_hook_begin(re, next_a, next_h, err)) < 0)
+      return r;
+    if (filling)
       reenc_pipe_fill(re->pipe, re->bufs[cur ^ 1], re->heads[cur ^ 1], next_a, next_h,
                       st->old_offset + next_a);
     r = shift ? write_shift_step(re, a, h, re->bufs[cur], err)
@@ -446,7 +469,7 @@ static int run_loop(struct reenc *re, struct nbdc_error *err)
       return r;
     }
     report(re);
-    test_delay(re);
+    reenc_hook_done(re, a, h);
     more = have_next;
     a = next_a;
     h = next_h;
@@ -455,60 +478,6 @@ static int run_loop(struct reenc *re, struct nbdc_error *err)
     if ((r = bdev_flush(re->dev, err)) == 0 && st->hotzone_size == 0)
       r = reenc_commit(re, err);
   }
-  return r;
-}
-
-/* Online (reenc_run_bdev): the hooks tell the server which range is being
- * rewritten and where the boundary is.  No read-ahead: a hotzone is read
- * only once the server holds client requests off it, so no client write can
- * land between the read of the old blocks and the write of the new ones (it
- * would be lost, and make the checksum table lie about the old blocks). */
-static int run_loop_hooked(struct reenc *re, struct nbdc_error *err)
-{
-  struct reenc_state *st = &re->st;
-  const struct reenc_hooks *hk = re->hooks;
-  int r = 0;
-  if (st->hotzone_size && (r = recover_checksum_hotzone(re, err)) < 0)
-    return r;
-  report(re);
-  if (hk->ready) {
-    struct reenc_online_info info = {.uuid = luks2_uuid(re->hdr),
-                                     .data_offset = st->old_offset,
-                                     .data_size = st->data_size,
-                                     .iv_tweak = st->iv_tweak,
-                                     .sector_size = st->sector_size,
-                                     .size_dynamic = st->size_dynamic,
-                                     .done = st->done,
-                                     .old_xts = re->old_xts,
-                                     .new_xts = re->new_xts};
-    if ((r = hk->ready(hk->opaque, &info)) != 0)
-      return nbdc_error_set(err, r < 0 ? -r : EIO, "the server refused the operation");
-  }
-  uint64_t a, h;
-  while (next_step(re, st->done, &a, &h)) {
-    if (stop_requested(re)) {
-      if ((r = bdev_flush(re->dev, err)) == 0)
-        r = reenc_commit(re, err);
-      return r < 0 ? r : nbdc_error_set(err, EINTR, "interrupted; resume to continue");
-    }
-    if (!re->pipe && (r = reenc_pipe_new(&re->pipe, re->dev, NULL, re->old_xts, re->new_xts,
-                                         st->iv_tweak, 0, err)) < 0)
-      return r;
-    if (hk->before_hotzone)
-      hk->before_hotzone(hk->opaque, a, h);
-    reenc_pipe_fill(re->pipe, re->bufs[0], re->heads[0], a, h, st->old_offset + a);
-    r = reenc_pipe_wait(re->pipe, err);
-    if (r == 0)
-      r = write_checksum_step(re, a, h, re->bufs[0], re->heads[0], err);
-    if (hk->after_hotzone)
-      hk->after_hotzone(hk->opaque, a, h, r == 0);
-    if (r < 0)
-      return r;
-    report(re);
-    test_delay(re);
-  }
-  if ((r = bdev_flush(re->dev, err)) == 0 && st->hotzone_size == 0)
-    r = reenc_commit(re, err);
   return r;
 }
 
@@ -568,9 +537,7 @@ static int finish(struct reenc *re, struct nbdc_error *err)
       /* Data is plain in place: the detached header is of no further use. */
       if ((r = bdev_flush(re->dev, err)) < 0)
         return r;
-      if (unlink(re->opts->header_path) != 0 && errno != ENOENT)
-        return nbdc_error_set(err, errno, "cannot remove %s: %s", re->opts->header_path,
-                              strerror(errno));
+      re->t->header_released = true; /* the caller removes it */
       return 0;
     }
     /* Last step: the header's place gets the first chunk; the marker
@@ -589,7 +556,7 @@ static int finish(struct reenc *re, struct nbdc_error *err)
         (r = bdev_pwrite(re->dev, re->buf, st->chunk_size, 0, err)) < 0 ||
         (r = bdev_flush(re->dev, err)) < 0)
       return r;
-    return file_truncate(re, st->data_size, err);
+    return bdev_resize(re->dev, st->data_size, err);
   }
   if (shift && st->phase != REENC_PHASE_FINAL) {
     /* encrypt: the moved first chunk goes to its place after the header */
@@ -603,7 +570,7 @@ static int finish(struct reenc *re, struct nbdc_error *err)
     if ((r = reenc_commit(re, err)) < 0)
       return r;
   }
-  if (shift && (r = file_truncate(re, st->data_size + st->new_offset, err)) < 0)
+  if (shift && (r = bdev_resize(re->dev, st->data_size + st->new_offset, err)) < 0)
     return r;
   return commit_final(re, err);
 }
@@ -639,26 +606,23 @@ static void reenc_free(struct reenc *re)
     free(re->heads[i]);
   }
   free(re->sums);
-  if (re->hdev != re->dev)
-    bdev_close(re->hdev);
-  bdev_close(re->dev);
-  if (re->raw_hdev && re->raw_hdev != re->raw_dev) {
-    bdev_unlock(re->raw_hdev, NULL);
-    bdev_close(re->raw_hdev);
-  }
-  if (re->raw_dev && !re->caller_dev) {
+  if (re->dev != re->raw_dev)
+    bdev_close(re->dev);
+  if (re->hdev_locked)
+    bdev_unlock(re->hdev, NULL);
+  if (re->dev_locked)
     bdev_unlock(re->raw_dev, NULL);
-    bdev_close(re->raw_dev);
-  }
 }
 
 /* The whole operation holds the metadata lock, from the first header load to
- * the last commit (each luks2_write also compares the on-disk seqid); an NBD
- * export has none to take (as luks2_write, go on without).  The image lock
- * of a data writer was taken by bdev_open (BDEV_LOCK_WRITE). */
-static int lock_device(struct bdev *dev, struct nbdc_error *err)
+ * the last commit (each luks2_write also compares the on-disk seqid; its own
+ * lock nests in this one); a device without one (NBD, the filter's next
+ * plugin) has none to take: as luks2_write, go on without.  The image lock
+ * of a data writer is the caller's. */
+static int lock_device(struct bdev *dev, bool *locked, struct nbdc_error *err)
 {
   int r = bdev_lock(dev, true, err);
+  *locked = r == 0;
   if (r == -ENOTSUP || r == -EOPNOTSUPP) {
     nbdc_error_clear(err);
     r = 0;
@@ -668,40 +632,22 @@ static int lock_device(struct bdev *dev, struct nbdc_error *err)
 
 static int open_devices(struct reenc *re, struct nbdc_error *err)
 {
-  const struct reenc_opts *o = re->opts;
-  reenc_faults_init(&re->faults);
-  if (re->caller_dev) {
-    re->raw_hdev = re->raw_dev;
-    int r = reenc_bdev_wrap(re->raw_dev, &re->faults, &re->io_mu, &re->dev, err);
-    re->hdev = re->dev;
-    return r;
-  }
-  int r = bdev_open(re->target, BDEV_LOCK_WRITE, 0, &re->raw_dev, err);
-  if (r == 0)
-    r = lock_device(re->raw_dev, err);
-  if (r == 0)
-    r = reenc_bdev_wrap(re->raw_dev, &re->faults, bdev_is_uri(re->target) ? &re->io_mu : NULL,
-                        &re->dev, err);
+  struct reenc_target *t = re->t;
+  re->raw_dev = t->data;
+  re->hdev = t->header ? t->header : t->data;
+  int r = lock_device(re->raw_dev, &re->dev_locked, err);
+  if (r == 0 && t->header)
+    r = lock_device(t->header, &re->hdev_locked, err);
   if (r < 0)
     return r;
-  if (!o->header_path) {
-    re->raw_hdev = re->raw_dev;
+  /* The workers read through second readers where data has them; else they
+   * share it with this thread. */
+  if (bdev_has_reader(re->raw_dev))
+    re->dev = re->raw_dev;
+  else
+    r = reenc_bdev_shared(re->raw_dev, &re->io_mu, &re->dev, err);
+  if (r == 0 && !t->header)
     re->hdev = re->dev;
-    return 0;
-  }
-  if (bdev_is_uri(o->header_path))
-    return nbdc_error_set(err, EINVAL, "--header must be a file, not %s", o->header_path);
-  struct stat sb;
-  bool exists = stat(o->header_path, &sb) == 0;
-  if (!exists && o->mode != REENC_ENCRYPT)
-    return nbdc_error_set(err, ENOENT, "header file %s does not exist", o->header_path);
-  r = bdev_open(o->header_path, (exists ? 0 : BDEV_CREATE) | BDEV_LOCK_WRITE,
-                LUKS2_DEFAULT_DATA_OFFSET, &re->raw_hdev, err);
-  re->header_created = r == 0 && !exists;
-  if (r == 0)
-    r = bdev_lock(re->raw_hdev, true, err);
-  if (r == 0)
-    r = reenc_bdev_wrap(re->raw_hdev, &re->faults, NULL, &re->hdev, err);
   return r;
 }
 
@@ -717,17 +663,21 @@ static bool has_luks_magic(struct bdev *dev)
   return memcmp(magic, primary, 6) == 0 || memcmp(magic, secondary, 6) == 0;
 }
 
-static int run(const char *target, struct bdev *dev, const struct reenc_hooks *hooks,
-               const struct reenc_opts *opts, struct nbdc_error *err)
+int reenc_run(struct reenc_target *t, const struct reenc_opts *opts, struct nbdc_error *err)
 {
-  struct reenc re = {.opts = opts,
-                     .target = target,
-                     .hooks = hooks,
-                     .caller_dev = dev != NULL,
-                     .raw_dev = dev,
-                     .old_digest = -1,
-                     .new_digest = -1,
-                     .io_mu = PTHREAD_MUTEX_INITIALIZER};
+  if (!t || !t->data || !opts)
+    return nbdc_error_set(err, EINVAL, "re-encryption without a data device");
+  t->header_used = t->header_released = false;
+  const char *target = t->name ? t->name : bdev_name(t->data);
+  struct reenc re = {
+      .opts = opts,
+      .t = t,
+      .target = target,
+      .detached = t->header != NULL,
+      .header_name = t->header ? (t->header_name ? t->header_name : bdev_name(t->header)) : NULL,
+      .old_digest = -1,
+      .new_digest = -1,
+      .io_mu = PTHREAD_MUTEX_INITIALIZER};
   re.hotzone = opts->hotzone ? opts->hotzone : DEFAULT_HOTZONE;
   int r;
   if (re.hotzone % BLOCK || re.hotzone < REENC_SHIFT || re.hotzone > MAX_HOTZONE) {
@@ -736,12 +686,12 @@ static int run(const char *target, struct bdev *dev, const struct reenc_hooks *h
                        re.hotzone);
     goto out;
   }
-  bool shift = opts->mode != REENC_RECRYPT && !opts->header_path;
-  if (shift && (dev || bdev_is_uri(target))) {
-    r = nbdc_error_set(err, EINVAL,
-                       "%s: an NBD export cannot grow or shrink; use --header FILE to keep the "
-                       "header in a file and the data in place",
-                       target);
+  bool shift = opts->mode != REENC_RECRYPT && !re.detached;
+  if (shift && !bdev_can_resize(t->data)) {
+    r = nbdc_error_set(err, ENOTSUP,
+                       "%s cannot grow or shrink; use --header FILE to keep the header in a file "
+                       "and the data in place",
+                       bdev_is_uri(target) ? "an NBD export" : "this device");
     goto out;
   }
   if ((r = open_devices(&re, err)) < 0 || (r = alloc_buffers(&re, err)) < 0)
@@ -790,10 +740,9 @@ static int run(const char *target, struct bdev *dev, const struct reenc_hooks *h
   } else if (opts->mode == REENC_ENCRYPT) {
     if (lr == 0) {
       /* as cryptsetup reencrypt --encrypt refuses a LUKS device: status 1 */
-      r = nbdc_error_set(err, EEXIST,
-                         "already encrypted (LUKS2 header%s%s, uuid %s); nothing to do",
-                         opts->header_path ? " in " : "",
-                         opts->header_path ? opts->header_path : "", luks2_uuid(re.hdr));
+      r = nbdc_error_set(
+          err, EEXIST, "already encrypted (LUKS2 header%s%s, uuid %s); nothing to do",
+          re.detached ? " in " : "", re.detached ? re.header_name : "", luks2_uuid(re.hdr));
       goto out;
     }
     if (!have_marker && (lr != -ENODATA || has_luks_magic(re.hdev))) {
@@ -802,7 +751,7 @@ static int run(const char *target, struct bdev *dev, const struct reenc_hooks *h
                            "header file %s: %s; not overwriting it (if it is left from an encrypt "
                            "that stopped before its first header write, no data was changed yet: "
                            "remove it and run again)",
-                           opts->header_path, load_err.msg);
+                           re.header_name, load_err.msg);
       else
         r = nbdc_error_set(err, -lr, "%s; not encrypting it again", load_err.msg);
       goto out;
@@ -813,10 +762,10 @@ static int run(const char *target, struct bdev *dev, const struct reenc_hooks *h
                          "with a detached header");
       goto out;
     }
-    re.header_created = false; /* from here on it holds the operation's state */
+    t->header_used = true; /* from here on it holds the operation's state */
     if ((r = reenc_start_encrypt(&re, have_marker ? &m : NULL, err)) < 0)
       goto out;
-  } else if (lr == -ENODATA && opts->mode == REENC_DECRYPT && !opts->header_path &&
+  } else if (lr == -ENODATA && opts->mode == REENC_DECRYPT && !re.detached &&
              !has_luks_magic(re.dev)) {
     r = nbdc_error_set(err, ENODATA, "not encrypted (no LUKS header); nothing to decrypt");
     goto out;
@@ -831,32 +780,16 @@ static int run(const char *target, struct bdev *dev, const struct reenc_hooks *h
       goto out;
   }
 
+  if ((r = reenc_hook_started(&re, err)) < 0)
+    goto out;
   if (re.st.phase == REENC_PHASE_PREPARE && (r = decrypt_prepare(&re, err)) < 0)
     goto out;
-  if (re.st.phase == REENC_PHASE_MAIN &&
-      (r = re.hooks ? run_loop_hooked(&re, err) : run_loop(&re, err)) < 0)
+  if (re.st.phase == REENC_PHASE_MAIN && (r = run_loop(&re, err)) < 0)
     goto out;
   r = finish(&re, err);
   if (r == 0)
     report(&re);
 out:
   reenc_free(&re);
-  if (r < 0 && re.header_created) /* refused before using it: leave no empty file behind */
-    unlink(opts->header_path);
   return r;
-}
-
-int reenc_run(const char *target, const struct reenc_opts *opts, struct nbdc_error *err)
-{
-  return run(target, NULL, NULL, opts, err);
-}
-
-int reenc_run_bdev(struct bdev *dev, const struct reenc_opts *opts, const struct reenc_hooks *hooks,
-                   struct nbdc_error *err)
-{
-  if (opts->mode != REENC_RECRYPT || opts->header_path)
-    return nbdc_error_set(err, ENOTSUP,
-                          "only a recrypt runs online (encrypt and decrypt move data or keep "
-                          "the header elsewhere); run it offline");
-  return run(bdev_name(dev), dev, hooks, opts, err);
 }

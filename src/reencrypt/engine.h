@@ -25,12 +25,13 @@
 
 struct reenc {
   const struct reenc_opts *opts;
-  const char *target;
-  const struct reenc_hooks *hooks; /* reenc_run_bdev: online */
-  bool caller_dev;                 /* raw_dev is the caller's (reenc_run_bdev) */
-  struct bdev *raw_dev, *dev;      /* data device (dev: wrapped) */
-  struct bdev *raw_hdev, *hdev;    /* header device: dev, or the detached file */
-  struct reenc_faults faults;
+  struct reenc_target *t;
+  const char *target;         /* the data device's name in messages */
+  const char *header_name;    /* the detached header's, or NULL */
+  bool detached;              /* t->header given */
+  struct bdev *raw_dev, *dev; /* data device (dev: raw_dev, or shared by the workers) */
+  struct bdev *hdev;          /* header device: dev, or the detached one */
+  bool dev_locked, hdev_locked;
   struct luks2_hdr *hdr;
   struct reenc_state st;
   uint8_t *old_key, *new_key; /* secmem */
@@ -42,8 +43,7 @@ struct reenc {
   uint8_t *bufs[2], *heads[2];
   uint8_t *sums;
   struct reenc_pipe *pipe;
-  pthread_mutex_t io_mu; /* NBD targets: the workers share the connection */
-  bool header_created;   /* this run created the --header file, still unused */
+  pthread_mutex_t io_mu; /* no second reader: the workers share dev */
   uint64_t hotzone;
   uint64_t csum_base; /* two table slots at the end of the keyslots area */
 };
@@ -93,5 +93,10 @@ int reenc_start_encrypt(struct reenc *re, const struct marker *m, struct nbdc_er
 int reenc_start_decrypt(struct reenc *re, struct nbdc_error *err);
 /* Pick up the operation in progress from re->hdr's progress record. */
 int reenc_resume(struct reenc *re, struct nbdc_error *err);
+
+/* ---- hooks (engine.c) ---- */
+int reenc_hook_started(struct reenc *re, struct nbdc_error *err);
+int reenc_hook_begin(struct reenc *re, uint64_t offset, uint64_t len, struct nbdc_error *err);
+void reenc_hook_done(struct reenc *re, uint64_t offset, uint64_t len);
 
 #endif

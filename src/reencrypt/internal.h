@@ -11,32 +11,23 @@
 /* Bytes of each old 4 KiB block kept in the checksum table ("head16"). */
 #define REENC_HEAD_LEN 16u
 
-struct reenc_faults {
-  long writes;
-  long fail_after; /* -1: no injection */
-  long delay_ms;   /* pause after each hotzone (tests), 0: none */
-};
-
-/* Read NBDCRYPT_TEST_FAIL_WRITE_AFTER and NBDCRYPT_TEST_HOTZONE_DELAY_MS. */
-void reenc_faults_init(struct reenc_faults *f);
-
-/* A bdev over inner (not owned) splitting large I/O, with no-op locking (the
- * caller holds inner's lock) and the write-failure hook.  With mu, every call
- * into inner holds mu, so several threads may share the wrapper (a bdev is
- * used by one thread at a time). */
-int reenc_bdev_wrap(struct bdev *inner, struct reenc_faults *faults, pthread_mutex_t *mu,
-                    struct bdev **out, struct nbdc_error *err);
+/* A bdev over inner (not owned) that several threads may share: every call
+ * into inner holds mu (a bdev is used by one thread at a time).  For a data
+ * device without a second reader (NBD, the filter's next plugin); no-op
+ * locking (the engine holds inner's lock for the whole run). */
+int reenc_bdev_shared(struct bdev *inner, pthread_mutex_t *mu, struct bdev **out,
+                      struct nbdc_error *err);
 
 /* Worker threads that read a range, keep the first REENC_HEAD_LEN bytes of
  * each old 4 KiB block and convert the range (decrypt with old, encrypt with
  * new; either may be NULL) in the caller's buffer.  Workers read through
- * their own read-only bdev of reader_path when it is given (files), else
- * through shared (which must then be safe to share: reenc_bdev_wrap with mu).
- * nworkers 0: one per online CPU. */
+ * their own second reader of dev (bdev_open_reader: files) when it has one,
+ * else through dev itself (which must then be safe to share:
+ * reenc_bdev_shared).  nworkers 0: one per online CPU. */
 struct reenc_pipe;
-int reenc_pipe_new(struct reenc_pipe **out, struct bdev *shared, const char *reader_path,
-                   const struct xts_ctx *old_xts, const struct xts_ctx *new_xts, uint64_t iv_tweak,
-                   size_t nworkers, struct nbdc_error *err);
+int reenc_pipe_new(struct reenc_pipe **out, struct bdev *dev, const struct xts_ctx *old_xts,
+                   const struct xts_ctx *new_xts, uint64_t iv_tweak, size_t nworkers,
+                   struct nbdc_error *err);
 /* Start filling buf with logical bytes [logical, logical+len) read at phys,
  * converted; heads (may be NULL) gets len/4096 (rounded up) entries. */
 void reenc_pipe_fill(struct reenc_pipe *p, uint8_t *buf, uint8_t *heads, uint64_t logical,

@@ -6,7 +6,6 @@
  * the crash points: the engine still writes a hotzone only after the commit
  * that names it. */
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -43,7 +42,7 @@ struct reenc_pipe {
   size_t nworkers;
   struct worker w[MAX_WORKS];
   uint64_t iv_tweak;
-  int hint_fd; /* files: for readahead hints, -1 otherwise */
+  struct bdev *hint_dev; /* the engine's device: readahead hints */
   bool quit;
   /* the job in progress */
   bool active;
@@ -117,9 +116,9 @@ static size_t pipe_default_workers(void)
   return n > MAX_WORKS ? MAX_WORKS : (size_t)n;
 }
 
-int reenc_pipe_new(struct reenc_pipe **out, struct bdev *shared, const char *reader_path,
-                   const struct xts_ctx *old_xts, const struct xts_ctx *new_xts, uint64_t iv_tweak,
-                   size_t nworkers, struct nbdc_error *err)
+int reenc_pipe_new(struct reenc_pipe **out, struct bdev *dev, const struct xts_ctx *old_xts,
+                   const struct xts_ctx *new_xts, uint64_t iv_tweak, size_t nworkers,
+                   struct nbdc_error *err)
 {
   struct reenc_pipe *p = calloc(1, sizeof *p);
   if (!p)
@@ -128,16 +127,20 @@ int reenc_pipe_new(struct reenc_pipe **out, struct bdev *shared, const char *rea
   pthread_cond_init(&p->work_cv, NULL);
   pthread_cond_init(&p->done_cv, NULL);
   p->iv_tweak = iv_tweak;
-  p->hint_fd = reader_path ? open(reader_path, O_RDONLY | O_CLOEXEC) : -1;
+  p->hint_dev = dev;
   p->nworkers = nworkers ? (nworkers > MAX_WORKS ? MAX_WORKS : nworkers) : pipe_default_workers();
   int r = 0;
   for (size_t i = 0; i < p->nworkers && r == 0; i++) {
     struct worker *w = &p->w[i];
     w->pipe = p;
-    w->dev = shared;
-    if (reader_path) {
-      r = bdev_open(reader_path, BDEV_RDONLY, 0, &w->dev, err);
-      w->own_dev = r == 0;
+    /* A second reader each where the device has them (files), else the
+     * shared device (its calls serialized by reenc_bdev_shared). */
+    r = bdev_open_reader(dev, &w->dev, err);
+    w->own_dev = r == 0;
+    if (r == -ENOTSUP) {
+      nbdc_error_clear(err);
+      w->dev = dev;
+      r = 0;
     }
     if (r == 0 && old_xts)
       r = xts_dup(old_xts, &w->old_xts, err);
@@ -175,8 +178,7 @@ void reenc_pipe_fill(struct reenc_pipe *p, uint8_t *buf, uint8_t *heads, uint64_
 {
   /* Cold data: ask for the whole range now, the workers' small interleaved
    * reads would defeat the kernel's sequential readahead. */
-  if (p->hint_fd >= 0)
-    posix_fadvise(p->hint_fd, (off_t)phys, (off_t)len, POSIX_FADV_WILLNEED);
+  bdev_readahead(p->hint_dev, phys, len);
   pthread_mutex_lock(&p->mu);
   p->buf = buf;
   p->heads = heads;
@@ -226,8 +228,6 @@ void reenc_pipe_free(struct reenc_pipe *p)
     if (w->own_dev)
       bdev_close(w->dev);
   }
-  if (p->hint_fd >= 0)
-    close(p->hint_fd);
   pthread_cond_destroy(&p->work_cv);
   pthread_cond_destroy(&p->done_cv);
   pthread_mutex_destroy(&p->mu);

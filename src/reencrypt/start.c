@@ -17,11 +17,29 @@
 
 /* ---- keys ---- */
 
-/* Unlock keyslot slot through its nbdcrypt token (as volume_open does). */
+/* Unlock keyslot slot: by the caller's callback, else through its nbdcrypt
+ * token (as volume_open does). */
 static int unlock_slot(struct reenc *re, int slot, uint8_t **key, size_t *key_len,
                        struct nbdc_error *err)
 {
+  if (re->opts->unlock)
+    return re->opts->unlock(re->opts->unlock_opaque, re->hdr, re->hdev, slot, key, key_len, err);
   return volume_unlock_keyslot(re->hdr, re->hdev, re->opts->cfg, slot, key, key_len, err);
+}
+
+/* The old volume: the caller's (borrowed), or opened here through cfg. */
+static int open_old_volume(struct reenc *re, const struct volume **vol, struct volume **own,
+                           struct nbdc_error *err)
+{
+  *own = NULL;
+  if (re->opts->old_volume) {
+    *vol = re->opts->old_volume;
+    return 0;
+  }
+  struct volume_unlock_opts uo = {.cfg = re->opts->cfg, .keyslot = -1};
+  int r = volume_open(re->dev, &uo, own, err);
+  *vol = *own;
+  return r;
 }
 
 /* Add a keyslot for the new key bound to a KEK (a new one when kek_id is
@@ -186,9 +204,9 @@ static int bind_planned(struct reenc *re, const struct slot_plan plan[], size_t 
 
 int reenc_start_recrypt(struct reenc *re, struct nbdc_error *err)
 {
-  struct volume_unlock_opts uo = {.cfg = re->opts->cfg, .keyslot = -1};
-  struct volume *vol = NULL;
-  int r = volume_open(re->dev, &uo, &vol, err);
+  const struct volume *vol = NULL;
+  struct volume *own = NULL;
+  int r = open_old_volume(re, &vol, &own, err);
   if (r < 0)
     return r;
   struct reenc_state *st = &re->st;
@@ -225,7 +243,7 @@ int reenc_start_recrypt(struct reenc *re, struct nbdc_error *err)
       .old_keyslot = old_slot,
       .new_keyslot = -1,
   };
-  volume_close(vol);
+  volume_close(own);
   if (r < 0)
     return r;
   if ((r = luks2_load(re->hdev, &re->hdr, err)) < 0)
@@ -310,7 +328,7 @@ int reenc_start_encrypt(struct reenc *re, const struct marker *m, struct nbdc_er
   int r = bdev_get_size(re->dev, &size, err);
   if (r < 0)
     return r;
-  bool detached = re->opts->header_path != NULL;
+  bool detached = re->detached;
   if (m)
     size = m->data_size;
   if (size == 0 || size % 512)
@@ -369,10 +387,10 @@ int reenc_start_encrypt(struct reenc *re, const struct marker *m, struct nbdc_er
 
 int reenc_start_decrypt(struct reenc *re, struct nbdc_error *err)
 {
-  struct volume_unlock_opts uo = {.cfg = re->opts->cfg, .keyslot = -1};
-  struct volume *vol = NULL;
+  const struct volume *vol = NULL;
+  struct volume *own = NULL;
   struct reenc_state *st = &re->st;
-  bool detached = re->opts->header_path != NULL;
+  bool detached = re->detached;
   int r;
   if (detached) {
     /* volume_open refuses detached headers (their data is elsewhere): unlock by hand */
@@ -382,7 +400,7 @@ int reenc_start_decrypt(struct reenc *re, struct nbdc_error *err)
     luks2_data_segment(re->hdr, &seg, NULL);
     if (!luks2_detached_header(re->hdr))
       return nbdc_error_set(err, EINVAL, "%s is not a detached header (data offset %" PRIu64 ")",
-                            re->opts->header_path, seg.offset);
+                            re->header_name, seg.offset);
     int ids[LUKS2_MAX_KEYSLOTS];
     size_t n = luks2_keyslot_list(re->hdr, ids, LUKS2_MAX_KEYSLOTS);
     r = -ENOKEY;
@@ -407,7 +425,7 @@ int reenc_start_decrypt(struct reenc *re, struct nbdc_error *err)
         .new_keyslot = -1,
     };
   } else {
-    if ((r = volume_open(re->dev, &uo, &vol, err)) < 0)
+    if ((r = open_old_volume(re, &vol, &own, err)) < 0)
       return r;
     const struct luks2_segment *seg = volume_segment(vol);
     uint64_t dev_size;
@@ -430,7 +448,7 @@ int reenc_start_decrypt(struct reenc *re, struct nbdc_error *err)
       memcpy(re->old_key, key, len);
       re->old_len = len;
     }
-    volume_close(vol);
+    volume_close(own);
     if (r == 0 && st->data_size == 0)
       r = nbdc_error_set(err, EINVAL, "%s holds no data", re->target);
     if (r == 0)
@@ -479,7 +497,7 @@ int reenc_resume(struct reenc *re, struct nbdc_error *err)
                           re->opts->mode == REENC_RECRYPT   ? "recrypt"
                           : re->opts->mode == REENC_ENCRYPT ? "encrypt"
                                                             : "decrypt");
-  if (re->st.detached != (re->opts->header_path != NULL))
+  if (re->st.detached != (re->detached))
     return nbdc_error_set(err, EINVAL, "the operation in progress %s a detached header",
                           re->st.detached ? "uses" : "does not use");
   if (re->old_key) {

@@ -1,5 +1,11 @@
 # Helpers for the re-encryption tests (sourced after lib.sh).
 
+# The nbdcrypt CLI built with a fault-injecting bdev over its devices
+# (tests/support/cli_faults.c: NBDCRYPT_TEST_FAIL_WRITE_AT=N,
+# NBDCRYPT_TEST_KILL_AT_WRITE=N, NBDCRYPT_TEST_COUNT_WRITES=FILE).
+NBDCRYPT_FAULTS=$NBDCRYPT_TOOLS/nbdcrypt-faults
+[ -x "$NBDCRYPT_FAULTS" ] || fail "$NBDCRYPT_FAULTS is missing (build the tests)"
+
 # A 64 MiB plaintext image of random data in $T/plain.img, its SHA-256 in $PLAIN_SHA.
 make_plain() {
   head -c "${1:-64M}" /dev/urandom >"$T/plain.img"

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Fault injection: for each of encrypt, recrypt and decrypt, 10 runs killed
 # with SIGKILL at a random instant and 5 runs stopped by an injected write
-# failure (NBDCRYPT_TEST_FAIL_WRITE_AFTER), each resumed by running the same
+# failure (nbdcrypt-faults, NBDCRYPT_TEST_FAIL_WRITE_AT), each resumed by running the same
 # command again.  Every time the final plaintext's SHA-256 equals the
 # original's and the disk unlocks with the expected key only.  A disk left
 # half way is refused by the filter's volume_open and by cryptsetup.
@@ -31,7 +31,7 @@ interrupt() {
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
   else
-    NBDCRYPT_TEST_FAIL_WRITE_AFTER=$((RANDOM % 40)) "$NBDCRYPT" "$@" --hotzone 16M >/dev/null 2>"$T/inj" &&
+    NBDCRYPT_TEST_FAIL_WRITE_AT=$((RANDOM % 40 + 1)) "$NBDCRYPT_FAULTS" "$@" --hotzone 16M >/dev/null 2>"$T/inj" &&
       return 0
     grep -q "injected write failure" "$T/inj" || { cat "$T/inj"; fail "write failure not reported as such"; }
   fi
@@ -153,7 +153,7 @@ pass "$checked_midway disks caught half way were refused by cryptsetup and nbdcr
 
 # A tampered progress record is refused before anything acts on it.
 cp --sparse=always "$T/enc.img" "$work"
-NBDCRYPT_TEST_FAIL_WRITE_AFTER=20 "$NBDCRYPT" recrypt "$work" --hotzone 16M >/dev/null 2>&1 || true
+NBDCRYPT_TEST_FAIL_WRITE_AT=21 "$NBDCRYPT_FAULTS" recrypt "$work" --hotzone 16M >/dev/null 2>&1 || true
 [ "$(requirements "$work")" = nbdcrypt-reencrypt-v1 ] || fail "could not stop a recrypt half way"
 "$PY" - "$work" <<'PYEOF'
 import hashlib, json, re, struct, sys
@@ -195,7 +195,7 @@ kek_bytes "$(kek_of "$T/enc.img")" "$T/kek.bin"
 caught=0
 for n in 12 16 20 8 24 28; do
   cp --sparse=always "$T/enc.img" "$work"
-  NBDCRYPT_TEST_FAIL_WRITE_AFTER=$n "$NBDCRYPT" recrypt "$work" --hotzone 32M >/dev/null 2>&1 && continue
+  NBDCRYPT_TEST_FAIL_WRITE_AT=$((n + 1)) "$NBDCRYPT_FAULTS" recrypt "$work" --hotzone 32M >/dev/null 2>&1 && continue
   [ "$(hotzone_in_progress "$work")" = 33554432 ] || continue
   caught=1
   nbdcrypt recrypt "$work" --hotzone 16M 2>"$T/err" || { cat "$T/err"; fail "recovery of a 32 MiB hotzone with --hotzone 16M"; }
