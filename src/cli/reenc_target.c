@@ -1,6 +1,7 @@
 /* The re-encryption commands' devices: opened here, with the image lock of a
  * data writer, then handed to the engine (reenc_run), which sees bdevs only. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -50,6 +51,15 @@ int cli_reenc_run(const char *target, const char *header, struct reenc_opts *ro,
   struct reenc_target t;
   bool created = false;
   int r = reenc_target_open(target, header, ro->mode, &t, &created, err);
+  if (r == -EBUSY && ro->mode == REENC_RECRYPT && err && strstr(err->msg, "in use by another")) {
+    /* a server holds it: the recrypt can run there (docs/reencrypt.md, Online) */
+    char msg[NBDC_ERROR_MAX];
+    snprintf(msg, sizeof msg, "%s", err->msg);
+    return nbdc_error_set(err, EBUSY,
+                          "%s; to recrypt a disk while it is served, restart its server with "
+                          "nbdcrypt-reencrypt=recrypt (nbdcrypt serve --recrypt)",
+                          msg);
+  }
   if (r < 0)
     return r;
   struct delay d = {.ms = delay_ms(), .stop = ro->stop};

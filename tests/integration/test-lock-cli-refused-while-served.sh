@@ -14,7 +14,7 @@ head -c 1M /dev/urandom >"$T/data"
 refuse_all() { # SERVER-PID WHAT
   local pid=$1 what=$2 re
   re="$img is in use by another process \\(pid $pid, nbdkit\\)"
-  must_refuse 1 "$re" "$img" -- nbdcrypt recrypt "$img"
+  must_refuse 1 "$re.*restart its server with nbdcrypt-reencrypt=recrypt" "$img" -- nbdcrypt recrypt "$img"
   must_refuse 1 "$re" "$img" -- nbdcrypt decrypt "$img"
   must_refuse 1 "$re" "$img" -- nbdcrypt format --force "$img"
   must_refuse 1 "$re" "$img" -- nbdcrypt encrypt "$img"
