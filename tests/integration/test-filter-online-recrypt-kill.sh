@@ -95,7 +95,7 @@ half_way=0 checked=0
 for cycle in $(seq 1 10); do
   args=()
   [ "$cycle" = 1 ] && args=(nbdcrypt-reencrypt=recrypt)
-  export NBDCRYPT_TEST_HOTZONE_DELAY_MS=1000
+  export NBDCRYPT_TEST_HOTZONE_DELAY_MS=2000
   serve k$cycle "$img" "${args[@]}"
   unset NBDCRYPT_TEST_HOTZONE_DELAY_MS
   n=$(io check "$(uri k$cycle)" "$journal") || fail "after kill $((cycle - 1)): flushed data lost"

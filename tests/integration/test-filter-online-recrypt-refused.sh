@@ -11,7 +11,7 @@ img=$T/disk.img
 new_disk "$img" 64M >/dev/null
 
 for op in decrypt encrypt; do
-  if nbdkit -f -U "$T/x.sock" --filter="$NBDCRYPT_FILTER" file file="$img" \
+  if "${_nbdkit[@]}" -f -U "$T/x.sock" --filter="$NBDCRYPT_FILTER" file file="$img" \
     nbdcrypt-reencrypt=$op >"$T/$op.out" 2>&1; then
     fail "nbdkit started with nbdcrypt-reencrypt=$op"
   fi
