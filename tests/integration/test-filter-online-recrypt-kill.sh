@@ -21,7 +21,7 @@ journal=$T/journal
 # COUNT GEN") and each flush once it returned ("f": the writes since the
 # last "f" or "s" are durable).
 cat >"$T/io.py" <<'PYEOF'
-import hashlib, random, struct, sys
+import hashlib, random, struct, sys, time
 import nbd
 
 BS = 4096
@@ -44,6 +44,7 @@ def write(uri, journal, seed):
         j.write("w %d %d %d\n" % (b, n, gen))
         j.flush()
         h.pwrite(b"".join(block(b + k, gen) for k in range(n)), b * BS)
+        time.sleep(0.002)  # a steady writer; keeps the journal and its checks small
         if count % 8 == 0:
             h.flush()
             j.write("f\n")
