@@ -396,6 +396,13 @@ static void *engine_main(void *p)
       zone_release(o, o->zone[i].offset, true);
   volume_close(o->old_volume);
   o->old_volume = NULL;
+  /* The plugin context was the engine's alone: give it back now (a shared
+   * context, not tied to a connection or thread). */
+  bdev_close(o->dev);
+  o->dev = NULL;
+  o->ctx->finalize(o->ctx);
+  nbdkit_next_context_close(o->ctx);
+  o->ctx = NULL;
   pthread_mutex_lock(&o->mu);
   bool served = o->state == 1;
   if (!served) {

@@ -32,6 +32,32 @@ vk1=$(nbdcrypt_volume_key "$img")
 [ "$vk1" != "$vk0" ] || fail "the volume key did not change"
 pass "started offline, killed, resumed and finished online: data intact, new volume key"
 
+# SIGTERM: the server stops the recrypt at a resumable point (the record
+# says how far, no hotzone in progress); the next start finishes it.
+export NBDCRYPT_TEST_HOTZONE_DELAY_MS=1500
+serve t "$img" nbdcrypt-reencrypt=recrypt
+unset NBDCRYPT_TEST_HOTZONE_DELAY_MS
+nbdinfo --size "$(uri t)" >/dev/null
+for i in $(seq 200); do log_has t "recrypt 20% done" && break; sleep 0.1; done
+pid=$(cat "$T/t.pid")
+kill -TERM "$pid"
+for i in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$pid" 2>/dev/null && fail "nbdkit did not exit within 10 s of SIGTERM"
+log_has t "recrypt stopped at a resumable point" || fail "SIGTERM: no stop at a resumable point"
+nbdcrypt info "$img" | grep -q "operation: *recrypt in progress, [1-9][0-9.]*% done ([0-9]* of [0-9]* bytes)$" ||
+  fail "SIGTERM: the record does not show a clean stop: $(nbdcrypt info "$img" | grep operation)"
+serve t2 "$img"
+nbdinfo --size "$(uri t2)" >/dev/null
+for i in $(seq 300); do log_has t2 "recrypt of disk .* finished" && break; sleep 0.1; done
+log_has t2 "recrypt of disk .* finished" || fail "the recrypt stopped by SIGTERM did not finish"
+nbdcopy "$(uri t2)" "$T/t.bin"
+server_stop t2
+cmp "$T/plain.bin" "$T/t.bin" || fail "data differs after the SIGTERM stop and resume"
+vk1b=$(nbdcrypt_volume_key "$img")
+[ "$vk1b" != "$vk1" ] || fail "the volume key did not change"
+vk1=$vk1b
+pass "SIGTERM stops the online recrypt at a resumable point; the next start finishes it"
+
 export NBDCRYPT_TEST_HOTZONE_DELAY_MS=2000
 serve b "$img" nbdcrypt-reencrypt=recrypt
 unset NBDCRYPT_TEST_HOTZONE_DELAY_MS
