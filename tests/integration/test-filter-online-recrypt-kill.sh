@@ -114,9 +114,10 @@ pass "10 SIGKILLs ($half_way of them with the recrypt half way), each restart re
 
 serve last "$img"
 io check "$(uri last)" "$journal" >/dev/null || fail "after the last kill: flushed data lost"
-for i in $(seq 600); do log_has last "recrypt of disk .* finished" && break; sleep 0.1; done
+for i in $(seq 1200); do log_has last "recrypt of disk .* finished" && break; sleep 0.1; done
 log_has last "recrypt of disk .* finished" ||
-  { grep -v debug "$T/last.log" | grep nbdcrypt: >&2 || true; fail "the recrypt did not finish within 60 s"; }
+  { grep -v debug "$T/last.log" | grep nbdcrypt: >&2 || true; nbdcrypt info "$img" | grep operation >&2 || true
+    fail "the recrypt did not finish within 120 s"; }
 io check "$(uri last)" "$journal" >/dev/null || fail "after the recrypt finished: flushed data lost"
 server_stop last
 [ -z "$(requirements "$img")" ] || fail "requirement flag left"
