@@ -27,13 +27,17 @@ struct bdev_ops {
 
   /* Optional capabilities: NULL when the device lacks one (an NBD export,
    * the filter's next plugin, memory); callers must work without them. */
-  /* Grow or shrink the device to size bytes, durably (a regular file). */
+  /* Grow or shrink the device to size bytes, durably (a regular file).  A
+   * device that has it also grows when written past its end, as a file. */
   int (*resize)(void *opaque, uint64_t size, struct nbdc_error *err);
   /* A second, independent read-only handle on the same data that another
    * thread may use at the same time as this one (*out owned by the caller). */
   int (*open_reader)(void *opaque, struct bdev **out, struct nbdc_error *err);
   /* Advisory: [offset, offset+len) will be read soon. */
   void (*readahead)(void *opaque, uint64_t offset, uint64_t len);
+  /* Make [offset, offset+len) read as zeros without storing them (a hole in
+   * a file): keeps a sparse image sparse.  Inside the device's size. */
+  int (*zero)(void *opaque, uint64_t offset, uint64_t len, struct nbdc_error *err);
 };
 
 enum {
@@ -79,6 +83,9 @@ int bdev_resize(struct bdev *dev, uint64_t size, struct nbdc_error *err);
 bool bdev_has_reader(const struct bdev *dev);
 int bdev_open_reader(struct bdev *dev, struct bdev **out, struct nbdc_error *err);
 void bdev_readahead(struct bdev *dev, uint64_t offset, uint64_t len); /* no-op without */
+bool bdev_can_zero(const struct bdev *dev);
+/* -ENOTSUP without the capability (the caller then writes zeros, or not). */
+int bdev_zero(struct bdev *dev, uint64_t offset, uint64_t len, struct nbdc_error *err);
 
 /* Full-length I/O: a short read past the end of the device is an error
  * (-EIO, "... read beyond end of device ..."). */
@@ -132,7 +139,11 @@ int bdev_image_lock_path(const char *path, enum bdev_lock_role role, struct bdev
                          struct nbdc_error *err);
 void bdev_image_unlock(struct bdev_image_lock *lock); /* NULL is ignored */
 
-/* An in-memory device of size bytes (tests, fuzzers). */
+/* An in-memory device of size bytes (tests, fuzzers): fixed size (-ENOSPC
+ * past its end), no optional capability. */
 int bdev_open_memory(uint64_t size, struct bdev **out, struct nbdc_error *err);
+/* The same standing in for a regular file: it can be resized and grows on a
+ * write past its end; still no second reader. */
+int bdev_open_memory_file(uint64_t size, struct bdev **out, struct nbdc_error *err);
 
 #endif

@@ -106,6 +106,9 @@ struct reenc_target {
                            that, the caller may remove it) */
   bool header_released; /* decrypt with a detached header is complete: the data is plain
                            in place and header is of no further use (the CLI removes it) */
+  bool half_way;        /* on an error: the disk is left in the middle of the operation
+                           (resumable by running it again); false when nothing was changed
+                           or the disk is in its final state */
 };
 
 /* What the engine tells a caller that serves the disk while it is being

@@ -20,7 +20,10 @@ struct volume_unlock_opts {
   const struct keys_config *cfg; /* providers for nbdcrypt tokens (may be NULL with a passphrase) */
   const uint8_t *passphrase;     /* non-NULL: unlock a passphrase keyslot instead of tokens */
   size_t passphrase_len;
-  int keyslot; /* -1: any */
+  int keyslot;      /* -1: any */
+  bool keep_secret; /* keep the keyslot secret (a KEK, or the unwrapped secret) for
+                       volume_secret: a caller that binds a new key to the same KEK
+                       does not fetch it again */
 };
 
 /* Load and validate the header on dev and unlock the volume key.  A disk
@@ -30,6 +33,18 @@ struct volume_unlock_opts {
 int volume_open(struct bdev *dev, const struct volume_unlock_opts *opts, struct volume **out,
                 struct nbdc_error *err);
 void volume_close(struct volume *vol);
+/* volume_open on a header the caller loaded already (under its lock): hdr is
+ * the volume's from here on, also on failure. */
+int volume_open_hdr(struct bdev *dev, struct luks2_hdr *hdr, const struct volume_unlock_opts *opts,
+                    struct volume **out, struct nbdc_error *err);
+/* Hand the volume's header to the caller (who frees it); the volume keeps
+ * its key, but its header accessors must not be used after this. */
+struct luks2_hdr *volume_release_hdr(struct volume *vol);
+/* With keep_secret: the secret that opened the keyslot (borrowed secure
+ * memory, NULL without keep_secret or for a passphrase), and whether the
+ * token was kms-wrapped (then it is the unwrapped secret, not the KEK). */
+const uint8_t *volume_secret(const struct volume *vol, size_t *len);
+bool volume_kms_wrapped(const struct volume *vol);
 
 const struct luks2_hdr *volume_hdr(const struct volume *vol);
 struct luks2_hdr *volume_hdr_mut(struct volume *vol);
@@ -85,6 +100,11 @@ int volume_bind_kek(struct volume *vol, struct bdev *dev, struct keys_provider *
 int volume_bind_key(struct luks2_hdr *hdr, struct bdev *dev, const uint8_t *key, size_t key_len,
                     struct keys_provider *provider, const char *kek_id, bool kms_wrapped,
                     int *keyslot, struct nbdc_error *err);
+/* volume_bind_key in mode kek with the KEK's bytes the caller holds already
+ * (fetched once, for the unlock): its state is still checked. */
+int volume_bind_key_kek(struct luks2_hdr *hdr, struct bdev *dev, const uint8_t *key, size_t key_len,
+                        struct keys_provider *provider, const char *kek_id, const uint8_t *kek,
+                        size_t kek_len, int *keyslot, struct nbdc_error *err);
 int volume_unlock_keyslot(const struct luks2_hdr *hdr, struct bdev *dev,
                           const struct keys_config *cfg, int keyslot, uint8_t **key,
                           size_t *key_len, struct nbdc_error *err);

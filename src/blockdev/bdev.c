@@ -16,6 +16,8 @@
 
 __attribute__((format(printf, 3, 4))) static int bdev_failed(struct nbdc_error *err, int r,
                                                              const char *fmt, ...);
+static int bdev_check(const struct bdev *dev, size_t count, uint64_t offset, const char *what,
+                      struct nbdc_error *err);
 
 struct bdev {
   struct bdev_ops ops;
@@ -140,6 +142,31 @@ void bdev_readahead(struct bdev *dev, uint64_t offset, uint64_t len)
 {
   if (dev && dev->ops.readahead)
     dev->ops.readahead(dev->opaque, offset, len);
+}
+
+bool bdev_can_zero(const struct bdev *dev)
+{
+  return dev && dev->ops.zero && !dev->readonly;
+}
+
+int bdev_zero(struct bdev *dev, uint64_t offset, uint64_t len, struct nbdc_error *err)
+{
+  int r = bdev_check(dev, (size_t)0, offset, "zeroing", err);
+  if (r < 0)
+    return r;
+  if (offset > UINT64_MAX - len)
+    return nbdc_error_set(err, EINVAL, "zeroing of %" PRIu64 " bytes at %" PRIu64 " overflows", len,
+                          offset);
+  if (!bdev_can_zero(dev))
+    return nbdc_error_set(err, ENOTSUP, "%s cannot make a range read as zeros", dev->name);
+  if (len == 0)
+    return 0;
+  nbdc_error_clear(err);
+  r = dev->ops.zero(dev->opaque, offset, len, err);
+  if (r < 0)
+    return bdev_failed(err, r, "zeroing of %" PRIu64 " bytes at offset %" PRIu64 " of %s", len,
+                       offset, dev->name);
+  return 0;
 }
 
 int bdev_fd(const struct bdev *dev)

@@ -174,6 +174,20 @@ static void file_readahead(void *opaque, uint64_t offset, uint64_t len)
     posix_fadvise(f->fd, (off_t)offset, (off_t)len, POSIX_FADV_WILLNEED);
 }
 
+/* A hole (regular files; the size stays). */
+static int file_zero(void *opaque, uint64_t offset, uint64_t len, struct nbdc_error *err)
+{
+  struct file_dev *f = opaque;
+  if (offset > INT64_MAX || len > INT64_MAX - offset)
+    return nbdc_error_set(err, EINVAL, "hole at %" PRIu64 " in %s is out of range", offset,
+                          f->path);
+  if (fallocate(f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)len) != 0)
+    return nbdc_error_set(err, errno,
+                          "cannot make a hole of %" PRIu64 " bytes at %" PRIu64 " in %s: %s", len,
+                          offset, f->path, strerror(errno));
+  return 0;
+}
+
 static void file_close(void *opaque)
 {
   struct file_dev *f = opaque;
@@ -196,6 +210,7 @@ static const struct bdev_ops file_ops_rw = {
     .resize = file_resize, /* not for block devices: see bdev_open_file */
     .open_reader = file_open_reader,
     .readahead = file_readahead,
+    .zero = file_zero, /* not for block devices */
 };
 
 static const struct bdev_ops file_ops_ro = {
@@ -271,8 +286,10 @@ int bdev_open_file(const char *path, unsigned flags, uint64_t create_size, struc
   if (r == 0) {
     /* A block device has a fixed size. */
     struct bdev_ops ops = (flags & BDEV_RDONLY) ? file_ops_ro : file_ops_rw;
-    if (f->is_block)
+    if (f->is_block) {
       ops.resize = NULL;
+      ops.zero = NULL;
+    }
     r = bdev_from_ops(&ops, f, path, (flags & BDEV_RDONLY) != 0, out, err);
   }
   if (r < 0) {

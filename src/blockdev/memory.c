@@ -11,6 +11,7 @@
 struct memory_dev {
   uint8_t *data;
   uint64_t size;
+  bool file_like; /* grows on a write past the end, can be resized */
 };
 
 static int memory_pread(void *opaque, void *buf, size_t count, uint64_t offset,
@@ -23,23 +24,49 @@ static int memory_pread(void *opaque, void *buf, size_t count, uint64_t offset,
   return 0;
 }
 
-static int memory_pwrite(void *opaque, const void *buf, size_t count, uint64_t offset,
-                         struct nbdc_error *err)
-{
-  struct memory_dev *m = opaque;
-  if (offset > m->size || count > m->size - offset)
-    return nbdc_error_set(err, ENOSPC,
-                          "write beyond end of device " MEMORY_NAME " (offset %" PRIu64
-                          ", size %" PRIu64 ")",
-                          offset, m->size);
-  memcpy(m->data + offset, buf, count);
-  return 0;
-}
-
 static int memory_get_size(void *opaque, uint64_t *size, struct nbdc_error *err)
 {
   (void)err;
   *size = ((struct memory_dev *)opaque)->size;
+  return 0;
+}
+
+/* Grow (zero-filled) or shrink, as ftruncate does a file. */
+static int memory_resize(void *opaque, uint64_t size, struct nbdc_error *err)
+{
+  struct memory_dev *m = opaque;
+  if (size > SIZE_MAX)
+    return nbdc_error_set(err, ENOSPC, "memory device of %" PRIu64 " bytes is too large", size);
+  uint8_t *data = realloc(m->data, size ? (size_t)size : 1);
+  if (!data)
+    return nbdc_error_set(err, ENOSPC, "out of memory resizing " MEMORY_NAME " to %" PRIu64, size);
+  if (size > m->size)
+    memset(data + m->size, 0, (size_t)(size - m->size));
+  m->data = data;
+  m->size = size;
+  return 0;
+}
+
+/* A file-like device grows on a write past its end, as a file does. */
+static int memory_pwrite(void *opaque, const void *buf, size_t count, uint64_t offset,
+                         struct nbdc_error *err)
+{
+  struct memory_dev *m = opaque;
+  if (offset > SIZE_MAX - count)
+    return nbdc_error_set(err, ENOSPC,
+                          "write beyond the largest " MEMORY_NAME " device (offset %" PRIu64 ")",
+                          offset);
+  if (offset + count > m->size && !m->file_like)
+    return nbdc_error_set(err, ENOSPC,
+                          "write beyond end of device " MEMORY_NAME " (offset %" PRIu64
+                          ", size %" PRIu64 ")",
+                          offset, m->size);
+  if (offset + count > m->size) {
+    int r = memory_resize(m, offset + count, err);
+    if (r < 0)
+      return r;
+  }
+  memcpy(m->data + offset, buf, count);
   return 0;
 }
 
@@ -58,7 +85,7 @@ static const struct bdev_ops memory_ops = {
     .close = memory_close,
 };
 
-int bdev_open_memory(uint64_t size, struct bdev **out, struct nbdc_error *err)
+static int memory_open(uint64_t size, bool file_like, struct bdev **out, struct nbdc_error *err)
 {
   *out = NULL;
   if (size > SIZE_MAX)
@@ -69,8 +96,23 @@ int bdev_open_memory(uint64_t size, struct bdev **out, struct nbdc_error *err)
     return nbdc_error_set(err, ENOMEM, "out of memory for a %" PRIu64 "-byte memory device", size);
   }
   m->size = size;
-  int r = bdev_from_ops(&memory_ops, m, MEMORY_NAME, false, out, err);
+  m->file_like = file_like;
+  /* no second reader: its users share it under a mutex */
+  struct bdev_ops ops = memory_ops;
+  if (file_like)
+    ops.resize = memory_resize;
+  int r = bdev_from_ops(&ops, m, MEMORY_NAME, false, out, err);
   if (r < 0)
     memory_close(m);
   return r;
+}
+
+int bdev_open_memory(uint64_t size, struct bdev **out, struct nbdc_error *err)
+{
+  return memory_open(size, false, out, err);
+}
+
+int bdev_open_memory_file(uint64_t size, struct bdev **out, struct nbdc_error *err)
+{
+  return memory_open(size, true, out, err);
 }

@@ -227,12 +227,23 @@ static int run_reenc(const char *cmd, const char *target, const char *header, st
   ro->progress_opaque = &pr;
 
   struct nbdc_error err = {0};
-  int r = cli_reenc_run(target, header, ro, &err);
+  bool half_way = false;
+  int r = cli_reenc_run(target, header, ro, &half_way, &err);
   if (r == -EINTR) {
     progress_end(&pr, "interrupted", err.msg);
     return cli_fail("%s: %s stopped at a resumable point; run it again (or with --resume) to "
                     "continue",
                     target, cmd);
+  }
+  if (r < 0 && half_way) {
+    /* as after Ctrl-C: the disk is safe, and the way on is the same */
+    char msg[NBDC_ERROR_MAX + 256];
+    snprintf(msg, sizeof msg,
+             "%s; the disk is left half way through the %s (nothing is lost): once the cause "
+             "is fixed, run the same command again (or with --resume) to continue",
+             err.msg, cmd);
+    progress_end(&pr, "error", msg);
+    return cli_fail("%s: %s", target, msg);
   }
   if (r < 0) {
     progress_end(&pr, "error", err.msg);

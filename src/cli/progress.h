@@ -33,8 +33,9 @@ void progress_catch_signals(volatile sig_atomic_t *flag);
 /* Open target (and the detached header) with the image lock of a data
  * writer, run the engine on them and close them (cli/reenc_target.c);
  * removes a header file created for an encrypt that did not get to use it,
- * and the header of a finished decrypt. */
-int cli_reenc_run(const char *target, const char *header, struct reenc_opts *ro,
+ * and the header of a finished decrypt.  *half_way: on an error, the disk is
+ * left in the middle of the operation (reenc_target.half_way). */
+int cli_reenc_run(const char *target, const char *header, struct reenc_opts *ro, bool *half_way,
                   struct nbdc_error *err);
 
 /* Test programs built from the CLI's sources (tests/) replace this weak

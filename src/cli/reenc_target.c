@@ -45,20 +45,22 @@ static long delay_ms(void)
   return v > 10000 ? 10000 : v;
 }
 
-int cli_reenc_run(const char *target, const char *header, struct reenc_opts *ro,
+int cli_reenc_run(const char *target, const char *header, struct reenc_opts *ro, bool *half_way,
                   struct nbdc_error *err)
 {
+  *half_way = false;
   struct reenc_target t;
   bool created = false;
   int r = reenc_target_open(target, header, ro->mode, &t, &created, err);
-  if (r == -EBUSY && ro->mode == REENC_RECRYPT && err && strstr(err->msg, "in use by another")) {
-    /* a server holds it: the recrypt can run there (docs/reencrypt.md, Online) */
+  if (r == -EBUSY && ro->mode == REENC_RECRYPT)
+  /* the server holds it: the recrypt can run there, while it serves */
+  {
     char msg[NBDC_ERROR_MAX];
     snprintf(msg, sizeof msg, "%s", err->msg);
-    return nbdc_error_set(err, EBUSY,
-                          "%s; to recrypt a disk while it is served, restart its server with "
-                          "nbdcrypt-reencrypt=recrypt (nbdcrypt serve --recrypt)",
-                          msg);
+    nbdc_error_set(err, EBUSY,
+                   "%.300s; to recrypt a disk while it is served, let its server do it: filter "
+                   "key nbdcrypt-reencrypt=recrypt (nbdcrypt serve --recrypt)",
+                   msg);
   }
   if (r < 0)
     return r;
@@ -69,6 +71,7 @@ int cli_reenc_run(const char *target, const char *header, struct reenc_opts *ro,
   r = cli_reenc_wrap_target(&t, err);
   if (r == 0)
     r = reenc_run(&t, ro, err);
+  *half_way = r < 0 && t.half_way;
   if (ro->hooks == &hooks)
     ro->hooks = NULL;
   bool remove_header =

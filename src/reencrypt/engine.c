@@ -39,6 +39,44 @@ static int convert(struct reenc *re, uint8_t *buf, size_t len, uint64_t logical,
   return r;
 }
 
+/* ---- writing the new form ---- */
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+  return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
+}
+
+/* Write len converted bytes at phys.  Plaintext (decrypt) that is all zero
+ * in a 4 KiB block becomes a hole where the device can make one, so that a
+ * sparse image decrypts to a sparse image (docs/reencrypt.md): a block that
+ * reads as zeros is what was written either way, and it matches no entry of
+ * the checksum table (the old block was ciphertext).  Ciphertext is never
+ * zero: encrypt and recrypt write every block, as cryptsetup does. */
+static int write_converted(struct reenc *re, const uint8_t *buf, size_t len, uint64_t phys,
+                           struct nbdc_error *err)
+{
+  if (re->new_xts || !bdev_can_zero(re->dev))
+    return bdev_pwrite(re->dev, buf, len, phys, err);
+  size_t off = 0;
+  while (off < len) {
+    size_t n = (size_t)min_u64(BLOCK, len - off);
+    bool zero = all_zero(buf + off, n);
+    size_t end = off + n;
+    while (end < len) {
+      size_t m = (size_t)min_u64(BLOCK, len - end);
+      if (all_zero(buf + end, m) != zero)
+        break;
+      end += m;
+    }
+    int r = zero ? bdev_zero(re->dev, phys + off, end - off, err)
+                 : bdev_pwrite(re->dev, buf + off, end - off, phys + off, err);
+    if (r < 0)
+      return r;
+    off = end;
+  }
+  return 0;
+}
+
 /* ---- header ---- */
 
 static size_t build_segments(const struct reenc *re, struct luks2_segment_spec *s, bool final)
@@ -149,6 +187,7 @@ int reenc_commit(struct reenc *re, struct nbdc_error *err)
   if (r == 0)
     r = luks2_requirement_set(re->hdr, REENC_REQUIREMENT, true, err);
   re->t->header_used = true;
+  re->t->half_way = true;
   if (r == 0)
     r = luks2_write(re->hdev, re->hdr, err);
   return r;
@@ -198,6 +237,7 @@ int reenc_marker_write(struct reenc *re, uint32_t kind, const uint8_t chunk_sha[
   memcpy(m.chunk_sha, chunk_sha, 32);
   memcpy(block, &m, sizeof m);
   sha256(block, BLOCK - 32, block + BLOCK - 32);
+  re->t->half_way = true;
   int r = bdev_pwrite(re->dev, block, BLOCK, re->st.tail_offset + re->st.chunk_size, err);
   if (r == 0)
     r = bdev_flush(re->dev, err);
@@ -229,6 +269,37 @@ static int marker_read(struct reenc *re, struct marker *m, struct nbdc_error *er
   }
   free(block);
   return r;
+}
+
+/* An encrypt whose marker write was cut short (a crash while the image was
+ * growing by it: no header yet, the data untouched) leaves the start of the
+ * marker in the last, partial block.  Its fields are consistent with where
+ * it lies, which random plaintext never is: *data_size is then the image's
+ * original size.  -ENODATA when there is no such marker. */
+static int torn_marker_read(struct reenc *re, uint64_t *data_size, struct nbdc_error *err)
+{
+  uint64_t size;
+  int r = bdev_get_size(re->dev, &size, err);
+  if (r < 0)
+    return r;
+  if (size < BLOCK || size % 512)
+    return -ENODATA;
+  uint8_t sector[512];
+  for (uint64_t back = 512; back < BLOCK; back += 512) {
+    uint64_t at = size - back;
+    struct marker m;
+    if ((r = bdev_pread(re->dev, sector, sizeof sector, at, err)) < 0)
+      return r;
+    memcpy(&m, sector, sizeof m);
+    if (memcmp(m.magic, MARKER_MAGIC, 16) == 0 && m.kind == MARKER_ENCRYPT && m.data_size > 0 &&
+        m.data_size % 512 == 0 && m.data_size <= (UINT64_C(1) << 60) &&
+        m.chunk_size == min_u64(REENC_SHIFT, m.data_size) &&
+        m.tail_offset == m.data_size + REENC_SHIFT && m.tail_offset + m.chunk_size == at) {
+      *data_size = m.data_size;
+      return 0;
+    }
+  }
+  return -ENODATA;
 }
 
 int reenc_chunk_sha(struct reenc *re, uint64_t phys, uint8_t out[32], struct nbdc_error *err)
@@ -317,7 +388,7 @@ static int write_checksum_step(struct reenc *re, uint64_t a, uint64_t h, const u
   sha256(heads, table_len, st->checksum_sha);
   if ((r = reenc_commit(re, err)) < 0)
     return r;
-  if ((r = bdev_pwrite(re->dev, buf, h, phys, err)) < 0)
+  if ((r = write_converted(re, buf, h, phys, err)) < 0)
     return r;
   st->done = a + h;
   st->hotzone_size = 0;
@@ -392,7 +463,7 @@ static int write_shift_step(struct reenc *re, uint64_t a, uint64_t h, const uint
                             struct nbdc_error *err)
 {
   struct reenc_state *st = &re->st;
-  int r = bdev_pwrite(re->dev, buf, h, st->new_offset + a, err);
+  int r = write_converted(re, buf, h, st->new_offset + a, err);
   if (r == 0)
     r = bdev_flush(re->dev, err);
   if (r < 0)
@@ -553,7 +624,7 @@ static int finish(struct reenc *re, struct nbdc_error *err)
         return r;
     }
     if ((r = bdev_pread(re->dev, re->buf, st->chunk_size, st->tail_offset, err)) < 0 ||
-        (r = bdev_pwrite(re->dev, re->buf, st->chunk_size, 0, err)) < 0 ||
+        (r = write_converted(re, re->buf, st->chunk_size, 0, err)) < 0 ||
         (r = bdev_flush(re->dev, err)) < 0)
       return r;
     return bdev_resize(re->dev, st->data_size, err);
@@ -600,6 +671,7 @@ static void reenc_free(struct reenc *re)
   xts_free(re->new_xts);
   secmem_free(re->old_key, re->old_len);
   secmem_free(re->new_key, re->new_len);
+  secmem_free(re->old_kek, re->old_kek_len);
   luks2_free(re->hdr);
   for (int i = 0; i < 2; i++) {
     free(re->bufs[i]);
@@ -651,6 +723,32 @@ static int open_devices(struct reenc *re, struct nbdc_error *err)
   return r;
 }
 
+/* After a failed run that wrote: does the disk now hold an operation in
+ * progress (a header with the requirement flag, or a marker), as the next
+ * run will find it?  A write that failed may have left the header as it was.
+ * When the disk cannot even be read, assume it does. */
+static bool left_half_way(struct reenc *re, bool shift)
+{
+  struct luks2_hdr *hdr = NULL;
+  struct nbdc_error e = {0};
+  int r = luks2_load(re->hdev, &hdr, &e);
+  if (r == 0) {
+    const char *reqs[8];
+    size_t n = luks2_requirements(hdr, reqs, 8);
+    bool found = false;
+    for (size_t i = 0; i < n; i++)
+      found |= strcmp(reqs[i], REENC_REQUIREMENT) == 0;
+    luks2_free(hdr);
+    return found;
+  }
+  struct marker m;
+  uint64_t size;
+  if (shift && (marker_read(re, &m, NULL) == 0 ||
+                (re->opts->mode == REENC_ENCRYPT && torn_marker_read(re, &size, NULL) == 0)))
+    return true;
+  return r != -ENODATA && r != -EINVAL;
+}
+
 /* Either LUKS magic (primary or secondary header) at offset 0: a LUKS1 disk
  * or a damaged LUKS2 one is not a plaintext image. */
 static bool has_luks_magic(struct bdev *dev)
@@ -667,7 +765,7 @@ int reenc_run(struct reenc_target *t, const struct reenc_opts *opts, struct nbdc
 {
   if (!t || !t->data || !opts)
     return nbdc_error_set(err, EINVAL, "re-encryption without a data device");
-  t->header_used = t->header_released = false;
+  t->header_used = t->header_released = t->half_way = false;
   const char *target = t->name ? t->name : bdev_name(t->data);
   struct reenc re = {
       .opts = opts,
@@ -679,6 +777,8 @@ int reenc_run(struct reenc_target *t, const struct reenc_opts *opts, struct nbdc
       .new_digest = -1,
       .io_mu = PTHREAD_MUTEX_INITIALIZER};
   re.hotzone = opts->hotzone ? opts->hotzone : DEFAULT_HOTZONE;
+  bool shift = opts->mode != REENC_RECRYPT && !re.detached;
+  bool in_progress_at_start = false;
   int r;
   if (re.hotzone % BLOCK || re.hotzone < REENC_SHIFT || re.hotzone > MAX_HOTZONE) {
     r = nbdc_error_set(err, EINVAL,
@@ -686,7 +786,7 @@ int reenc_run(struct reenc_target *t, const struct reenc_opts *opts, struct nbdc
                        re.hotzone);
     goto out;
   }
-  bool shift = opts->mode != REENC_RECRYPT && !re.detached;
+
   if (shift && !bdev_can_resize(t->data)) {
     r = nbdc_error_set(err, ENOTSUP,
                        "%s cannot grow or shrink; use --header FILE to keep the header in a file "
@@ -714,6 +814,15 @@ int reenc_run(struct reenc_target *t, const struct reenc_opts *opts, struct nbdc
                   (opts->mode == REENC_DECRYPT && m.kind == MARKER_DECRYPT &&
                    m.tail_offset >= m.data_size + REENC_SHIFT);
 
+  /* an encrypt cut inside its marker write: back to the original size (no
+   * data was changed), then as a new start */
+  uint64_t torn_size = 0;
+  bool torn_marker = lr == -ENODATA && shift && opts->mode == REENC_ENCRYPT && !have_marker &&
+                     !has_luks_magic(re.hdev) && torn_marker_read(&re, &torn_size, NULL) == 0;
+  if (torn_marker && (r = bdev_resize(re.dev, torn_size, err)) < 0)
+    goto out;
+  t->half_way = in_progress || have_marker || torn_marker;
+  in_progress_at_start = t->half_way;
   if (in_progress) {
     if ((r = reenc_resume(&re, err)) < 0)
       goto out;
@@ -734,7 +843,9 @@ int reenc_run(struct reenc_target *t, const struct reenc_opts *opts, struct nbdc
     }
     r = finish(&re, err);
     goto out;
-  } else if (opts->resume_only) {
+  } else if (opts->resume_only && !((have_marker || torn_marker) && opts->mode == REENC_ENCRYPT)) {
+    /* (an encrypt stopped after its marker, before its first header commit,
+     * is resumed below: the image has grown, the data is still plain) */
     r = nbdc_error_set(err, ENOENT, "%s: no operation to resume", target);
     goto out;
   } else if (opts->mode == REENC_ENCRYPT) {
@@ -773,8 +884,7 @@ int reenc_run(struct reenc_target *t, const struct reenc_opts *opts, struct nbdc
     r = nbdc_error_set(err, -lr, "%s", load_err.msg);
     goto out;
   } else {
-    luks2_free(re.hdr);
-    re.hdr = NULL;
+    /* re.hdr, loaded once under the lock, is the one the start works on */
     r = opts->mode == REENC_RECRYPT ? reenc_start_recrypt(&re, err) : reenc_start_decrypt(&re, err);
     if (r < 0)
       goto out;
@@ -790,6 +900,10 @@ int reenc_run(struct reenc_target *t, const struct reenc_opts *opts, struct nbdc
   if (r == 0)
     report(&re);
 out:
+  if (r == 0)
+    t->half_way = false;
+  else if (t->half_way && re.hdev && !in_progress_at_start)
+    t->half_way = left_half_way(&re, shift);
   reenc_free(&re);
   return r;
 }

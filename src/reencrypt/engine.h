@@ -36,6 +36,11 @@ struct reenc {
   struct reenc_state st;
   uint8_t *old_key, *new_key; /* secmem */
   size_t old_len, new_len;
+  /* recrypt: the KEK that opened the old key (secmem), so that binding the
+   * new key to the same KEK does not fetch it again */
+  uint8_t *old_kek;
+  size_t old_kek_len;
+  char old_kek_provider[KEYS_NAME_MAX], old_kek_id[KEYS_ID_MAX];
   struct xts_ctx *old_xts, *new_xts;
   int old_digest, new_digest;
   uint8_t *buf; /* bufs[0] */
@@ -86,8 +91,9 @@ int reenc_marker_write(struct reenc *re, uint32_t kind, const uint8_t chunk_sha[
 /* ---- start.c ---- */
 
 /* Each sets re->st, the keys and ciphers and the header (re->hdr) for a new
- * operation and commits its first state; re->hdr is NULL on entry to
- * recrypt and decrypt.  encrypt resumes from the marker m when it is given. */
+ * operation and commits its first state; re->hdr is the header reenc_run
+ * loaded on entry to recrypt and decrypt (it is not loaded again).  encrypt resumes from the marker
+ * m when it is given. */
 int reenc_start_recrypt(struct reenc *re, struct nbdc_error *err);
 int reenc_start_encrypt(struct reenc *re, const struct marker *m, struct nbdc_error *err);
 int reenc_start_decrypt(struct reenc *re, struct nbdc_error *err);

@@ -61,6 +61,15 @@ static int shared_resize(void *opaque, uint64_t size, struct nbdc_error *err)
   return r;
 }
 
+static int shared_zero(void *opaque, uint64_t offset, uint64_t len, struct nbdc_error *err)
+{
+  struct shared *w = opaque;
+  pthread_mutex_lock(w->mu);
+  int r = bdev_zero(w->inner, offset, len, err);
+  pthread_mutex_unlock(w->mu);
+  return r;
+}
+
 static void shared_readahead(void *opaque, uint64_t offset, uint64_t len)
 {
   struct shared *w = opaque;
@@ -100,6 +109,7 @@ int reenc_bdev_shared(struct bdev *inner, pthread_mutex_t *mu, struct bdev **out
       .close = shared_close,
       .resize = bdev_can_resize(inner) ? shared_resize : NULL,
       .readahead = shared_readahead,
+      .zero = bdev_can_zero(inner) ? shared_zero : NULL,
   };
   struct shared *w = calloc(1, sizeof *w);
   if (!w)

@@ -27,7 +27,17 @@ static int unlock_slot(struct reenc *re, int slot, uint8_t **key, size_t *key_le
   return volume_unlock_keyslot(re->hdr, re->hdev, re->opts->cfg, slot, key, key_len, err);
 }
 
-/* The old volume: the caller's (borrowed), or opened here through cfg. */
+/* The header lent to the volume, back to re->hdr; the volume closed. */
+static void give_back_hdr(struct reenc *re, struct volume *own)
+{
+  if (own && !re->hdr)
+    re->hdr = volume_release_hdr(own);
+  volume_close(own);
+}
+
+/* The old volume: the caller's (borrowed), or opened here through cfg on
+ * re->hdr (lent to the volume until give_back_hdr: loaded once), keeping
+ * the KEK that opens it (fetched once). */
 static int open_old_volume(struct reenc *re, const struct volume **vol, struct volume **own,
                            struct nbdc_error *err)
 {
@@ -36,9 +46,27 @@ static int open_old_volume(struct reenc *re, const struct volume **vol, struct v
     *vol = re->opts->old_volume;
     return 0;
   }
-  struct volume_unlock_opts uo = {.cfg = re->opts->cfg, .keyslot = -1};
-  int r = volume_open(re->dev, &uo, own, err);
+  struct volume_unlock_opts uo = {.cfg = re->opts->cfg, .keyslot = -1, .keep_secret = true};
+  struct luks2_hdr *hdr = re->hdr;
+  re->hdr = NULL;
+  int r =
+      hdr ? volume_open_hdr(re->hdev, hdr, &uo, own, err) : volume_open(re->hdev, &uo, own, err);
   *vol = *own;
+  size_t len = 0;
+  const uint8_t *kek = r == 0 ? volume_secret(*own, &len) : NULL;
+  if (kek && !volume_kms_wrapped(*own)) {
+    if (!(re->old_kek = secmem_alloc(len))) {
+      r = nbdc_error_set(err, ENOMEM, "cannot allocate secure memory");
+      give_back_hdr(re, *own);
+      *own = NULL;
+      *vol = NULL;
+      return r;
+    }
+    memcpy(re->old_kek, kek, len);
+    re->old_kek_len = len;
+    snprintf(re->old_kek_provider, sizeof re->old_kek_provider, "%s", volume_provider(*own));
+    snprintf(re->old_kek_id, sizeof re->old_kek_id, "%s", volume_kek_id(*own));
+  }
   return r;
 }
 
@@ -62,8 +90,13 @@ static int bind_new_key(struct reenc *re, const char *provider_name, const char 
       goto out;
     kek_id = created;
   }
-  r = volume_bind_key(re->hdr, re->hdev, re->new_key, re->new_len, p, kek_id, kms_wrapped, &slot,
-                      err);
+  if (!kms_wrapped && re->old_kek && strcmp(keys_provider_name(p), re->old_kek_provider) == 0 &&
+      strcmp(kek_id, re->old_kek_id) == 0)
+    r = volume_bind_key_kek(re->hdr, re->hdev, re->new_key, re->new_len, p, kek_id, re->old_kek,
+                            re->old_kek_len, &slot, err);
+  else
+    r = volume_bind_key(re->hdr, re->hdev, re->new_key, re->new_len, p, kek_id, kms_wrapped, &slot,
+                        err);
   if (r == 0 && keyslot)
     *keyslot = slot;
 out:
@@ -243,10 +276,8 @@ int reenc_start_recrypt(struct reenc *re, struct nbdc_error *err)
       .old_keyslot = old_slot,
       .new_keyslot = -1,
   };
-  volume_close(own);
+  give_back_hdr(re, own);
   if (r < 0)
-    return r;
-  if ((r = luks2_load(re->hdev, &re->hdr, err)) < 0)
     return r;
   if ((r = reenc_place_checksums(re, err)) < 0)
     return r;
@@ -394,7 +425,7 @@ int reenc_start_decrypt(struct reenc *re, struct nbdc_error *err)
   int r;
   if (detached) {
     /* volume_open refuses detached headers (their data is elsewhere): unlock by hand */
-    if ((r = luks2_load(re->hdev, &re->hdr, err)) < 0)
+    if (!re->hdr && (r = luks2_load(re->hdev, &re->hdr, err)) < 0)
       return r;
     struct luks2_segment seg;
     luks2_data_segment(re->hdr, &seg, NULL);
@@ -448,10 +479,10 @@ int reenc_start_decrypt(struct reenc *re, struct nbdc_error *err)
       memcpy(re->old_key, key, len);
       re->old_len = len;
     }
-    volume_close(own);
+    give_back_hdr(re, own);
     if (r == 0 && st->data_size == 0)
       r = nbdc_error_set(err, EINVAL, "%s holds no data", re->target);
-    if (r == 0)
+    if (r == 0 && !re->hdr)
       r = luks2_load(re->hdev, &re->hdr, err);
     if (r < 0)
       return r;

@@ -22,6 +22,9 @@ struct volume {
   int keyslot;
   char provider[KEYS_NAME_MAX];
   char kek_id[KEYS_ID_MAX];
+  bool kms_wrapped;
+  uint8_t *secret; /* secmem: the keyslot secret, kept with keep_secret */
+  size_t secret_len;
 };
 
 void volume_close(struct volume *vol)
@@ -29,6 +32,7 @@ void volume_close(struct volume *vol)
   if (!vol)
     return;
   secmem_free(vol->key, vol->key_len);
+  secmem_free(vol->secret, vol->secret_len);
   luks2_free(vol->hdr);
   free(vol);
 }
@@ -41,6 +45,24 @@ const struct luks2_hdr *volume_hdr(const struct volume *vol)
 struct luks2_hdr *volume_hdr_mut(struct volume *vol)
 {
   return vol->hdr;
+}
+
+struct luks2_hdr *volume_release_hdr(struct volume *vol)
+{
+  struct luks2_hdr *hdr = vol->hdr;
+  vol->hdr = NULL;
+  return hdr;
+}
+
+const uint8_t *volume_secret(const struct volume *vol, size_t *len)
+{
+  *len = vol->secret_len;
+  return vol->secret;
+}
+
+bool volume_kms_wrapped(const struct volume *vol)
+{
+  return vol->kms_wrapped;
 }
 
 const struct luks2_segment *volume_segment(const struct volume *vol)
@@ -197,13 +219,19 @@ static int unlock_with_tokens(struct volume *vol, struct bdev *dev,
     if (r == 0) {
       r = luks2_keyslot_open(vol->hdr, dev, tok.keyslot, secret, secret_len, &vol->key,
                              &vol->key_len, &vol->keyslot, &e);
-      secmem_free(secret, secret_len);
+      if (r == 0 && opts->keep_secret) {
+        vol->secret = secret;
+        vol->secret_len = secret_len;
+      } else {
+        secmem_free(secret, secret_len);
+      }
       if (r == -EPERM)
         nbdc_error_set(&e, EPERM, "the key does not open keyslot %d (wrong KEK?)", tok.keyslot);
     }
     if (r == 0) {
       snprintf(vol->provider, sizeof vol->provider, "%s", tok.provider);
       snprintf(vol->kek_id, sizeof vol->kek_id, "%s", tok.kek_id);
+      vol->kms_wrapped = tok.kms_wrapped;
       return 0;
     }
     last = r;
@@ -224,14 +252,26 @@ static int unlock_with_tokens(struct volume *vol, struct bdev *dev,
 int volume_open(struct bdev *dev, const struct volume_unlock_opts *opts, struct volume **out,
                 struct nbdc_error *err)
 {
-  struct volume *vol = calloc(1, sizeof *vol);
-  if (!vol)
-    return nbdc_error_set(err, ENOMEM, "out of memory");
-  vol->keyslot = -1;
-
-  int r = luks2_load(dev, &vol->hdr, err);
+  struct luks2_hdr *hdr = NULL;
+  *out = NULL;
+  int r = luks2_load(dev, &hdr, err);
   if (r < 0)
-    goto fail;
+    return r;
+  return volume_open_hdr(dev, hdr, opts, out, err);
+}
+
+int volume_open_hdr(struct bdev *dev, struct luks2_hdr *hdr, const struct volume_unlock_opts *opts,
+                    struct volume **out, struct nbdc_error *err)
+{
+  *out = NULL;
+  struct volume *vol = calloc(1, sizeof *vol);
+  if (!vol) {
+    luks2_free(hdr);
+    return nbdc_error_set(err, ENOMEM, "out of memory");
+  }
+  vol->keyslot = -1;
+  vol->hdr = hdr;
+  int r;
 
   const char *reqs[8];
   size_t nreqs = luks2_requirements(vol->hdr, reqs, 8);
@@ -265,9 +305,29 @@ fail:
   return r;
 }
 
+static int bind_key(struct luks2_hdr *hdr, struct bdev *dev, const uint8_t *key, size_t key_len,
+                    struct keys_provider *provider, const char *kek_id, bool kms_wrapped,
+                    const uint8_t *kek, size_t kek_len, int *keyslot, struct nbdc_error *err);
+
 int volume_bind_key(struct luks2_hdr *hdr, struct bdev *dev, const uint8_t *key, size_t key_len,
                     struct keys_provider *provider, const char *kek_id, bool kms_wrapped,
                     int *keyslot, struct nbdc_error *err)
+{
+  return bind_key(hdr, dev, key, key_len, provider, kek_id, kms_wrapped, NULL, 0, keyslot, err);
+}
+
+int volume_bind_key_kek(struct luks2_hdr *hdr, struct bdev *dev, const uint8_t *key, size_t key_len,
+                        struct keys_provider *provider, const char *kek_id, const uint8_t *kek,
+                        size_t kek_len, int *keyslot, struct nbdc_error *err)
+{
+  if (!kek || kek_len == 0)
+    return nbdc_error_set(err, EINVAL, "no KEK given to bind to");
+  return bind_key(hdr, dev, key, key_len, provider, kek_id, false, kek, kek_len, keyslot, err);
+}
+
+static int bind_key(struct luks2_hdr *hdr, struct bdev *dev, const uint8_t *key, size_t key_len,
+                    struct keys_provider *provider, const char *kek_id, bool kms_wrapped,
+                    const uint8_t *kek, size_t kek_len, int *keyslot, struct nbdc_error *err)
 {
   struct volume_token tok = {.keyslot = -1, .kms_wrapped = kms_wrapped};
   uint8_t *secret = NULL, *cipher = NULL;
@@ -298,6 +358,12 @@ int volume_bind_key(struct luks2_hdr *hdr, struct bdev *dev, const uint8_t *key,
     }
     memcpy(tok.wrapped, cipher, cipher_len);
     tok.wrapped_len = cipher_len;
+  } else if (kek) {
+    /* the caller fetched this KEK already (unlock): not again */
+    secret_len = kek_len;
+    if (!(secret = secmem_alloc(secret_len)))
+      return nbdc_error_set(err, errno, "cannot allocate secure memory: %s", strerror(errno));
+    memcpy(secret, kek, kek_len);
   } else if ((r = keys_kek_get(provider, kek_id, &secret, err)) < 0) {
     goto out;
   }

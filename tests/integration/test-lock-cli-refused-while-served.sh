@@ -2,7 +2,8 @@
 # nbdcrypt-test: sanitize
 # One writer per disk: recrypt, decrypt, format --force and encrypt refuse an
 # image that nbdkit with the filter (file plugin) or "nbdcrypt serve" is
-# serving: exit 1, "in use by another process (pid PID, nbdkit)", the image
+# serving: exit 1, "in use by another process (pid PID, nbdkit)" (recrypt:
+# pointing to the filter key nbdcrypt-reencrypt=recrypt), the image
 # byte for byte unchanged, and the server still serves what was written
 # through it.  A second "nbdcrypt serve" of the image is refused as well.
 . "$(dirname "$0")/lib-filter.sh"
@@ -14,7 +15,8 @@ head -c 1M /dev/urandom >"$T/data"
 refuse_all() { # SERVER-PID WHAT
   local pid=$1 what=$2 re
   re="$img is in use by another process \\(pid $pid, nbdkit\\)"
-  must_refuse 1 "$re.*restart its server with nbdcrypt-reencrypt=recrypt" "$img" -- nbdcrypt recrypt "$img"
+  must_refuse 1 "$re.*; to recrypt a disk while it is served, let its server do it: filter key nbdcrypt-reencrypt=recrypt \\(nbdcrypt serve --recrypt\\)$" \
+    "$img" -- nbdcrypt recrypt "$img"
   must_refuse 1 "$re" "$img" -- nbdcrypt decrypt "$img"
   must_refuse 1 "$re" "$img" -- nbdcrypt format --force "$img"
   must_refuse 1 "$re" "$img" -- nbdcrypt encrypt "$img"

@@ -1,7 +1,9 @@
 #!/bin/bash
 # Fault injection: for each of encrypt, recrypt and decrypt, 10 runs killed
-# with SIGKILL at a random instant and 5 runs stopped by an injected write
-# failure (nbdcrypt-faults, NBDCRYPT_TEST_FAIL_WRITE_AT), each resumed by running the same
+# with SIGKILL and 5 runs stopped by a failed write, at points spread evenly
+# over the whole run (nbdcrypt-faults kills itself or fails at its N-th
+# write, N chosen from the count of writes of an uninterrupted run: every
+# phase is reached, deterministically), each resumed by running the same
 # command again.  Every time the final plaintext's SHA-256 equals the
 # original's and the disk unlocks with the expected key only.  A disk left
 # half way is refused by the filter's volume_open and by cryptsetup.
@@ -20,20 +22,35 @@ enc_vk=$(nbdcrypt_volume_key "$T/enc.img")
 work=$T/work.img
 checked_midway=0
 
-# interrupt MODE CMD...: run CMD and stop it (random SIGKILL or write failure)
-interrupt() {
-  local how=$1
+# count_writes IMG CMD...: the writes an uninterrupted "CMD" makes on a copy
+# of IMG (the copy is removed; an encrypt's new KEK stays unused).
+count_writes() {
+  local img=$1
   shift
+  cp --sparse=always "$img" "$T/count.img"
+  NBDCRYPT_TEST_COUNT_WRITES=$T/count "$NBDCRYPT_FAULTS" "$@" "$T/count.img" --hotzone 16M >/dev/null 2>"$T/count.err" ||
+    { cat "$T/count.err"; fail "uninterrupted $*"; }
+  rm -f "$T/count.img" "$T/count.img.hdr"
+  cat "$T/count"
+}
+
+# interrupt HOW N CMD...: run CMD and stop it at its N-th write (SIGKILL, or
+# a failed write whose message says whether the disk is left half way)
+interrupt() {
+  local how=$1 n=$2 rc=0
+  shift 2
   if [ "$how" = kill ]; then
-    "$NBDCRYPT" "$@" --hotzone 16M >/dev/null 2>&1 &
-    local pid=$!
-    sleep "0.$(printf %03d $((RANDOM % 350)))"
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
+    NBDCRYPT_TEST_KILL_AT_WRITE=$n "$NBDCRYPT_FAULTS" "$@" --hotzone 16M >/dev/null 2>&1 || rc=$?
+    [ "$rc" = 137 ] || fail "$* was not killed at its write $n (status $rc)"
   else
-    NBDCRYPT_TEST_FAIL_WRITE_AT=$((RANDOM % 40 + 1)) "$NBDCRYPT_FAULTS" "$@" --hotzone 16M >/dev/null 2>"$T/inj" &&
-      return 0
+    NBDCRYPT_TEST_FAIL_WRITE_AT=$n "$NBDCRYPT_FAULTS" "$@" --hotzone 16M >/dev/null 2>"$T/inj" || rc=$?
+    [ "$rc" = 1 ] || { cat "$T/inj"; fail "$* with its write $n failing exited $rc"; }
     grep -q "injected write failure" "$T/inj" || { cat "$T/inj"; fail "write failure not reported as such"; }
+    local img=$2
+    if [ "$(requirements "$img" 2>/dev/null)" = nbdcrypt-reencrypt-v1 ]; then
+      grep -q "the disk is left half way through the $1 .*run the same command again (or with --resume) to continue$" "$T/inj" ||
+        fail "a write failure leaving the disk half way does not say so: $(cat "$T/inj")"
+    fi
   fi
 }
 
@@ -80,14 +97,22 @@ verify_encrypted() {
   [ "$(plain_sha_of "$img")" = "$PLAIN_SHA" ] || fail "$what: plaintext differs"
 }
 
+# run_series CMD HOW COUNT WRITES: COUNT runs stopped at writes spread over
+# 1..WRITES (kills at k*W/(COUNT+1), failures halfway between).
 run_series() {
-  local cmd=$1 how=$2 count=$3 n
+  local cmd=$1 how=$2 count=$3 writes=$4 n at
   for n in $(seq 1 "$count"); do
     case $cmd in
     encrypt) cp "$T/plain.img" "$work" ;;
     *) cp --sparse=always "$T/enc.img" "$work" ;;
     esac
-    interrupt "$how" "$cmd" "$work"
+    if [ "$how" = kill ]; then
+      at=$((n * writes / (count + 1)))
+    else
+      at=$(((2 * n - 1) * writes / (2 * count)))
+    fi
+    [ "$at" -ge 1 ] || at=1
+    interrupt "$how" "$at" "$cmd" "$work"
     check_midway "$work"
     resume "$cmd" "$work"
     case $cmd in
@@ -104,31 +129,37 @@ run_series() {
       ;;
     esac
   done
-  pass "$cmd: $count runs stopped by $how, resumed, plaintext and keys correct"
+  pass "$cmd: $count runs stopped by $how at writes spread over its $writes, resumed, plaintext and keys correct"
 }
 
 kek_bytes "$(kek_of "$T/enc.img")" "$T/kek.bin"
 for cmd in recrypt decrypt encrypt; do
+  case $cmd in
+  encrypt) writes=$(count_writes "$T/plain.img" $cmd) ;;
+  *) writes=$(count_writes "$T/enc.img" $cmd) ;;
+  esac
   [ $cmd = encrypt ] || kek_bytes "$(kek_of "$T/enc.img")" "$T/kek.bin"
-  run_series $cmd kill "$KILLS"
+  run_series $cmd kill "$KILLS" "$writes"
   [ $cmd = encrypt ] || kek_bytes "$(kek_of "$T/enc.img")" "$T/kek.bin"
-  run_series $cmd write-failure "$FAILS"
+  run_series $cmd write-failure "$FAILS" "$writes"
 done
 # Detached header (data in place, the header in a file): encrypt and decrypt
-# killed at random instants, resumed; every time the data decrypts back to
+# killed at writes spread over their runs, resumed; every time the data decrypts back to
 # the original and the KEK opens the header with cryptsetup.
 DKILLS=${NBDCRYPT_TEST_DETACHED_KILLS:-4}
 detached_midway=0
+cp "$T/plain.img" "$work"
+rm -f "$T/hdr.img"
+NBDCRYPT_TEST_COUNT_WRITES=$T/count "$NBDCRYPT_FAULTS" encrypt "$work" --header "$T/hdr.img" --hotzone 16M >/dev/null 2>&1 ||
+  fail "uninterrupted encrypt --header"
+dwrites_enc=$(cat "$T/count")
+NBDCRYPT_TEST_COUNT_WRITES=$T/count "$NBDCRYPT_FAULTS" decrypt "$work" --header "$T/hdr.img" --hotzone 16M >/dev/null 2>&1 ||
+  fail "uninterrupted decrypt --header"
+dwrites_dec=$(cat "$T/count")
 for n in $(seq 1 "$DKILLS"); do
   cp "$T/plain.img" "$work"
   rm -f "$T/hdr.img"
-  if [ "$n" = 1 ]; then
-    # the first run is held after its first step and killed there, so at
-    # least one is certainly caught half way; the others at random instants
-    kill_after_first_step encrypt "$work" --header "$T/hdr.img"
-  else
-    interrupt kill encrypt "$work" --header "$T/hdr.img"
-  fi
+  interrupt kill $((n * dwrites_enc / (DKILLS + 1) + 1)) encrypt "$work" --header "$T/hdr.img"
   [ "$(requirements "$T/hdr.img" 2>/dev/null)" = nbdcrypt-reencrypt-v1 ] && detached_midway=$((detached_midway + 1))
   resume encrypt "$work" --header "$T/hdr.img"
   [ -z "$(requirements "$T/hdr.img")" ] || fail "detached encrypt #$n: requirement flag left"
@@ -136,7 +167,7 @@ for n in $(seq 1 "$DKILLS"); do
   cryptsetup open --test-passphrase --header "$T/hdr.img" --key-file "$T/kek-d.bin" "$work" ||
     fail "detached encrypt #$n: the KEK does not open the header"
   [ "$(sha_of "$work")" != "$PLAIN_SHA" ] || fail "detached encrypt #$n left plaintext"
-  interrupt kill decrypt "$work" --header "$T/hdr.img"
+  interrupt kill $((n * dwrites_dec / (DKILLS + 1) + 1)) decrypt "$work" --header "$T/hdr.img"
   [ -e "$T/hdr.img" ] && [ "$(requirements "$T/hdr.img" 2>/dev/null)" = nbdcrypt-reencrypt-v1 ] &&
     detached_midway=$((detached_midway + 1))
   if [ -e "$T/hdr.img" ]; then
@@ -147,8 +178,8 @@ for n in $(seq 1 "$DKILLS"); do
 done
 pass "detached encrypt/decrypt: $DKILLS runs each killed ($detached_midway caught half way), resumed, data correct"
 
-[ "$checked_midway" -gt 0 ] || fail "no run was caught half way (timings too coarse)"
-[ "$detached_midway" -gt 0 ] || fail "no detached run was caught half way (timings too coarse)"
+[ "$checked_midway" -gt 0 ] || fail "no run was caught half way"
+[ "$detached_midway" -gt 0 ] || fail "no detached run was caught half way"
 pass "$checked_midway disks caught half way were refused by cryptsetup and nbdcrypt check"
 
 # A tampered progress record is refused before anything acts on it.

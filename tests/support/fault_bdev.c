@@ -104,6 +104,17 @@ static int fault_resize(void *opaque, uint64_t size, struct nbdc_error *err)
   return bdev_resize(f->inner, size, err);
 }
 
+static int fault_zero(void *opaque, uint64_t offset, uint64_t len, struct nbdc_error *err)
+{
+  struct fault *f = opaque;
+  int r = fault_count(f, "zeroing", offset, err);
+  if (r < 0)
+    return r;
+  if (r == 1)
+    return nbdc_error_set(err, EIO, "%s: injected zeroing failure (test)", bdev_name(f->inner));
+  return bdev_zero(f->inner, offset, len, err);
+}
+
 static int fault_open_reader(void *opaque, struct bdev **out, struct nbdc_error *err)
 {
   struct fault *f = opaque;
@@ -131,6 +142,7 @@ int fault_bdev_wrap(struct bdev *inner, bool own_inner, struct fault_plan *plan,
       .resize = bdev_can_resize(inner) ? fault_resize : NULL,
       .open_reader = bdev_has_reader(inner) ? fault_open_reader : NULL,
       .readahead = fault_readahead,
+      .zero = bdev_can_zero(inner) ? fault_zero : NULL,
   };
   struct fault *f = calloc(1, sizeof *f);
   if (!f)

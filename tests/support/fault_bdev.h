@@ -1,7 +1,7 @@
 /* A fault-injecting block device for tests (tests/support): a bdev over
  * another that fails, or stops the process, at the N-th write.  Writes are
  * counted in pieces of at most `piece` bytes (bdev_set_max_request splits
- * larger ones), and a resize counts as one write, so that every point of a
+ * larger ones), and a resize or a zeroing (a hole) counts as one write, so that every point of a
  * run between two writes can be reached by some N.  The engine's worker
  * threads only read: the counter is touched by one thread. */
 #ifndef NBDCRYPT_TESTS_FAULT_BDEV_H

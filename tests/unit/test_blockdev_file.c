@@ -1,5 +1,6 @@
 /* File backend: sparse creation, odd-offset round trips, reads past the end,
- * read-only refusal, flock exclusion, and the generic wrappers. */
+ * read-only refusal, flock exclusion, the optional capabilities (resize,
+ * second reader, holes), and the generic wrappers (request splitting). */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -295,6 +296,132 @@ static void test_from_ops(void **state)
   assert_null(dev);
 }
 
+/* A file has every optional capability; a block of it made a hole reads as
+ * zeros and is no longer allocated; a second reader sees what was written. */
+static void test_file_capabilities(void **state)
+{
+  (void)state;
+  char path[4200];
+  path_in_tmp(path, sizeof path, "caps.img");
+  struct nbdc_error err = {0};
+  struct bdev *dev = NULL, *reader = NULL;
+  assert_int_equal(bdev_open(path, BDEV_CREATE, 1 << 20, &dev, &err), 0);
+  assert_true(bdev_can_resize(dev));
+  assert_true(bdev_has_reader(dev));
+  assert_true(bdev_can_zero(dev));
+  static uint8_t buf[256 * 1024], back[256 * 1024];
+  memset(buf, 0x5c, sizeof buf);
+  assert_int_equal(bdev_pwrite(dev, buf, sizeof buf, 0, &err), 0);
+  assert_int_equal(bdev_flush(dev, &err), 0);
+  struct stat st;
+  assert_int_equal(stat(path, &st), 0);
+  blkcnt_t written = st.st_blocks;
+  assert_int_equal(bdev_zero(dev, 64 * 1024, 128 * 1024, &err), 0);
+  assert_int_equal(stat(path, &st), 0);
+  assert_true(st.st_blocks <= written - 128 * 1024 / 512);
+  assert_int_equal(bdev_open_reader(dev, &reader, &err), 0);
+  assert_true(bdev_readonly(reader));
+  assert_int_equal(bdev_pread(reader, back, sizeof back, 0, &err), 0);
+  memset(buf + 64 * 1024, 0, 128 * 1024);
+  assert_memory_equal(back, buf, sizeof buf);
+  bdev_readahead(reader, 0, sizeof back); /* advisory: nothing to see */
+  bdev_close(reader);
+  assert_int_equal(bdev_resize(dev, 3 << 20, &err), 0);
+  uint64_t size = 0;
+  assert_int_equal(bdev_get_size(dev, &size, &err), 0);
+  assert_int_equal(size, 3 << 20);
+  assert_int_equal(stat(path, &st), 0);
+  assert_int_equal(st.st_size, 3 << 20);
+  bdev_close(dev);
+}
+
+/* Without the capabilities the wrappers say so: -ENOTSUP naming the device. */
+static void test_missing_capabilities(void **state)
+{
+  (void)state;
+  struct nbdc_error err = {0};
+  struct bdev *dev = NULL, *reader = NULL;
+  assert_int_equal(bdev_open_memory(65536, &dev, &err), 0);
+  assert_false(bdev_can_resize(dev));
+  assert_false(bdev_has_reader(dev));
+  assert_false(bdev_can_zero(dev));
+  assert_int_equal(bdev_resize(dev, 4096, &err), -ENOTSUP);
+  assert_string_equal(err.msg, "memory cannot grow or shrink");
+  assert_int_equal(bdev_open_reader(dev, &reader, &err), -ENOTSUP);
+  assert_null(reader);
+  assert_int_equal(bdev_zero(dev, 0, 4096, &err), -ENOTSUP);
+  bdev_readahead(dev, 0, 4096);
+  bdev_close(dev);
+  /* the file-like memory device grows on a write past its end */
+  assert_int_equal(bdev_open_memory_file(4096, &dev, &err), 0);
+  assert_true(bdev_can_resize(dev));
+  uint8_t b[512] = {1};
+  assert_int_equal(bdev_pwrite(dev, b, sizeof b, 8192, &err), 0);
+  uint64_t size = 0;
+  assert_int_equal(bdev_get_size(dev, &size, &err), 0);
+  assert_int_equal(size, 8192 + 512);
+  bdev_close(dev);
+}
+
+/* bdev_pread/bdev_pwrite hand the backend at most max_request bytes. */
+struct split_rec {
+  uint8_t data[10000];
+  size_t largest;
+  int calls;
+};
+static int split_pread(void *opaque, void *buf, size_t count, uint64_t offset,
+                       struct nbdc_error *err)
+{
+  (void)err;
+  struct split_rec *s = opaque;
+  s->calls++;
+  if (count > s->largest)
+    s->largest = count;
+  memcpy(buf, s->data + offset, count);
+  return 0;
+}
+static int split_pwrite(void *opaque, const void *buf, size_t count, uint64_t offset,
+                        struct nbdc_error *err)
+{
+  (void)err;
+  struct split_rec *s = opaque;
+  s->calls++;
+  if (count > s->largest)
+    s->largest = count;
+  memcpy(s->data + offset, buf, count);
+  return 0;
+}
+static int split_size(void *opaque, uint64_t *size, struct nbdc_error *err)
+{
+  (void)opaque, (void)err;
+  *size = 10000;
+  return 0;
+}
+
+static void test_requests_split(void **state)
+{
+  (void)state;
+  static struct split_rec rec;
+  const struct bdev_ops ops = {
+      .pread = split_pread, .pwrite = split_pwrite, .get_size = split_size};
+  struct nbdc_error err = {0};
+  struct bdev *dev = NULL;
+  assert_int_equal(bdev_from_ops(&ops, &rec, "split", false, &dev, &err), 0);
+  bdev_set_max_request(dev, 1000);
+  assert_int_equal(bdev_max_request(dev), 1000);
+  uint8_t buf[9500], back[9500];
+  for (size_t i = 0; i < sizeof buf; i++)
+    buf[i] = (uint8_t)(i * 7);
+  assert_int_equal(bdev_pwrite(dev, buf, sizeof buf, 300, &err), 0);
+  assert_int_equal(rec.calls, 10);
+  assert_int_equal(rec.largest, 1000);
+  rec.calls = 0;
+  assert_int_equal(bdev_pread(dev, back, sizeof back, 300, &err), 0);
+  assert_int_equal(rec.calls, 10);
+  assert_memory_equal(back, buf, sizeof buf);
+  bdev_close(dev);
+}
+
 static void test_is_uri(void **state)
 {
   (void)state;
@@ -312,11 +439,18 @@ static void test_is_uri(void **state)
 int main(void)
 {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_create_sparse),   cmocka_unit_test(test_round_trip_odd_offsets),
-      cmocka_unit_test(test_read_beyond_end), cmocka_unit_test(test_readonly_refusal),
-      cmocka_unit_test(test_flock_exclusion), cmocka_unit_test(test_not_a_file),
-      cmocka_unit_test(test_memory_device),   cmocka_unit_test(test_from_ops),
+      cmocka_unit_test(test_create_sparse),
+      cmocka_unit_test(test_round_trip_odd_offsets),
+      cmocka_unit_test(test_read_beyond_end),
+      cmocka_unit_test(test_readonly_refusal),
+      cmocka_unit_test(test_flock_exclusion),
+      cmocka_unit_test(test_not_a_file),
+      cmocka_unit_test(test_memory_device),
+      cmocka_unit_test(test_from_ops),
       cmocka_unit_test(test_is_uri),
+      cmocka_unit_test(test_file_capabilities),
+      cmocka_unit_test(test_missing_capabilities),
+      cmocka_unit_test(test_requests_split),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
