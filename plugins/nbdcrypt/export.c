@@ -39,6 +39,7 @@
 #include "nbdcrypt/crypto.h"
 #include "nbdcrypt/error.h"
 #include "nbdcrypt/luks2.h"
+#include "nbdcrypt/reencrypt.h"
 #include "nbdcrypt/volume.h"
 
 #include "nbdcrypt.h"
@@ -106,12 +107,26 @@ static void share_rmw_lock(struct nbdcrypt_export *x)
 }
 
 /* One unlock attempt of x, under x->lock. */
-static int export_attempt(struct nbdcrypt_export *x, nbdkit_next *next)
+static int export_attempt(struct nbdcrypt_export *x, nbdkit_next *next, bool readonly)
 {
   struct nbdc_error e = {0};
   struct xts_ctx *xts = NULL;
   struct nbdcrypt_segment segment;
-  int r = nbdcrypt_volume_unlock(next, &xts, &segment, &e);
+  int r;
+  if (nbdcrypt_online_wanted()) {
+    r = nbdcrypt_online_start(x, readonly, false, &e);
+  } else {
+    r = nbdcrypt_volume_unlock(next, &xts, &segment, &e);
+    /* A disk left half way by a recrypt (online or offline): resume it. */
+    if (r == -EBUSY && strstr(e.msg, REENC_REQUIREMENT)) {
+      if (nbdcrypt_online_resume_allowed()) {
+        nbdc_error_clear(&e);
+        r = nbdcrypt_online_start(x, readonly, true, &e);
+      } else {
+        nbdc_error_prefix(&e, "nbdcrypt-reencrypt=no");
+      }
+    }
+  }
   clock_gettime(CLOCK_MONOTONIC, &x->last_end);
   if (r < 0) {
     x->attempted = true;
@@ -119,8 +134,10 @@ static int export_attempt(struct nbdcrypt_export *x, nbdkit_next *next)
     nbdkit_error("nbdcrypt: export '%s': cannot unlock: %s", x->name, e.msg);
     return -1;
   }
-  x->segment = segment;
-  x->master_xts = xts;
+  if (!x->online) {
+    x->segment = segment;
+    x->master_xts = xts;
+  }
   share_rmw_lock(x);
   nbdkit_debug("nbdcrypt: unlocked disk %s for export '%s': data offset %" PRIu64
                ", sector size %" PRIu32,
@@ -155,7 +172,7 @@ int nbdcrypt_export_unlock(struct nbdcrypt_export *x, nbdkit_next *next, bool re
     }
     x->image_locked = true;
   }
-  r = export_attempt(x, next);
+  r = export_attempt(x, next, readonly);
 out:
   pthread_mutex_unlock(&x->lock);
   return r;
@@ -187,6 +204,14 @@ int64_t nbdcrypt_export_size(const struct nbdcrypt_export *x, int64_t plugin_siz
   return (int64_t)size;
 }
 
+void nbdcrypt_exports_stop_online(void)
+{
+  pthread_mutex_lock(&exports_lock);
+  for (struct nbdcrypt_export *x = exports; x; x = x->next_export)
+    nbdcrypt_online_stop(x);
+  pthread_mutex_unlock(&exports_lock);
+}
+
 /* ---- per-thread state ---------------------------------------------------- */
 
 static pthread_key_t thread_key;
@@ -197,6 +222,7 @@ static struct nbdcrypt_thread *threads; /* every live state, for .unload */
 static void thread_state_free(struct nbdcrypt_thread *t)
 {
   xts_free(t->xts);
+  xts_free(t->xts_new);
   free(t->buf);
   free(t);
 }
@@ -251,10 +277,12 @@ static struct nbdcrypt_thread *thread_state_new(int *err)
 static int thread_state_rekey(struct nbdcrypt_thread *t, const struct nbdcrypt_export *x, int *err)
 {
   xts_free(t->xts);
-  t->xts = NULL;
+  xts_free(t->xts_new);
+  t->xts = t->xts_new = NULL;
   t->export = NULL;
   struct nbdc_error e = {0};
-  if (xts_dup(x->master_xts, &t->xts, &e) < 0) {
+  if (xts_dup(x->master_xts, &t->xts, &e) < 0 ||
+      (x->new_master && xts_dup(x->new_master, &t->xts_new, &e) < 0)) {
     *err = e.code ? e.code : ENOMEM;
     nbdkit_error("nbdcrypt: export '%s': cannot create a cipher context for this thread: %s",
                  x->name, e.msg);
@@ -324,7 +352,9 @@ void nbdcrypt_state_free(void)
   while (exports) {
     struct nbdcrypt_export *x = exports;
     exports = x->next_export;
+    nbdcrypt_online_stop(x);
     xts_free(x->master_xts); /* wipes the key and the schedules */
+    xts_free(x->new_master);
     pthread_mutex_destroy(&x->lock);
     pthread_rwlock_destroy(&x->own_rmw_lock);
     free(x->name);

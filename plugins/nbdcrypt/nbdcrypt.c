@@ -32,6 +32,7 @@
 
 #include "nbdcrypt/crypto.h"
 #include "nbdcrypt/error.h"
+#include "nbdcrypt/rangelock.h"
 
 #include "nbdcrypt.h"
 
@@ -55,6 +56,20 @@ static pthread_rwlock_t *rwlock_take(pthread_rwlock_t *lock, bool exclusive)
 
 #define CLEANUP_RWLOCK __attribute__((cleanup(rwlock_release), unused))
 
+/* A client request's hold against the online recrypt's hotzone (online.c). */
+struct range_hold {
+  const struct nbdcrypt_export *x;
+  struct rangelock_hold h;
+};
+
+static void range_release(struct range_hold *r)
+{
+  if (r->x)
+    nbdcrypt_online_leave(r->x, &r->h);
+}
+
+#define CLEANUP_RANGE __attribute__((cleanup(range_release)))
+
 static void nbdcrypt_load(void)
 {
   if (nbdcrypt_state_init() == -1)
@@ -75,6 +90,11 @@ static int nbdcrypt_config(nbdkit_next_config *next, nbdkit_backend *nxdata, con
                            const char *value)
 {
   int r = nbdcrypt_lock_config_key(key, value);
+  if (r == -1)
+    return -1;
+  if (r == 1)
+    return 0;
+  r = nbdcrypt_online_config_key(key, value);
   if (r == -1)
     return -1;
   if (r == 1)
@@ -105,7 +125,10 @@ static int nbdcrypt_config_complete(nbdkit_next_config_complete *next, nbdkit_ba
   "nbdcrypt-allow-revoked=<BOOL> Unlock with a revoked KEK, with a warning (rescue).\n"            \
   "nbdcrypt-discard=<BOOL>      Pass trim to the plugin (default false: reveals unused blocks).\n" \
   "nbdcrypt-lock=<BOOL>         Lock the file= and dir= images as qemu does (default true).\n"     \
-  "nbdcrypt-lock=readonly       Lock file= images as a read-only server (with nbdkit -r)."
+  "nbdcrypt-lock=readonly       Lock file= images as a read-only server (with nbdkit -r).\n"       \
+  "nbdcrypt-reencrypt=recrypt   Deep recrypt (new volume key) while serving; resume (default)\n"   \
+  "                             resumes a recrypt left half way; no refuses such a disk.\n"        \
+  "nbdcrypt-reencrypt-hotzone=<SIZE> Bytes rewritten at a time online (16M..256M, default 16M)."
 
 static int nbdcrypt_get_ready(int thread_model)
 {
@@ -117,9 +140,16 @@ static int nbdcrypt_get_ready(int thread_model)
  * plugin is opened outside a connection (export.c). */
 static int nbdcrypt_after_fork(nbdkit_backend *backend)
 {
-  (void)backend;
+  nbdcrypt_online_set_backend(backend);
   nbdcrypt_after_fork_relock();
   return 0;
+}
+
+/* The plugin is still there: stop online recrypts at a resumable point. */
+static void nbdcrypt_cleanup(nbdkit_backend *backend)
+{
+  (void)backend;
+  nbdcrypt_exports_stop_online();
 }
 
 /* No I/O is allowed here: find the export (exportname is canonical, the
@@ -243,10 +273,32 @@ static int crypt_error(const char *what, uint64_t pos, const struct nbdc_error *
   return -1;
 }
 
+/* En- or decrypt len bytes (whole sectors) at export offset pos: those below
+ * boundary with the new key of an online recrypt, the rest with the old. */
+static int crypt_sectors(const struct nbdcrypt_segment *seg, struct nbdcrypt_thread *t,
+                         uint64_t boundary, uint8_t *out, const uint8_t *in, uint32_t len,
+                         uint64_t pos, bool enc, struct nbdc_error *e)
+{
+  uint32_t split = boundary <= pos ? 0 : (uint32_t)MIN(boundary - pos, (uint64_t)len);
+  int r = 0;
+  if (split > 0) {
+    if (!t->xts_new)
+      return nbdc_error_set(e, EIO, "internal error: no new key for a recrypted range");
+    r = enc ? xts_encrypt(t->xts_new, out, in, split, iv_unit(seg, pos), e)
+            : xts_decrypt(t->xts_new, out, in, split, iv_unit(seg, pos), e);
+  }
+  if (r == 0 && split < len)
+    r = enc ? xts_encrypt(t->xts, out + split, in + split, len - split, iv_unit(seg, pos + split),
+                          e)
+            : xts_decrypt(t->xts, out + split, in + split, len - split, iv_unit(seg, pos + split),
+                          e);
+  return r;
+}
+
 /* Read and decrypt len bytes (whole sectors) at export offset pos into buf. */
 static int read_sectors(nbdkit_next *next, const struct nbdcrypt_segment *seg,
-                        struct nbdcrypt_thread *t, uint8_t *buf, uint32_t len, uint64_t pos,
-                        int *err)
+                        struct nbdcrypt_thread *t, uint64_t boundary, uint8_t *buf, uint32_t len,
+                        uint64_t pos, int *err)
 {
   if (next->pread(next, buf, len, seg->offset + pos, 0, err) == -1) {
     nbdkit_error("nbdcrypt: plugin read of %" PRIu32 " bytes at export offset %" PRIu64
@@ -255,7 +307,7 @@ static int read_sectors(nbdkit_next *next, const struct nbdcrypt_segment *seg,
     return -1;
   }
   struct nbdc_error e = {0};
-  if (xts_decrypt(t->xts, buf, buf, len, iv_unit(seg, pos), &e) < 0)
+  if (crypt_sectors(seg, t, boundary, buf, buf, len, pos, false, &e) < 0)
     return crypt_error("decryption", pos, &e, err);
   return 0;
 }
@@ -269,12 +321,20 @@ static int nbdcrypt_pread(nbdkit_next *next, void *handle, void *buf, uint32_t c
   const uint32_t sector_size = seg->sector_size;
   uint8_t *out = buf;
 
+  uint64_t boundary;
+  CLEANUP_RANGE struct range_hold hold = {0};
+  if (nbdcrypt_online_enter(x, &hold.h, round_down(offset, sector_size),
+                            round_up(offset + count, sector_size) - round_down(offset, sector_size),
+                            &boundary, err) == -1)
+    return -1;
+  hold.x = x;
+
   if (is_aligned(offset | count, sector_size)) {
     struct nbdcrypt_thread *t = nbdcrypt_thread_get(x, 0, err);
     if (!t)
       return -1;
     CLEANUP_RWLOCK pthread_rwlock_t *lock = rwlock_take(x->rmw_lock, false);
-    return read_sectors(next, seg, t, out, count, offset, err);
+    return read_sectors(next, seg, t, boundary, out, count, offset, err);
   }
 
   /* Unaligned: read the covering sectors into the bounce buffer, a chunk
@@ -287,7 +347,7 @@ static int nbdcrypt_pread(nbdkit_next *next, void *handle, void *buf, uint32_t c
   CLEANUP_RWLOCK pthread_rwlock_t *lock = rwlock_take(x->rmw_lock, false);
   for (uint64_t pos = start; pos < end;) {
     const uint32_t n = (uint32_t)MIN(end - pos, NBDCRYPT_CHUNK);
-    if (read_sectors(next, seg, t, t->buf, n, pos, err) == -1)
+    if (read_sectors(next, seg, t, boundary, t->buf, n, pos, err) == -1)
       return -1;
     const uint64_t lo = MAX(pos, offset);
     const uint64_t hi = MIN(pos + n, offset + count);
@@ -330,6 +390,11 @@ static int write_data(nbdkit_next *next, const struct nbdcrypt_export *x, const 
       fua_last = true;
   }
 
+  uint64_t boundary;
+  CLEANUP_RANGE struct range_hold hold = {0};
+  if (nbdcrypt_online_enter(x, &hold.h, start, end - start, &boundary, err) == -1)
+    return -1;
+  hold.x = x;
   struct nbdcrypt_thread *t = nbdcrypt_thread_get(x, MIN(end - start, NBDCRYPT_CHUNK), err);
   if (!t)
     return -1;
@@ -341,17 +406,17 @@ static int write_data(nbdkit_next *next, const struct nbdcrypt_export *x, const 
     struct nbdc_error e = {0};
 
     if (!rmw && data) {
-      if (xts_encrypt(t->xts, t->buf, data + (pos - offset), n, iv_unit(seg, pos), &e) < 0)
+      if (crypt_sectors(seg, t, boundary, t->buf, data + (pos - offset), n, pos, true, &e) < 0)
         return crypt_error("encryption", pos, &e, err);
     } else {
       if (pos == start && head_partial) {
-        if (read_sectors(next, seg, t, t->buf, sector_size, start, err) == -1)
+        if (read_sectors(next, seg, t, boundary, t->buf, sector_size, start, err) == -1)
           return -1;
       }
       /* The tail sector, unless it is the head sector already read. */
       if (last && tail_partial && !(head_partial && end - sector_size == start)) {
-        if (read_sectors(next, seg, t, t->buf + n - sector_size, sector_size, end - sector_size,
-                         err) == -1)
+        if (read_sectors(next, seg, t, boundary, t->buf + n - sector_size, sector_size,
+                         end - sector_size, err) == -1)
           return -1;
       }
       const uint64_t lo = MAX(pos, offset);
@@ -360,7 +425,7 @@ static int write_data(nbdkit_next *next, const struct nbdcrypt_export *x, const 
         memcpy(t->buf + (lo - pos), data + (lo - offset), hi - lo);
       else
         memset(t->buf + (lo - pos), 0, hi - lo);
-      if (xts_encrypt(t->xts, t->buf, t->buf, n, iv_unit(seg, pos), &e) < 0)
+      if (crypt_sectors(seg, t, boundary, t->buf, t->buf, n, pos, true, &e) < 0)
         return crypt_error("encryption", pos, &e, err);
     }
 
@@ -405,6 +470,11 @@ static int nbdcrypt_trim(nbdkit_next *next, void *handle, uint32_t count, uint64
   const uint64_t end = round_down(offset + count, seg->sector_size);
   if (start >= end)
     return 0;
+  uint64_t boundary;
+  CLEANUP_RANGE struct range_hold hold = {0};
+  if (nbdcrypt_online_enter(x, &hold.h, start, end - start, &boundary, err) == -1)
+    return -1;
+  hold.x = x;
   CLEANUP_RWLOCK pthread_rwlock_t *lock = rwlock_take(x->rmw_lock, false);
   return next->trim(next, (uint32_t)(end - start), seg->offset + start, flags & NBDKIT_FLAG_FUA,
                     err);
@@ -428,6 +498,7 @@ static struct nbdkit_filter filter = {
     .config_help = nbdcrypt_config_help,
     .get_ready = nbdcrypt_get_ready,
     .after_fork = nbdcrypt_after_fork,
+    .cleanup = nbdcrypt_cleanup,
     .open = nbdcrypt_open,
     .prepare = nbdcrypt_prepare,
     .get_size = nbdcrypt_get_size,

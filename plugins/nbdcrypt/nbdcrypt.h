@@ -19,6 +19,9 @@
 #include "nbdcrypt/error.h"
 
 struct volume;
+struct nbdcrypt_online;
+struct rangelock_hold;
+struct keys_config;
 
 /* Largest plugin request the filter issues for one client write: a write
  * bigger than this is encrypted and written in chunks of this size (a
@@ -52,6 +55,13 @@ int nbdcrypt_config_finish(void);
 bool nbdcrypt_discard(void);
 /* nbdcrypt-header: the detached header file (absolute), or NULL. */
 const char *nbdcrypt_header_path(void);
+/* For the online recrypt: the key configuration (may be NULL) and the
+ * passphrase or key file given to the filter (false when none). */
+const struct keys_config *nbdcrypt_keys_config(void);
+/* volume_open on dev with the filter's keys (the online recrypt's start). */
+struct bdev;
+int nbdcrypt_volume_open(struct bdev *dev, struct volume **out, struct nbdc_error *e);
+bool nbdcrypt_secret(const uint8_t **data, size_t *len);
 /* .after_fork: move the secret into pages locked by this process. */
 void nbdcrypt_after_fork_relock(void);
 /* .unload: wipe the secret, free the key configuration. */
@@ -76,6 +86,11 @@ int nbdcrypt_volume_unlock(nbdkit_next *next, struct xts_ctx **master_xts,
 struct nbdcrypt_export {
   struct nbdcrypt_segment segment;
   struct xts_ctx *master_xts; /* cloned per thread with xts_dup */
+  /* During and after an online recrypt (online.c): the new key's context
+   * (NULL otherwise) and the recrypt's state; logical bytes below the
+   * boundary it gives are under the new key. */
+  struct xts_ctx *new_master;
+  struct nbdcrypt_online *online;
   /* Shared by aligned requests, exclusive for a read-modify-write: one per
    * disk (by LUKS2 uuid), so that two export names of one image (a plugin
    * that ignores the name) exclude each other, while other disks never
@@ -110,6 +125,7 @@ int64_t nbdcrypt_export_size(const struct nbdcrypt_export *x, int64_t plugin_siz
 struct nbdcrypt_thread {
   const struct nbdcrypt_export *export; /* whose key xts holds */
   struct xts_ctx *xts;
+  struct xts_ctx *xts_new; /* of export->new_master, when it has one */
   uint8_t *buf;
   size_t buf_size;
   struct nbdcrypt_thread *prev, *next; /* all live thread states */
@@ -136,5 +152,30 @@ int nbdcrypt_lock_ready(void);
 int nbdcrypt_lock_export(const char *exportname, bool readonly);
 /* .unload: release every lock. */
 void nbdcrypt_lock_free(void);
+
+/* ---- online.c: online re-encryption ----------------------------------- */
+
+/* nbdcrypt-reencrypt=recrypt|resume|no and nbdcrypt-reencrypt-hotzone=SIZE;
+ * 1 if handled, 0 if not ours, -1 error. */
+int nbdcrypt_online_config_key(const char *key, const char *value);
+bool nbdcrypt_online_wanted(void);                         /* nbdcrypt-reencrypt=recrypt */
+bool nbdcrypt_online_resume_allowed(void);                 /* not nbdcrypt-reencrypt=no */
+void nbdcrypt_online_set_backend(nbdkit_backend *backend); /* .after_fork */
+/* Start (resume: only resume) the recrypt of export x in its own thread and
+ * wait until it serves: x's segment, master_xts, new_master and online are
+ * set.  0, or -errno with e set (nothing started). */
+int nbdcrypt_online_start(struct nbdcrypt_export *x, bool readonly, bool resume,
+                          struct nbdc_error *e);
+/* .cleanup: stop the recrypt at a resumable point, close its context. */
+void nbdcrypt_online_stop(struct nbdcrypt_export *x);
+/* Data path: hold logical [offset, offset+len) against the hotzone and get
+ * the boundary (bytes below it under the new key; 0 without a recrypt);
+ * -1 with *err = EIO when the range is a hotzone left half way by an error.
+ * Every successful enter is matched by one leave. */
+int nbdcrypt_online_enter(const struct nbdcrypt_export *x, struct rangelock_hold *h,
+                          uint64_t offset, uint64_t len, uint64_t *boundary, int *err);
+void nbdcrypt_online_leave(const struct nbdcrypt_export *x, struct rangelock_hold *h);
+/* .cleanup: every export's recrypt (export.c). */
+void nbdcrypt_exports_stop_online(void);
 
 #endif

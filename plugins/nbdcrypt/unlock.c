@@ -217,6 +217,29 @@ int nbdcrypt_config_finish(void)
   return 0;
 }
 
+const struct keys_config *nbdcrypt_keys_config(void)
+{
+  return keys_cfg;
+}
+
+int nbdcrypt_volume_open(struct bdev *dev, struct volume **out, struct nbdc_error *e)
+{
+  struct volume_unlock_opts opts = {
+      .cfg = keys_cfg,
+      .passphrase = secret,
+      .passphrase_len = secret_len,
+      .keyslot = keyslot,
+  };
+  return volume_open(dev, &opts, out, e);
+}
+
+bool nbdcrypt_secret(const uint8_t **data, size_t *len)
+{
+  *data = secret;
+  *len = secret_len;
+  return secret != NULL;
+}
+
 bool nbdcrypt_discard(void)
 {
   return discard;

@@ -13,6 +13,7 @@
 
 #include "cli/cli.h"
 #include "nbdcrypt/luks2.h"
+#include "nbdcrypt/reencrypt.h"
 #include "nbdcrypt/volume.h"
 
 static const char info_help[] =
@@ -30,6 +31,8 @@ static const char info_help[] =
     "  --allow-revoked     --dump-volume-key: unlock even with a revoked KEK\n";
 
 /* Everything the header says, as one JSON object (also the source of the text output). */
+static const char *jstr(struct json_object *o, const char *key);
+
 static struct json_object *info_json(struct luks2_hdr *hdr, uint64_t dev_size, bool header_given)
 {
   struct json_object *o = json_object_new_object();
@@ -117,6 +120,27 @@ static struct json_object *info_json(struct luks2_hdr *hdr, uint64_t dev_size, b
     json_object_array_add(tokens, t);
   }
   json_object_object_add(o, "tokens", tokens);
+
+  /* An operation in progress, from its progress record as it stands (not
+   * authenticated: that needs the keys; only the engine acts on it). */
+  int rid = luks2_token_next(hdr, -1, REENC_TOKEN_TYPE);
+  if (rid >= 0) {
+    struct json_object *src = luks2_token_get(hdr, rid), *op = json_object_new_object();
+    static const char *const fields[] = {"mode", "phase",          "direction",   "data_size",
+                                         "done", "hotzone_offset", "hotzone_size"};
+    for (size_t f = 0; f < sizeof fields / sizeof fields[0]; f++) {
+      struct json_object *v;
+      if (json_object_object_get_ex(src, fields[f], &v))
+        json_object_object_add(op, fields[f], json_object_get(v));
+    }
+    uint64_t total = strtoull(jstr(src, "data_size"), NULL, 10);
+    uint64_t done = strtoull(jstr(src, "done"), NULL, 10);
+    if (strcmp(jstr(src, "direction"), "backward") == 0)
+      done = done <= total ? total - done : 0;
+    double pct = total ? 100.0 * (double)(done <= total ? done : total) / (double)total : 100.0;
+    json_object_object_add(op, "percent", json_object_new_double((double)(int)(pct * 10) / 10));
+    json_object_object_add(o, "operation", op);
+  }
   if (luks2_load_warning(hdr))
     json_object_object_add(o, "warning", json_object_new_string(luks2_load_warning(hdr)));
   return o;
@@ -163,6 +187,13 @@ static void info_print_text(const char *target, struct json_object *o, bool head
   printf("  requirements:  %s\n", json_object_array_length(v)
                                       ? json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN)
                                       : "none");
+  if (json_object_object_get_ex(o, "operation", &v)) {
+    struct json_object *pct;
+    json_object_object_get_ex(v, "percent", &pct);
+    printf("  operation:     %s in progress, %.1f%% done (%s of %s bytes)%s\n", jstr(v, "mode"),
+           json_object_get_double(pct), jstr(v, "done"), jstr(v, "data_size"),
+           strcmp(jstr(v, "hotzone_size"), "0") ? ", a hotzone being rewritten" : "");
+  }
   json_object_object_get_ex(o, "keyslots", &v);
   printf("  keyslots:\n");
   for (size_t i = 0; i < json_object_array_length(v); i++) {

@@ -33,7 +33,7 @@ static void serve_help(void)
   printf(
       "Usage: nbdcrypt serve TARGET [--socket PATH | --port N [--bind ADDR]] [--readonly]\n"
       "                      [--header FILE] [--foreground] [--pidfile FILE] [--dry-run] [--json]\n"
-      "                      [-- NBDKIT-ARGS...]\n\n"
+      "                      [--recrypt] [-- NBDKIT-ARGS...]\n\n"
       "Serve the decrypted view of the LUKS2 disk TARGET (an image file, or an NBD URI\n"
       "served through nbdkit's nbd plugin) with nbdkit and the nbdcrypt filter, then\n"
       "print the URI clients should use.  Without --socket or --port: TCP port %s on\n"
@@ -53,6 +53,9 @@ static void serve_help(void)
       "  --dry-run        print the nbdkit command line instead of running it\n"
       "  --json           JSON events on stdout, one per line: ready (uri, socket,\n"
       "                   pid) or error; in the foreground also stopped\n"
+      "  --recrypt        deep recrypt (new volume key) while serving\n"
+      "                   (nbdcrypt-reencrypt=recrypt; a recrypt left half way is\n"
+      "                   resumed without it)\n"
       "  -- ARGS...       passed to nbdkit, e.g. nbdcrypt-passphrase=+FILE, --threads=8\n\n"
       "Environment: NBDKIT (the nbdkit binary), NBDCRYPT_FILTER (the filter .so; by\n"
       "default the one beside this program in a build tree, else the installed one).\n",
@@ -494,21 +497,16 @@ static bool serve_tls_only(int argc, char **argv, int extra)
 int cmd_serve(struct cli *cli, int argc, char **argv)
 {
   static const struct option opts[] = {
-      {"socket", required_argument, NULL, 'U'},
-      {"port", required_argument, NULL, 'p'},
-      {"bind", required_argument, NULL, 'i'},
-      {"readonly", no_argument, NULL, 'r'},
-      {"header", required_argument, NULL, 'H'},
-      {"foreground", no_argument, NULL, 'f'},
-      {"pidfile", required_argument, NULL, 'P'},
-      {"dry-run", no_argument, NULL, 'n'},
-      {"json", no_argument, NULL, 'j'},
-      {"help", no_argument, NULL, 'h'},
-      {NULL, 0, NULL, 0},
+      {"socket", required_argument, NULL, 'U'},  {"port", required_argument, NULL, 'p'},
+      {"bind", required_argument, NULL, 'i'},    {"readonly", no_argument, NULL, 'r'},
+      {"header", required_argument, NULL, 'H'},  {"foreground", no_argument, NULL, 'f'},
+      {"pidfile", required_argument, NULL, 'P'}, {"dry-run", no_argument, NULL, 'n'},
+      {"json", no_argument, NULL, 'j'},          {"recrypt", no_argument, NULL, 'R'},
+      {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
   };
   const char *socket_path = NULL, *port = NULL, *bind_addr = NULL, *pidfile = NULL;
   const char *header = NULL;
-  bool readonly = false, foreground = false, dry_run = false, json = false;
+  bool readonly = false, foreground = false, dry_run = false, json = false, recrypt = false;
   int c;
 
   /* Options may follow TARGET; everything after "--" goes to nbdkit. */
@@ -520,7 +518,7 @@ int cmd_serve(struct cli *cli, int argc, char **argv)
       break;
     }
   }
-  while ((c = getopt_long(nopts, argv, "U:p:i:rfP:nh", opts, NULL)) != -1) {
+  while ((c = getopt_long(nopts, argv, "U:p:i:rfP:nRh", opts, NULL)) != -1) {
     switch (c) {
     case 'U':
       socket_path = optarg;
@@ -549,6 +547,9 @@ int cmd_serve(struct cli *cli, int argc, char **argv)
     case 'j':
       json = true;
       break;
+    case 'R':
+      recrypt = true;
+      break;
     case 'h':
       serve_help();
       return CLI_OK;
@@ -566,6 +567,8 @@ int cmd_serve(struct cli *cli, int argc, char **argv)
     return cli_usage("serve", "too many nbdkit arguments (at most %d)", SERVE_MAX_EXTRA_ARGS);
   if (socket_path && port)
     return cli_usage("serve", "--socket and --port are exclusive");
+  if (recrypt && readonly)
+    return cli_usage("serve", "--recrypt rewrites the disk: not with --readonly");
   if (socket_path && bind_addr)
     return cli_usage("serve", "--bind applies to --port only");
   if (port) {
@@ -690,6 +693,8 @@ int cmd_serve(struct cli *cli, int argc, char **argv)
     if (!add_kv(&b, "nbdcrypt-config=", config_abs))
       goto oom;
   }
+  if (recrypt)
+    add(&b, "nbdcrypt-reencrypt=recrypt");
   for (int i = extra; i < argc; i++)
     add(&b, argv[i]);
 

@@ -49,7 +49,7 @@ expect "nbdcrypt format disk.img --j" "--json"
 expect "nbdcrypt kek list --" "--help --json --prefix --provider"
 expect "nbdcrypt serve disk.img --s" "--socket"
 expect "nbdcrypt serve disk.img --" \
-  "--bind --dry-run --foreground --header --help --json --pidfile --port --readonly --socket"
+  "--bind --dry-run --foreground --header --help --json --pidfile --port --readonly --recrypt --socket"
 expect "nbdcrypt format disk.img --sector-size " "4096 512"
 expect "nbdcrypt info --d" "--dump-volume-key"
 expect "nbdcrypt check --" "--allow-revoked --header --help --json"
