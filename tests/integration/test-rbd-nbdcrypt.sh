@@ -128,16 +128,20 @@ rbd_qnbd_start a2 disk
 A2=$(qsock_uri a2)
 nbdcrypt info "$A2" --json | grep -q '"nbdcrypt-reencrypt-v1"' ||
   fail "no re-encryption in progress recorded in the header after host B died"
-server_start refused --filter="$NBDCRYPT_FILTER" nbd socket="$T/a2.qsock"
+# Told not to resume it (nbdcrypt-reencrypt=no), the filter refuses the disk
+# and says why; by default it would resume the recrypt online.
+server_start refused --filter="$NBDCRYPT_FILTER" nbd socket="$T/a2.qsock" nbdcrypt-reencrypt=no
 if nbdcopy "$(uri refused)" "$T/none" 2>/dev/null; then fail "served a disk half way through recrypt"; fi
 server_stop refused
+grep -q "in the middle of a re-encryption" "$T/refused.log" ||
+  fail "the refusal does not say the disk is half way: $(tail -5 "$T/refused.log")"
 nbdcrypt recrypt "$A2" --resume >/dev/null || fail "host A could not resume host B's recrypt"
 nbdcrypt info "$A2" --json | grep -q '"nbdcrypt-reencrypt-v1"' && fail "requirement left after resume"
 server_start crypt --filter="$NBDCRYPT_FILTER" nbd socket="$T/a2.qsock"
 nbdcopy "$(uri crypt)" "$T/back5" || fail "read after the resumed recrypt"
 cmp_range "$T/back5" 0 "$T/back4" 0 $((80 * MiB)) || fail "data changed by the interrupted+resumed recrypt"
 server_stop crypt
-pass "host B killed during recrypt (progress in the header on RBD); the filter refuses the disk; host A resumes and the data is intact"
+pass "host B killed during recrypt (progress in the header on RBD); the filter with nbdcrypt-reencrypt=no refuses the disk; host A resumes and the data is intact"
 
 # ---- what the exclusive lock does not do: refuse a second live writer ----
 # (docs/deployment.md: librbd hands the lock over cooperatively, so one
