@@ -33,10 +33,11 @@ cmake -S "$top" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNBDCRYPT_WERROR=
 cmake --build "$build" -j "$jobs"
 
 status=0
-# Unit tests in parallel; integration tests one at a time (they start servers
-# and some measure time-outs).
+# Unit tests in parallel; integration tests $jobs at a time, except those
+# marked "# nbdcrypt-test: serial" (they bound how long something may take,
+# install into the system or start a Ceph cluster), which run alone.
 ctest --test-dir "$build" -L unit -j "$jobs" --output-on-failure || status=1
-ctest --test-dir "$build" -L integration --output-on-failure || status=1
+ctest --test-dir "$build" -L integration -j "$jobs" --output-on-failure || status=1
 
 # The other crypto backend: unit tests and the data-path tests.
 ossl=$build-openssl
@@ -44,7 +45,7 @@ cmake -S "$top" -B "$ossl" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNBDCRYPT_CRYPTO_B
   -DNBDCRYPT_WERROR=ON >/dev/null
 cmake --build "$ossl" -j "$jobs"
 ctest --test-dir "$ossl" -L unit -j "$jobs" --output-on-failure || status=1
-ctest --test-dir "$ossl" --output-on-failure -R \
+ctest --test-dir "$ossl" -j "$jobs" --output-on-failure -R \
   'integration/test-(filter-roundtrip|filter-concurrency|filter-unaligned-rmw-errors|filter-cryptsetup|cryptsetup-encrypted-data-decrypts|cryptsetup-reads-our-format|cryptsetup-format-opens-with-nbdcrypt|cryptsetup-token|reencrypt-roundtrip|core-holds-no-key|core-holds-no-kmip-key)$' ||
   status=1
 
@@ -54,7 +55,7 @@ if [ "$sanitize" = 1 ]; then
     >/dev/null
   cmake --build "$asan" -j "$jobs"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    ctest --test-dir "$asan" -L sanitize --output-on-failure || status=1
+    ctest --test-dir "$asan" -L sanitize -j "$jobs" --output-on-failure || status=1
 
   # libFuzzer needs clang; only the fuzz targets (and what they link) are built.
   fuzz=$build-fuzz

@@ -3,6 +3,7 @@
 # re-encryption commands prints JSON that python's json module parses, with
 # the fields and types docs/nbdcrypt.1.md (JSON OUTPUT) lists; a failure is
 # JSON too ("ok": false and "error", or an "error" event) with exit 1.
+# nbdcrypt-test: serial
 . "$(dirname "$0")/lib-filter.sh"
 need cryptsetup nbdinfo
 

@@ -4,6 +4,7 @@
 # server's passphrase does not open), a connection 5.5 s after the attempt
 # started but less than 5 s after it ended fails at once with the last error,
 # without a new attempt; a connection 5.5 s after the end makes one.
+# nbdcrypt-test: serial
 . "$(dirname "$0")/lib-filter.sh"
 need cryptsetup nbdinfo
 

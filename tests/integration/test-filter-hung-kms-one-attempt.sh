@@ -7,6 +7,7 @@
 # attempt's time-out plus a little (asserted with a generous bound, 3x
 # time-out + 1 s: the bug this guards against made the 50th wait 250 s).
 # Connections after the attempt fail at once with its error.
+# nbdcrypt-test: serial
 . "$(dirname "${BASH_SOURCE[0]}")/lib-filter.sh"
 . "$NBDCRYPT_SRCDIR/tests/kms/kms.sh"
 kms_skip_unless_available

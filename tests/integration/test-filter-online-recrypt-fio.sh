@@ -7,6 +7,7 @@
 # the KEK), cryptsetup opens the result, a verify-only pass after a restart
 # finds everything, and an independent AES-XTS decryption of the data area
 # with the new key equals what the filter serves.
+# nbdcrypt-test: serial
 . "$(dirname "$0")/lib-filter.sh"
 need fio cryptsetup nbdcopy
 fio --enghelp=nbd >/dev/null 2>&1 || fail "this fio has no nbd engine"

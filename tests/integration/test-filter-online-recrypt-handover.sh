@@ -5,6 +5,7 @@
 # finished while served; one started online and SIGKILLed half way is
 # finished offline with nbdcrypt recrypt --resume.  Data intact both times,
 # the volume key new each time.
+# nbdcrypt-test: serial
 . "$(dirname "$0")/lib-filter.sh"
 . "$(dirname "$0")/lib-reencrypt.sh"
 need nbdcopy nbdinfo

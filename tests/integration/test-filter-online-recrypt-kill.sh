@@ -6,6 +6,7 @@
 # last write was flushed before the kill: it holds that write, or one of the
 # writes issued after it.  At the end the recrypt completes (new volume key,
 # no requirement flag, cryptsetup opens it) and the check passes once more.
+# nbdcrypt-test: serial
 . "$(dirname "$0")/lib-filter.sh"
 . "$(dirname "$0")/lib-reencrypt.sh"
 need cryptsetup

@@ -4,6 +4,7 @@
 # plugin, three man pages that `man -l` renders, the bash completion, both
 # systemd units and their helper), and the uninstall target, with the same
 # DESTDIR, removes every file it installed: the tree holds no file afterwards.
+# nbdcrypt-test: serial
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib-install.sh"
 need cmake man

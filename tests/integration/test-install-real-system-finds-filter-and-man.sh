@@ -6,6 +6,7 @@
 # file the install put down.  The test refuses to run (fails) when any of
 # those files exists already: it never overwrites nor removes a file it did
 # not install.
+# nbdcrypt-test: serial
 . "$(dirname "$0")/lib.sh"
 : "${NBDCRYPT_BUILDDIR:?run through ctest (NBDCRYPT_BUILDDIR is the build directory)}"
 need cmake man nbdkit

@@ -4,6 +4,7 @@
 # closed port, a listener that never answers, every server down, a server
 # certificate from another CA or for another name, another identity's key,
 # a server answering garbage.
+# nbdcrypt-test: serial
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 . "$NBDCRYPT_SRCDIR/tests/kms/kms.sh"
 kms_skip_unless_available

@@ -7,6 +7,7 @@
 # operation policy of tests/kms/policy-nbdcrypt.json: host A also holds the
 # admin identity (alice: creates the KEKs), host B only the serving identity
 # (bob), as docs/deployment.md describes.
+# nbdcrypt-test: serial
 . "$(dirname "$0")/lib-ceph.sh"
 . "$NBDCRYPT_SRCDIR/tests/kms/kms.sh"
 kms_skip_unless_available

@@ -6,6 +6,7 @@
 # qemu's rbd driver with encrypt.format=luks2 (librbd decrypting) and the
 # other way round; "nbdcrypt enroll" binds it to a KEK, after which the filter
 # serves it through the token and librbd still opens it with the passphrase.
+# nbdcrypt-test: serial
 . "$(dirname "$0")/lib-ceph.sh"
 need qemu-nbd qemu-img nbdcopy cmp
 MiB=$((1024 * 1024))

@@ -6,6 +6,7 @@
 # qemu-nbd, nbdkit and configuration, only the keystore copy and the cluster
 # shared) opens the disk and reads the same data, also after the first host
 # died in the middle of writing (RBD's exclusive lock passes to it).
+# nbdcrypt-test: serial
 . "$(dirname "$0")/lib-ceph.sh"
 need qemu-nbd nbdcopy nbdsh fio cmp
 fio --enghelp=nbd >/dev/null 2>&1 || fail "this fio has no nbd engine"

@@ -3,6 +3,7 @@
 # refused (exit 1, naming the first one's pid) and leaves the first one's
 # socket and servers alone; a socket some other server answers on is not
 # removed either; once the first run has stopped, a new run serves again.
+# nbdcrypt-test: serial
 . "$(dirname "$0")/lib.sh"
 need nbdkit nbdinfo flock
 : "${NBDCRYPT_SRCDIR:?run through ctest}"

@@ -7,6 +7,7 @@
 # does not unlock (which does not stop the others); each export returns its
 # own data; SIGTERM stops nbdkit with status 0.  Without the dir= the
 # directory's disks are not served: a conf without DIR= exits 1.
+# nbdcrypt-test: serial
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib-install.sh"
 need cmake nbdkit nbdinfo nbdcopy cmp

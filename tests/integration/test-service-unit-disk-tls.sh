@@ -4,6 +4,7 @@
 # client, so the ready step cannot connect; it returns 0 once nbdkit listens
 # (its pidfile), says the disk was not checked, and a TLS client then reads
 # back what it wrote; a plain client is refused.
+# nbdcrypt-test: serial
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib-install.sh"
 need cmake nbdkit nbdinfo nbdcopy cmp

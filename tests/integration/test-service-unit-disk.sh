@@ -7,6 +7,7 @@
 # round-trips; SIGTERM stops the server with status 0 (no restart).  A disk
 # that does not unlock makes ExecStart exit 1 (Restart=on-failure restarts
 # it) and ExecStartPost exit 1: `systemctl start` would fail.
+# nbdcrypt-test: serial
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib-install.sh"
 need cmake nbdkit nbdinfo nbdcopy cmp
