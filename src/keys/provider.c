@@ -126,6 +126,13 @@ int keys_kek_create(struct keys_provider *p, const char *name, char id_out[KEYS_
   return p->ops->kek_create(p->state, name, id_out, err);
 }
 
+static _Atomic unsigned long kek_gets;
+
+unsigned long keys_kek_get_count(void)
+{
+  return kek_gets;
+}
+
 int keys_kek_get(struct keys_provider *p, const char *id, uint8_t **kek, struct nbdc_error *err)
 {
   int r = provider_check(p, id, true, err);
@@ -136,6 +143,7 @@ int keys_kek_get(struct keys_provider *p, const char *id, uint8_t **kek, struct 
   *kek = NULL;
   if (!p->ops->kek_get)
     return provider_cannot(p, "get keys", err);
+  kek_gets++;
   return p->ops->kek_get(p->state, id, kek, err);
 }
 
