@@ -16,6 +16,8 @@
 
 struct volume;
 
+#define VOLUME_UUID_MAX 40 /* a disk uuid with its NUL */
+
 struct volume_unlock_opts {
   const struct keys_config *cfg; /* providers for nbdcrypt tokens (may be NULL with a passphrase) */
   const uint8_t *passphrase;     /* non-NULL: unlock a passphrase keyslot instead of tokens */
@@ -97,6 +99,7 @@ struct volume_format_opts {
   const char *label;    /* LUKS2 label, may be NULL */
   uint32_t sector_size; /* 0: 4096 */
   bool kms_wrapped;     /* token mode kms-wrapped instead of kek */
+  char *uuid_out;       /* non-NULL: receives the new disk's uuid (VOLUME_UUID_MAX bytes) */
 };
 
 /* Write a new LUKS2 header to dev: fresh random DEK, a keyslot bound to the
@@ -107,6 +110,11 @@ struct volume_format_opts {
  * checks first that dev holds nothing to keep (probe_signatures). */
 int volume_format(struct bdev *dev, const struct volume_format_opts *opts,
                   char kek_id_out[KEYS_ID_MAX], struct nbdc_error *err);
+
+/* A new volume in memory: a random volume key of params->volume_key_size
+ * bytes and a LUKS2 header for it (luks2_format), no keyslot yet. */
+int volume_create(const struct luks2_format_params *params, struct volume **out,
+                  struct nbdc_error *err);
 
 /* Add a keyslot and nbdcrypt token for KEK kek_id of provider to an open
  * volume (in memory; commit with luks2_write). */
@@ -231,6 +239,11 @@ int volume_session_open(struct bdev *dev, const struct volume_session_opts *opts
 /* Unlock the volume key with a passphrase (non-NULL) or the nbdcrypt tokens,
  * on the header loaded by the open; the KEK that opened it is kept for
  * binds.  Errors as volume_open's. */
+/* A session on a new volume instead (volume_create): fresh header in
+ * memory, nothing read from dev; bind and commit as for an opened one. */
+int volume_session_create(struct bdev *dev, const struct volume_session_opts *opts,
+                          const struct luks2_format_params *params, struct volume_session **out,
+                          struct nbdc_error *err);
 int volume_session_unlock(struct volume_session *s, const uint8_t *passphrase,
                           size_t passphrase_len, int keyslot, struct nbdc_error *err);
 /* Borrowed: the unlocked volume (NULL before), its LUKS2 header (NULL for a

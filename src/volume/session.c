@@ -75,6 +75,33 @@ fail:
   return r;
 }
 
+int volume_session_create(struct bdev *dev, const struct volume_session_opts *opts,
+                          const struct luks2_format_params *params, struct volume_session **out,
+                          struct nbdc_error *err)
+{
+  *out = NULL;
+  struct volume_session *s = calloc(1, sizeof *s);
+  if (!s)
+    return nbdc_error_set(err, ENOMEM, "out of memory");
+  s->dev = dev;
+  s->opts = *opts;
+  int r = bdev_lock(dev, true, err);
+  s->locked = r == 0;
+  if (r == -ENOTSUP || r == -EOPNOTSUPP) {
+    nbdc_error_clear(err);
+    r = 0;
+  }
+  if (r == 0)
+    r = volume_create(params, &s->vol, err);
+  if (r < 0) {
+    volume_session_close(s);
+    return r;
+  }
+  s->hdr = volume_hdr_mut(s->vol);
+  *out = s;
+  return 0;
+}
+
 int volume_session_unlock(struct volume_session *s, const uint8_t *passphrase,
                           size_t passphrase_len, int keyslot, struct nbdc_error *err)
 {
