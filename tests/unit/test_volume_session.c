@@ -274,6 +274,64 @@ static void test_rekey_fetches_each_kek_once(void **state)
   assert_int_equal(keyslot_count(f->c.inner), 1);
 }
 
+/* volume_enroll on a passphrase disk: one header load (and the commit's
+ * read back), one Get (the new KEK, created here), the passphrase keyslot
+ * kept, the new keyslot opening the same volume key. */
+static void test_enroll_through_session(void **state)
+{
+  struct fixture *f = *state;
+  struct nbdc_error err = {0};
+  static const uint8_t pass[] = "correct horse";
+  struct luks2_format_params params = {.volume_key_size = 64, .sector_size = 4096};
+  struct volume *fresh = NULL;
+  assert_int_equal(volume_create(&params, &fresh, &err), 0);
+  size_t key_len = 0;
+  const uint8_t *key = volume_key(fresh, &key_len);
+  uint8_t want[64];
+  memcpy(want, key, sizeof want);
+  struct kdf_params kdf = {
+      .type = KDF_PBKDF2, .hash = "sha256", .iterations = 1000, .salt_len = 32};
+  int pslot = -1;
+  /* the fixture's disk goes: zeros over its header and keyslots */
+  uint8_t *buf = calloc(1, 16u << 20);
+  assert_non_null(buf);
+  assert_int_equal(bdev_pwrite(f->c.inner, buf, 16u << 20, 0, &err), 0);
+  free(buf);
+  if (luks2_keyslot_add(volume_hdr_mut(fresh), f->c.inner, -1, key, key_len, pass, sizeof pass - 1,
+                        &kdf, &pslot, &err) < 0 ||
+      luks2_write(f->c.inner, volume_hdr_mut(fresh), &err) < 0)
+    fail_msg("a passphrase disk: %s", err.msg);
+  volume_close(fresh);
+
+  struct volume_enroll_opts eo = {
+      .cfg = f->cfg, .passphrase = pass, .passphrase_len = sizeof pass - 1, .keyslot = -1};
+  struct volume_enroll_result res;
+  unsigned long before = keys_kek_get_count();
+  f->c.header_reads = 0;
+  if (volume_enroll(f->dev, &eo, &res, &err) < 0)
+    fail_msg("volume_enroll: %s", err.msg);
+  assert_int_equal(keys_kek_get_count() - before, 1);
+  assert_int_equal(f->c.header_reads, 2);
+  assert_true(res.kek_created);
+  assert_false(res.was_luks1);
+  assert_string_equal(res.provider, "local");
+  assert_int_not_equal(res.keyslot, pslot);
+  assert_int_equal(keyslot_count(f->c.inner), 2);
+
+  struct volume *vol = NULL;
+  struct volume_unlock_opts uo = {.cfg = f->cfg, .keyslot = res.keyslot};
+  if (volume_open(f->c.inner, &uo, &vol, &err) < 0)
+    fail_msg("the enrolled keyslot: %s", err.msg);
+  assert_string_equal(volume_kek_id(vol), res.kek_id);
+  assert_memory_equal(volume_key(vol, NULL), want, sizeof want);
+  volume_close(vol);
+  struct volume_unlock_opts po = {
+      .passphrase = pass, .passphrase_len = sizeof pass - 1, .keyslot = pslot};
+  if (volume_open(f->c.inner, &po, &vol, &err) < 0)
+    fail_msg("the passphrase keyslot: %s", err.msg);
+  volume_close(vol);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -282,6 +340,7 @@ int main(void)
       cmocka_unit_test_setup_teardown(test_commit_refused_when_header_changed, setup, teardown),
       cmocka_unit_test_setup_teardown(test_forget_wipes_keks, setup, teardown),
       cmocka_unit_test_setup_teardown(test_rekey_fetches_each_kek_once, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_enroll_through_session, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
