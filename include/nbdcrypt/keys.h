@@ -89,6 +89,8 @@ int keys_kek_get(struct keys_provider *p, const char *id, uint8_t **kek, struct 
 /* How many keys_kek_get calls of this process reached a provider (tests:
  * a KEK is fetched once). */
 unsigned long keys_kek_get_count(void);
+/* How many keys_provider_open(_role) calls of this process opened a provider. */
+unsigned long keys_provider_open_count(void);
 
 struct keys_kek_info {
   char id[KEYS_ID_MAX];

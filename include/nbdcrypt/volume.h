@@ -34,6 +34,12 @@ struct volume_unlock_opts {
   bool keep_secret; /* keep the keyslot secret (a KEK, or the unwrapped secret) for
                        volume_secret: a caller that binds a new key to the same KEK
                        does not fetch it again */
+  /* Optional: the provider a token names, opened (or found) by the caller
+   * and borrowed (not closed); NULL: each token's provider is opened and
+   * closed around its use. */
+  int (*open_provider)(void *opaque, const char *name, struct keys_provider **out,
+                       struct nbdc_error *err);
+  void *provider_opaque;
 };
 
 /* Load and validate the header on dev and unlock the volume key.  A disk

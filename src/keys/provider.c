@@ -22,6 +22,13 @@ static const struct {
     {"kmip", keys_kmip_open},
 };
 
+static _Atomic unsigned long provider_opens;
+
+unsigned long keys_provider_open_count(void)
+{
+  return provider_opens;
+}
+
 int keys_provider_open(const struct keys_config *cfg, const char *name, struct keys_provider **out,
                        struct nbdc_error *err)
 {
@@ -65,6 +72,7 @@ int keys_provider_open_role(const struct keys_config *cfg, const char *name, enu
     free(p);
     return r;
   }
+  provider_opens++;
   *out = p;
   return 0;
 }

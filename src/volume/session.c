@@ -102,6 +102,12 @@ int volume_session_create(struct bdev *dev, const struct volume_session_opts *op
   return 0;
 }
 
+static int session_open_provider(void *opaque, const char *name, struct keys_provider **out,
+                                 struct nbdc_error *err)
+{
+  return volume_session_provider(opaque, name, KEYS_ROLE_SERVE, out, err);
+}
+
 int volume_session_unlock(struct volume_session *s, const uint8_t *passphrase,
                           size_t passphrase_len, int keyslot, struct nbdc_error *err)
 {
@@ -113,7 +119,9 @@ int volume_session_unlock(struct volume_session *s, const uint8_t *passphrase,
                                   .keyslot = keyslot,
                                   .allow_luks1 = s->opts.allow_luks1,
                                   .detached = s->opts.detached,
-                                  .keep_secret = true};
+                                  .keep_secret = true,
+                                  .open_provider = session_open_provider,
+                                  .provider_opaque = s};
   int r;
   if (s->luks1) {
     r = volume_open(s->dev, &uo, &s->vol, err);
@@ -161,7 +169,9 @@ struct bdev *volume_session_dev(struct volume_session *s)
 int volume_session_provider(struct volume_session *s, const char *name, enum keys_role role,
                             struct keys_provider **out, struct nbdc_error *err)
 {
-  const char *want = name ? name : "";
+  const char *want = name ? name : s->opts.cfg ? keys_config_default_provider(s->opts.cfg) : "";
+  if (!want)
+    want = "";
   for (size_t i = 0; i < s->nproviders; i++)
     if (s->providers[i].role == role && strcmp(s->providers[i].name, want) == 0) {
       *out = s->providers[i].p;

@@ -250,8 +250,14 @@ static int unlock_with_tokens(struct volume *vol, struct bdev *dev,
     tried++;
     if (r == 0 && !opts->cfg)
       r = nbdc_error_set(&e, EINVAL, "no key provider configuration");
-    if (r == 0)
+    if (r == 0 && opts->open_provider) {
+      struct keys_provider *p = NULL;
+      r = opts->open_provider(opts->provider_opaque, tok.provider, &p, &e);
+      if (r == 0)
+        r = volume_token_secret_from(opts->cfg, p, &tok, &secret, &secret_len, &e);
+    } else if (r == 0) {
       r = volume_token_secret_of(opts->cfg, &tok, &secret, &secret_len, &e);
+    }
     if (r == 0) {
       r = luks2_keyslot_open(vol->hdr, dev, tok.keyslot, secret, secret_len, &vol->key,
                              &vol->key_len, &vol->keyslot, &e);

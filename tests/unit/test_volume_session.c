@@ -138,15 +138,17 @@ static void test_header_loaded_once(void **state)
 }
 
 /* The unlock fetches KEK a; two binds to KEK b fetch it once; a bind to KEK
- * a and the verifications fetch nothing; the same provider handle is
- * handed out again. */
+ * a and the verifications fetch nothing; the provider is opened once, by
+ * the unlock, and its handle handed out again. */
 static void test_kek_fetched_once(void **state)
 {
   struct fixture *f = *state;
   struct nbdc_error err = {0};
   unsigned long before = keys_kek_get_count();
+  unsigned long opens = keys_provider_open_count();
   struct volume_session *s = open_unlocked(f);
   assert_int_equal(keys_kek_get_count() - before, 1);
+  assert_int_equal(keys_provider_open_count() - opens, 1);
   struct keys_provider *p = NULL, *again = NULL;
   assert_int_equal(volume_session_provider(s, "local", KEYS_ROLE_SERVE, &p, &err), 0);
   assert_int_equal(volume_session_provider(s, "local", KEYS_ROLE_SERVE, &again, &err), 0);
@@ -165,6 +167,11 @@ static void test_kek_fetched_once(void **state)
     if (volume_session_verify(s, slot, &err) < 0)
       fail_msg("verify keyslot %d: %s", slot, err.msg);
   assert_int_equal(keys_kek_get_count() - before, 2);
+  /* the unlock's provider handle served the binds and verifications too,
+   * also when named by default (NULL) */
+  assert_int_equal(volume_session_provider(s, NULL, KEYS_ROLE_SERVE, &again, &err), 0);
+  assert_ptr_equal(p, again);
+  assert_int_equal(keys_provider_open_count() - opens, 1);
   volume_session_close(s);
 
   /* Each new keyslot opens on its own from the disk. */
@@ -248,7 +255,8 @@ static void test_forget_wipes_keks(void **state)
 }
 
 /* volume_rekey through the session: one Get of the old KEK (unlock), one of
- * the new (bind; the verification uses it again), and one header load. */
+ * the new (bind; the verification uses it again), one provider opened and
+ * one header load. */
 static void test_rekey_fetches_each_kek_once(void **state)
 {
   struct fixture *f = *state;
@@ -258,9 +266,12 @@ static void test_rekey_fetches_each_kek_once(void **state)
   int removed = -1;
   unsigned long before = keys_kek_get_count();
   f->c.header_reads = 0;
+  unsigned long opens = keys_provider_open_count();
   if (volume_rekey(f->dev, &ro, new_id, &removed, &err) < 0)
     fail_msg("volume_rekey: %s", err.msg);
   assert_int_equal(keys_kek_get_count() - before, 2);
+  /* one handle for the unlock, the bind and the check (same provider and role) */
+  assert_int_equal(keys_provider_open_count() - opens, 1);
   /* one load, and one read back by each of the two commits */
   assert_int_equal(f->c.header_reads, 3);
   assert_string_equal(new_id, f->kek_b);
