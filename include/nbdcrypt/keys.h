@@ -86,6 +86,11 @@ int keys_kek_create(struct keys_provider *p, const char *name, char id_out[KEYS_
 /* Fetch KEK id: *kek is secure memory of KEYS_KEK_SIZE bytes, freed by the
  * caller with secmem_free.  -ENOENT "kek ID not found in provider P (...)". */
 int keys_kek_get(struct keys_provider *p, const char *id, uint8_t **kek, struct nbdc_error *err);
+/* How many keys_kek_get calls of this process reached a provider (tests:
+ * a KEK is fetched once). */
+unsigned long keys_kek_get_count(void);
+/* How many keys_provider_open(_role) calls of this process opened a provider. */
+unsigned long keys_provider_open_count(void);
 
 struct keys_kek_info {
   char id[KEYS_ID_MAX];

@@ -16,6 +16,8 @@
 
 struct volume;
 
+#define VOLUME_UUID_MAX 40 /* a disk uuid with its NUL */
+
 struct volume_unlock_opts {
   const struct keys_config *cfg; /* providers for nbdcrypt tokens (may be NULL with a passphrase) */
   const uint8_t *passphrase;     /* non-NULL: unlock a passphrase keyslot instead of tokens */
@@ -32,6 +34,12 @@ struct volume_unlock_opts {
   bool keep_secret; /* keep the keyslot secret (a KEK, or the unwrapped secret) for
                        volume_secret: a caller that binds a new key to the same KEK
                        does not fetch it again */
+  /* Optional: the provider a token names, opened (or found) by the caller
+   * and borrowed (not closed); NULL: each token's provider is opened and
+   * closed around its use. */
+  int (*open_provider)(void *opaque, const char *name, struct keys_provider **out,
+                       struct nbdc_error *err);
+  void *provider_opaque;
 };
 
 /* Load and validate the header on dev and unlock the volume key.  A disk
@@ -97,6 +105,7 @@ struct volume_format_opts {
   const char *label;    /* LUKS2 label, may be NULL */
   uint32_t sector_size; /* 0: 4096 */
   bool kms_wrapped;     /* token mode kms-wrapped instead of kek */
+  char *uuid_out;       /* non-NULL: receives the new disk's uuid (VOLUME_UUID_MAX bytes) */
 };
 
 /* Write a new LUKS2 header to dev: fresh random DEK, a keyslot bound to the
@@ -107,6 +116,11 @@ struct volume_format_opts {
  * checks first that dev holds nothing to keep (probe_signatures). */
 int volume_format(struct bdev *dev, const struct volume_format_opts *opts,
                   char kek_id_out[KEYS_ID_MAX], struct nbdc_error *err);
+
+/* A new volume in memory: a random volume key of params->volume_key_size
+ * bytes and a LUKS2 header for it (luks2_format), no keyslot yet. */
+int volume_create(const struct luks2_format_params *params, struct volume **out,
+                  struct nbdc_error *err);
 
 /* Add a keyslot and nbdcrypt token for KEK kek_id of provider to an open
  * volume (in memory; commit with luks2_write). */
@@ -209,5 +223,93 @@ struct volume_rekey_opts {
  * KEK id, *removed the number of keyslots removed. */
 int volume_rekey(struct bdev *dev, const struct volume_rekey_opts *opts,
                  char kek_id_out[KEYS_ID_MAX], int *removed, struct nbdc_error *err);
+
+/* ---- a volume session for a change (src/volume/session.c) -------------------
+ * Open a volume for change once: volume_session_open takes the metadata lock
+ * of dev (the header's device: a detached header, or the disk; an NBD export
+ * has none and is guarded by the seqid check alone) and loads and validates
+ * the LUKS2 header once.  Providers are opened once per name and role, each
+ * KEK is fetched at most once (kept in secure memory, wiped by
+ * volume_session_forget and volume_session_close).  The change is made in
+ * memory and committed with volume_session_commit (luks2_write: refused with
+ * -EBUSY "concurrent LUKS2 metadata update" when the header on dev changed
+ * since it was loaded).  The caller holds the image locks. */
+struct volume_session;
+struct volume_session_opts {
+  const struct keys_config *cfg;
+  bool detached;    /* dev is a detached header (volume_unlock_opts.detached) */
+  bool allow_luks1; /* also a LUKS1 disk (volume_unlock_opts.allow_luks1) */
+};
+int volume_session_open(struct bdev *dev, const struct volume_session_opts *opts,
+                        struct volume_session **out, struct nbdc_error *err);
+/* Unlock the volume key with a passphrase (non-NULL) or the nbdcrypt tokens,
+ * on the header loaded by the open; the KEK that opened it is kept for
+ * binds.  Errors as volume_open's. */
+/* A session on a new volume instead (volume_create): fresh header in
+ * memory, nothing read from dev; bind and commit as for an opened one. */
+int volume_session_create(struct bdev *dev, const struct volume_session_opts *opts,
+                          const struct luks2_format_params *params, struct volume_session **out,
+                          struct nbdc_error *err);
+int volume_session_unlock(struct volume_session *s, const uint8_t *passphrase,
+                          size_t passphrase_len, int keyslot, struct nbdc_error *err);
+/* Borrowed: the unlocked volume (NULL before), its LUKS2 header (NULL for a
+ * LUKS1 disk) and the header's device. */
+struct volume *volume_session_volume(struct volume_session *s);
+struct luks2_hdr *volume_session_hdr(struct volume_session *s);
+struct bdev *volume_session_dev(struct volume_session *s);
+/* Provider name (NULL: the default) in role, opened on first use; borrowed. */
+int volume_session_provider(struct volume_session *s, const char *name, enum keys_role role,
+                            struct keys_provider **out, struct nbdc_error *err);
+/* KEK kek_id of provider, fetched on first use; borrowed secure memory. */
+int volume_session_kek(struct volume_session *s, struct keys_provider *provider, const char *kek_id,
+                       const uint8_t **kek, size_t *len, struct nbdc_error *err);
+/* Bind the volume key to kek_id (a keyslot and token, as volume_bind_kek),
+ * in memory; the KEK comes from the session's cache. */
+int volume_session_bind(struct volume_session *s, struct keys_provider *provider,
+                        const char *kek_id, bool kms_wrapped, int *keyslot, struct nbdc_error *err);
+/* Prove that keyslot (of the committed header) opens to the volume key. */
+int volume_session_verify(struct volume_session *s, int keyslot, struct nbdc_error *err);
+int volume_session_remove(struct volume_session *s, int keyslot, struct nbdc_error *err);
+int volume_session_commit(struct volume_session *s, struct nbdc_error *err);
+/* Wipe the cached KEKs now (a later use fetches again). */
+void volume_session_forget(struct volume_session *s);
+/* Wipe the cached KEKs and the volume key, close providers, unlock. */
+void volume_session_close(struct volume_session *s);
+
+struct volume_enroll_opts {
+  const struct keys_config *cfg;
+  const uint8_t *passphrase; /* the passphrase that opens the disk */
+  size_t passphrase_len;
+  int keyslot;          /* -1: any */
+  const char *provider; /* NULL: the configuration's default */
+  const char *kek_id;   /* NULL: create a new KEK in the provider */
+  bool kms_wrapped;     /* token mode of the new binding */
+  bool detached;        /* dev is a detached header */
+  bool convert;         /* a LUKS1 disk is converted to LUKS2 (volume_convert_luks1) */
+};
+enum volume_kek_undo {
+  VOLUME_KEK_KEPT = 0,      /* nothing to undo, or the disk may need the KEK */
+  VOLUME_KEK_DESTROYED,     /* the KEK this call created was destroyed again */
+  VOLUME_KEK_NOT_DESTROYED, /* ... and could not be: undo_error says why */
+};
+struct volume_enroll_result {
+  char provider[KEYS_NAME_MAX]; /* the provider's name ("" if it did not open) */
+  char kek_id[KEYS_ID_MAX];
+  int keyslot; /* the new keyslot, -1 if none */
+  bool kek_created;
+  bool was_luks1;    /* the disk opened as LUKS1 (convert) */
+  bool converted;    /* its LUKS2 header was written (even if a later step failed) */
+  int luks1_dropped; /* other LUKS1 keyslots not carried over */
+  enum volume_kek_undo kek_undo;
+  char undo_error[NBDC_ERROR_MAX];
+};
+
+/* nbdcrypt enroll: add a keyslot and nbdcrypt token bound to a KEK to a
+ * disk that opens with a passphrase (kept), through one volume session on
+ * dev (the header's device).  A LUKS1 disk is refused unless opts->convert.
+ * A KEK created here is destroyed again when the disk never came to need it
+ * (res->kek_undo).  The caller holds the image locks. */
+int volume_enroll(struct bdev *dev, const struct volume_enroll_opts *opts,
+                  struct volume_enroll_result *res, struct nbdc_error *err);
 
 #endif

@@ -10,7 +10,6 @@
 #include <json-c/json.h>
 
 #include "cli/cli.h"
-#include "nbdcrypt/luks1.h"
 #include "nbdcrypt/volume.h"
 
 static const char enroll_help[] =
@@ -41,17 +40,9 @@ static const char enroll_help[] =
     "  --json                  print the result as a JSON object on stdout\n"
     "  --convert               convert a LUKS1 disk to LUKS2 (not a detached header)\n";
 
-/* What enroll --convert did to a LUKS1 disk. */
-struct enroll_luks1 {
-  bool was_luks1; /* the disk opened as LUKS1 (--convert) */
-  bool converted; /* its LUKS2 header was written (even if a later step failed) */
-  int dropped;    /* other LUKS1 keyslots not carried over */
-};
-
 /* --json: the result as one object (docs/nbdcrypt.1.md, JSON OUTPUT); returns r. */
-static int enroll_print_json(bool json, const char *target, struct keys_provider *provider,
-                             const char *kek_id, int keyslot, bool created, bool kms_wrapped,
-                             const struct enroll_luks1 *l1, int r)
+static int enroll_print_json(bool json, const char *target, const struct volume_enroll_result *res,
+                             bool kms_wrapped, int r)
 {
   if (!json)
     return r;
@@ -59,17 +50,17 @@ static int enroll_print_json(bool json, const char *target, struct keys_provider
   json_object_object_add(o, "target", cli_json_string(target));
   json_object_object_add(o, "ok", json_object_new_boolean(r == CLI_OK));
   if (r == CLI_OK) {
-    json_object_object_add(o, "provider", cli_json_string(keys_provider_name(provider)));
-    json_object_object_add(o, "kek_id", cli_json_string(kek_id));
-    json_object_object_add(o, "kek_created", json_object_new_boolean(created));
+    json_object_object_add(o, "provider", cli_json_string(res->provider));
+    json_object_object_add(o, "kek_id", cli_json_string(res->kek_id));
+    json_object_object_add(o, "kek_created", json_object_new_boolean(res->kek_created));
     json_object_object_add(o, "mode", json_object_new_string(kms_wrapped ? "kms-wrapped" : "kek"));
-    json_object_object_add(o, "keyslot", json_object_new_int(keyslot));
+    json_object_object_add(o, "keyslot", json_object_new_int(res->keyslot));
   } else {
     json_object_object_add(o, "error", cli_json_string(cli_errors_text()));
   }
-  if (l1 && l1->was_luks1) {
-    json_object_object_add(o, "converted", json_object_new_boolean(l1->converted));
-    json_object_object_add(o, "luks1_keyslots_dropped", json_object_new_int(l1->dropped));
+  if (res && res->was_luks1) {
+    json_object_object_add(o, "converted", json_object_new_boolean(res->converted));
+    json_object_object_add(o, "luks1_keyslots_dropped", json_object_new_int(res->luks1_dropped));
   }
   cli_json_print(o, true);
   return r;
@@ -144,7 +135,7 @@ int cmd_enroll(struct cli *cli, int argc, char **argv)
     cli_errors_collect();
   struct keys_config *cfg = cli_config(cli);
   if (!cfg)
-    return enroll_print_json(json, target, NULL, NULL, -1, false, false, NULL, CLI_FAIL);
+    return enroll_print_json(json, target, NULL, false, CLI_FAIL);
 
   uint8_t *pass = NULL;
   size_t pass_len = 0;
@@ -154,98 +145,52 @@ int cmd_enroll(struct cli *cli, int argc, char **argv)
   else
     r = cli_read_passphrase_fd(pass_fd, "the passphrase file descriptor", &pass, &pass_len);
   if (r != CLI_OK)
-    return enroll_print_json(json, target, NULL, NULL, -1, false, false, NULL, r);
+    return enroll_print_json(json, target, NULL, false, r);
 
   struct bdev *dev = NULL, *hdev = NULL;
-  struct volume *vol = NULL;
-  struct keys_provider *provider = NULL;
   struct nbdc_error err = {0};
-  char kek_id[KEYS_ID_MAX];
-  int slot = -1;
-  bool locked = false, created = false;
-  struct volume_unlock_opts uo = {.passphrase = pass,
+  struct volume_enroll_opts eo = {.cfg = cfg,
+                                  .passphrase = pass,
                                   .passphrase_len = pass_len,
                                   .keyslot = keyslot,
-                                  .allow_luks1 = convert,
-                                  .detached = header != NULL};
-  struct enroll_luks1 l1 = {0};
+                                  .provider = provider_name,
+                                  .kek_id = kek_arg,
+                                  .kms_wrapped = kms_wrapped,
+                                  .detached = header != NULL,
+                                  .convert = convert};
+  struct volume_enroll_result res = {.keyslot = -1};
 
   /* A data writer's image lock (a server or qemu using the disk refuses the
-   * enrollment), then the metadata lock from the load to the write. */
+   * enrollment); the library takes the metadata lock from the load to the write. */
   r = cli_open_target(target, BDEV_LOCK_WRITE, 0, &dev);
   if (r == CLI_OK && header)
     r = cli_open_header(target, header, BDEV_LOCK_WRITE, &hdev);
   if (r != CLI_OK)
     goto out;
-  struct bdev *hd = header ? hdev : dev; /* where the header and keyslots are */
-  int lr = bdev_lock(hd, true, &err);
-  locked = lr == 0;
-  if (lr < 0 && lr != -ENOTSUP && lr != -EOPNOTSUPP) {
+  if (volume_enroll(header ? hdev : dev, &eo, &res, &err) < 0) {
     r = cli_fail_target(target, "cannot enroll", err.msg);
-    goto out;
-  }
-  nbdc_error_clear(&err);
-  if (volume_open(hd, &uo, &vol, &err) < 0 ||
-      keys_provider_open_role(cfg, provider_name,
-                              !kek_arg || kms_wrapped ? KEYS_ROLE_ADMIN : KEYS_ROLE_SERVE,
-                              &provider, &err) < 0) {
-    r = cli_fail_target(target, "cannot enroll", err.msg);
-    goto out;
-  }
-  if (kek_arg) {
-    snprintf(kek_id, sizeof kek_id, "%s", kek_arg);
-  } else {
-    char name[KEYS_NAME_MAX];
-    snprintf(name, sizeof name, "nbdcrypt %s", volume_uuid(vol));
-    if (keys_kek_create(provider, name, kek_id, &err) < 0) {
-      r = cli_fail_target(target, "cannot enroll", err.msg);
-      goto out;
-    }
-    created = true;
-  }
-  l1.was_luks1 = volume_luks1(vol) != NULL;
-  if (l1.was_luks1)
-    l1.dropped = luks1_active_keyslots(volume_luks1(vol)) - 1;
-  int br;
-  if (l1.was_luks1)
-    br = volume_convert_luks1(vol, hd, provider, kek_id, kms_wrapped, pass, pass_len, &slot,
-                              &l1.converted, &err);
-  else if ((br = volume_bind_kek(vol, hd, provider, kek_id, kms_wrapped, &slot, &err)) == 0)
-    br = luks2_write(hd, volume_hdr_mut(vol), &err);
-  if (br < 0) {
-    r = cli_fail_target(target, "cannot enroll", err.msg);
-    if (l1.converted)
-      cli_fail("%s is LUKS2 now and may need kek %s: it is kept", target, kek_id);
-    /* The disk never needed the new KEK: its passphrase keyslot stays. */
-    if (created && !l1.converted) {
-      struct nbdc_error e = {0};
-      (void)keys_kek_revoke(provider, kek_id, &e);
-      nbdc_error_clear(&e);
-      if (keys_kek_destroy(provider, kek_id, &e) == 0)
-        cli_fail("kek %s created for this enrollment was destroyed", kek_id);
-      else
-        cli_fail("kek %s created for this enrollment could not be destroyed: %s", kek_id, e.msg);
-    }
+    if (res.converted)
+      cli_fail("%s is LUKS2 now and may need kek %s: it is kept", target, res.kek_id);
+    if (res.kek_undo == VOLUME_KEK_DESTROYED)
+      cli_fail("kek %s created for this enrollment was destroyed", res.kek_id);
+    else if (res.kek_undo == VOLUME_KEK_NOT_DESTROYED)
+      cli_fail("kek %s created for this enrollment could not be destroyed: %s", res.kek_id,
+               res.undo_error);
     goto out;
   }
   if (!json)
-    printf("%s\n", kek_id);
-  if (l1.was_luks1)
+    printf("%s\n", res.kek_id);
+  if (res.was_luks1)
     fprintf(stderr, "nbdcrypt: %s: converted from LUKS1 to LUKS2 (data offset unchanged)\n",
             target);
-  if (l1.dropped > 0)
+  if (res.luks1_dropped > 0)
     fprintf(stderr,
             "nbdcrypt: %s: %d other LUKS1 keyslot%s dropped: only the passphrase given is kept\n",
-            target, l1.dropped, l1.dropped > 1 ? "s" : "");
-  fprintf(stderr, "nbdcrypt: %s: keyslot %d bound to kek %s of provider %s\n", target, slot, kek_id,
-          keys_provider_name(provider));
+            target, res.luks1_dropped, res.luks1_dropped > 1 ? "s" : "");
+  fprintf(stderr, "nbdcrypt: %s: keyslot %d bound to kek %s of provider %s\n", target, res.keyslot,
+          res.kek_id, res.provider);
 out:
-  enroll_print_json(json, target, provider, r == CLI_OK ? kek_id : NULL, slot, created, kms_wrapped,
-                    &l1, r);
-  keys_provider_close(provider);
-  volume_close(vol);
-  if (locked)
-    bdev_unlock(hdev ? hdev : dev, NULL);
+  enroll_print_json(json, target, &res, kms_wrapped, r);
   bdev_close(hdev);
   bdev_close(dev);
   secmem_free(pass, CLI_PASSPHRASE_MAX);

@@ -245,16 +245,11 @@ int cmd_format(struct cli *cli, int argc, char **argv)
     r = format_check_empty(cli, force, dev, target);
 
   char kek_id[KEYS_ID_MAX];
+  char uuid[VOLUME_UUID_MAX] = "";
   struct nbdc_error err = {0};
+  fo.uuid_out = uuid;
   if (r == CLI_OK && volume_format(dev, &fo, kek_id, &err) < 0)
     r = cli_fail_target(target, "cannot format", err.msg);
-  char uuid[64] = "";
-  if (r == CLI_OK && json) {
-    struct luks2_hdr *hdr = NULL;
-    if (luks2_load(dev, &hdr, &err) == 0)
-      snprintf(uuid, sizeof uuid, "%s", luks2_uuid(hdr));
-    luks2_free(hdr);
-  }
   bdev_close(dev);
   if (r == CLI_OK && !json)
     printf("%s\n", kek_id);

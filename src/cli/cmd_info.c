@@ -217,15 +217,20 @@ static void info_print_text(const char *target, struct json_object *o, bool head
     printf("  warning:       %s\n", json_object_get_string(v));
 }
 
-/* Write the volume key to path: a new or truncated file, mode 0600, never a terminal. */
-static int dump_volume_key(struct cli *cli, struct bdev *dev, bool detached, const char *path)
+/* Write the volume key to path: a new or truncated file, mode 0600, never a
+ * terminal.  Unlocked on hdr, the header info printed (not loaded again),
+ * which this takes. */
+static int dump_volume_key(struct cli *cli, struct bdev *dev, struct luks2_hdr *hdr, bool detached,
+                           const char *path)
 {
   struct nbdc_error err = {0};
   struct volume_unlock_opts uo = {.cfg = cli_config(cli), .keyslot = -1, .detached = detached};
-  if (!uo.cfg)
+  if (!uo.cfg) {
+    luks2_free(hdr);
     return CLI_FAIL;
+  }
   struct volume *vol = NULL;
-  if (volume_open(dev, &uo, &vol, &err) < 0)
+  if (volume_open_hdr(dev, hdr, &uo, &vol, &err) < 0)
     return cli_fail("%s", err.msg);
 
   int r = CLI_OK;
@@ -323,8 +328,10 @@ int cmd_info(struct cli *cli, int argc, char **argv)
       info_print_text(header ? header : target, o, header != NULL);
       json_object_put(o);
     }
-    if (dump_path)
-      r = dump_volume_key(cli, hd, header != NULL, dump_path);
+    if (dump_path) {
+      r = dump_volume_key(cli, hd, hdr, header != NULL, dump_path);
+      hdr = NULL;
+    }
   }
   luks2_free(hdr);
   bdev_close(hdev);

@@ -22,6 +22,13 @@ static const struct {
     {"kmip", keys_kmip_open},
 };
 
+static _Atomic unsigned long provider_opens;
+
+unsigned long keys_provider_open_count(void)
+{
+  return provider_opens;
+}
+
 int keys_provider_open(const struct keys_config *cfg, const char *name, struct keys_provider **out,
                        struct nbdc_error *err)
 {
@@ -65,6 +72,7 @@ int keys_provider_open_role(const struct keys_config *cfg, const char *name, enu
     free(p);
     return r;
   }
+  provider_opens++;
   *out = p;
   return 0;
 }
@@ -126,6 +134,13 @@ int keys_kek_create(struct keys_provider *p, const char *name, char id_out[KEYS_
   return p->ops->kek_create(p->state, name, id_out, err);
 }
 
+static _Atomic unsigned long kek_gets;
+
+unsigned long keys_kek_get_count(void)
+{
+  return kek_gets;
+}
+
 int keys_kek_get(struct keys_provider *p, const char *id, uint8_t **kek, struct nbdc_error *err)
 {
   int r = provider_check(p, id, true, err);
@@ -136,6 +151,7 @@ int keys_kek_get(struct keys_provider *p, const char *id, uint8_t **kek, struct 
   *kek = NULL;
   if (!p->ops->kek_get)
     return provider_cannot(p, "get keys", err);
+  kek_gets++;
   return p->ops->kek_get(p->state, id, kek, err);
 }
 

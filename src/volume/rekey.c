@@ -20,17 +20,14 @@ static int bound_keyslot(const struct luks2_hdr *hdr, const char *provider, cons
   return -1;
 }
 
-/* Prove that keyslot opens with the new binding before anything old goes. */
-static int verify_binding(struct bdev *dev, const struct keys_config *cfg, bool detached,
-                          int keyslot, struct nbdc_error *err)
+/* Prove that keyslot opens with the new binding before anything old goes
+ * (with the KEK the bind used: not fetched again). */
+static int verify_binding(struct volume_session *s, int keyslot, struct nbdc_error *err)
 {
-  struct volume *check = NULL;
-  struct volume_unlock_opts uo = {.cfg = cfg, .keyslot = keyslot, .detached = detached};
-  int r = volume_open(dev, &uo, &check, err);
+  int r = volume_session_verify(s, keyslot, err);
   if (r < 0)
     nbdc_error_prefix(err, "the new keyslot %d does not open; the disk still has its old keyslots",
                       keyslot);
-  volume_close(check);
   return r;
 }
 
@@ -68,28 +65,21 @@ int volume_rekey(struct bdev *dev, const struct volume_rekey_opts *opts,
                  char kek_id_out[KEYS_ID_MAX], int *removed, struct nbdc_error *err)
 {
   struct keys_provider *provider = NULL;
-  struct volume *vol = NULL;
-  struct volume_unlock_opts uo = {.cfg = opts->cfg, .keyslot = -1, .detached = opts->detached};
+  struct volume_session *s = NULL;
+  struct volume_session_opts so = {.cfg = opts->cfg, .detached = opts->detached};
   int r, new_slot;
   bool created = false, committed_removal = false;
   int written_slot = -1; /* keyslot step 1 committed in this run */
 
   *removed = 0;
-  /* One held metadata lock from the load to the last write (luks2_write's
-   * own nests inside it); an NBD export has none: the CAS still guards. */
-  r = bdev_lock(dev, true, err);
-  bool locked = r == 0;
-  if (r == -ENOTSUP || r == -EOPNOTSUPP) {
-    nbdc_error_clear(err);
-    r = 0;
-  }
-  if (r < 0)
+  /* The lock held from the load to the last write, the header loaded once. */
+  if ((r = volume_session_open(dev, &so, &s, err)) < 0)
     return r;
-  if ((r = volume_open(dev, &uo, &vol, err)) < 0)
+  if ((r = volume_session_unlock(s, NULL, 0, -1, err)) < 0)
     goto out;
-  struct luks2_hdr *hdr = volume_hdr_mut(vol);
+  struct luks2_hdr *hdr = volume_session_hdr(s);
   enum keys_role role = !opts->kek_id || opts->kms_wrapped ? KEYS_ROLE_ADMIN : KEYS_ROLE_SERVE;
-  if ((r = keys_provider_open_role(opts->cfg, opts->provider, role, &provider, err)) < 0)
+  if ((r = volume_session_provider(s, opts->provider, role, &provider, err)) < 0)
     goto out;
 
   if (opts->kek_id) {
@@ -107,14 +97,13 @@ int volume_rekey(struct bdev *dev, const struct volume_rekey_opts *opts,
    * KEK before then. */
   new_slot = bound_keyslot(hdr, keys_provider_name(provider), kek_id_out, opts->kms_wrapped);
   if (new_slot < 0) {
-    if ((r = volume_bind_kek(vol, dev, provider, kek_id_out, opts->kms_wrapped, &new_slot, err)) <
-        0)
+    if ((r = volume_session_bind(s, provider, kek_id_out, opts->kms_wrapped, &new_slot, err)) < 0)
       goto out;
-    if ((r = luks2_write(dev, hdr, err)) < 0)
+    if ((r = volume_session_commit(s, err)) < 0)
       goto out;
     written_slot = new_slot;
   }
-  if ((r = verify_binding(dev, opts->cfg, opts->detached, new_slot, err)) < 0)
+  if ((r = verify_binding(s, new_slot, err)) < 0)
     goto out;
 
   /* Step 2: every other KEK-bound keyslot goes, with its tokens. */
@@ -131,17 +120,17 @@ int volume_rekey(struct bdev *dev, const struct volume_rekey_opts *opts,
       stale[nstale++] = tok.keyslot;
   }
   for (int i = 0; i < nstale; i++)
-    if ((r = luks2_keyslot_remove(hdr, stale[i], err)) < 0)
+    if ((r = volume_session_remove(s, stale[i], err)) < 0)
       goto out;
   /* From here on the disk may hold only the new binding: the KEK stays. */
   committed_removal = nstale > 0;
-  if (nstale > 0 && (r = luks2_write(dev, hdr, err)) < 0)
+  if (nstale > 0 && (r = volume_session_commit(s, err)) < 0)
     goto out;
   *removed = nstale;
   r = 0;
 out:
   if (r < 0 && created && !committed_removal) {
-    undo_created_kek(dev, vol ? volume_hdr_mut(vol) : NULL, written_slot, provider, kek_id_out,
+    undo_created_kek(dev, s ? volume_session_hdr(s) : NULL, written_slot, provider, kek_id_out,
                      err);
   } else if (r < 0 && created) {
     char msg[NBDC_ERROR_MAX];
@@ -149,9 +138,6 @@ out:
     nbdc_error_set(err, err->code, "%.*s; rerun with --kek %s to finish", NBDC_ERROR_MAX / 2, msg,
                    kek_id_out);
   }
-  keys_provider_close(provider);
-  volume_close(vol);
-  if (locked)
-    bdev_unlock(dev, NULL);
+  volume_session_close(s);
   return r;
 }

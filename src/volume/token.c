@@ -233,6 +233,26 @@ int volume_kek_check_unlock(const struct keys_config *cfg, struct keys_provider 
   }
 }
 
+int volume_token_secret_from(const struct keys_config *cfg, struct keys_provider *provider,
+                             const struct volume_token *tok, uint8_t **secret, size_t *secret_len,
+                             struct nbdc_error *err)
+{
+  *secret = NULL;
+  *secret_len = 0;
+  int r = volume_kek_check_unlock(cfg, provider, tok->kek_id, err);
+  if (r < 0)
+    return r;
+  if (tok->kms_wrapped) {
+    r = keys_kek_unwrap(provider, tok->kek_id, tok->wrapped, tok->wrapped_len, tok->iv, tok->tag,
+                        secret, secret_len, err);
+  } else {
+    r = keys_kek_get(provider, tok->kek_id, secret, err);
+    if (r == 0)
+      *secret_len = KEYS_KEK_SIZE;
+  }
+  return r;
+}
+
 int volume_token_secret_of(const struct keys_config *cfg, const struct volume_token *tok,
                            uint8_t **secret, size_t *secret_len, struct nbdc_error *err)
 {
@@ -242,18 +262,7 @@ int volume_token_secret_of(const struct keys_config *cfg, const struct volume_to
   int r = keys_provider_open(cfg, tok->provider, &provider, err);
   if (r < 0)
     return r;
-  if ((r = volume_kek_check_unlock(cfg, provider, tok->kek_id, err)) < 0) {
-    keys_provider_close(provider);
-    return r;
-  }
-  if (tok->kms_wrapped) {
-    r = keys_kek_unwrap(provider, tok->kek_id, tok->wrapped, tok->wrapped_len, tok->iv, tok->tag,
-                        secret, secret_len, err);
-  } else {
-    r = keys_kek_get(provider, tok->kek_id, secret, err);
-    if (r == 0)
-      *secret_len = KEYS_KEK_SIZE;
-  }
+  r = volume_token_secret_from(cfg, provider, tok, secret, secret_len, err);
   keys_provider_close(provider);
   return r;
 }

@@ -42,6 +42,10 @@ bool volume_token_of_keyslot(const struct luks2_hdr *hdr, int keyslot, struct vo
  * memory of *secret_len bytes, freed with secmem_free. */
 int volume_token_secret_of(const struct keys_config *cfg, const struct volume_token *tok,
                            uint8_t **secret, size_t *secret_len, struct nbdc_error *err);
+/* The same through a provider the caller opened (tok->provider's). */
+int volume_token_secret_from(const struct keys_config *cfg, struct keys_provider *provider,
+                             const struct volume_token *tok, uint8_t **secret, size_t *secret_len,
+                             struct nbdc_error *err);
 
 /* The KEK state rules (src/volume/token.c): binding a disk to kek_id needs
  * an Active KEK; unlocking takes Active, Deactivated (warning through cfg)

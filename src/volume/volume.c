@@ -250,8 +250,14 @@ static int unlock_with_tokens(struct volume *vol, struct bdev *dev,
     tried++;
     if (r == 0 && !opts->cfg)
       r = nbdc_error_set(&e, EINVAL, "no key provider configuration");
-    if (r == 0)
+    if (r == 0 && opts->open_provider) {
+      struct keys_provider *p = NULL;
+      r = opts->open_provider(opts->provider_opaque, tok.provider, &p, &e);
+      if (r == 0)
+        r = volume_token_secret_from(opts->cfg, p, &tok, &secret, &secret_len, &e);
+    } else if (r == 0) {
       r = volume_token_secret_of(opts->cfg, &tok, &secret, &secret_len, &e);
+    }
     if (r == 0) {
       r = luks2_keyslot_open(vol->hdr, dev, tok.keyslot, secret, secret_len, &vol->key,
                              &vol->key_len, &vol->keyslot, &e);
@@ -565,11 +571,44 @@ static void format_destroy_new_kek(struct keys_provider *provider, const char *k
              keys_provider_name(provider), e.msg);
 }
 
+int volume_create(const struct luks2_format_params *params, struct volume **out,
+                  struct nbdc_error *err)
+{
+  *out = NULL;
+  struct volume *vol = calloc(1, sizeof *vol);
+  if (!vol)
+    return nbdc_error_set(err, ENOMEM, "out of memory");
+  vol->keyslot = -1;
+  vol->key_len = params->volume_key_size;
+  vol->key = secmem_alloc(vol->key_len);
+  int r;
+  if (!vol->key) {
+    r = nbdc_error_set(err, errno, "cannot allocate secure memory: %s", strerror(errno));
+    goto fail;
+  }
+  if ((r = crypto_random(vol->key, vol->key_len, err)) < 0)
+    goto fail;
+  /* XTS refuses equal key halves; a CSPRNG will not produce them, but check. */
+  if (crypto_memeq(vol->key, vol->key + vol->key_len / 2, vol->key_len / 2)) {
+    r = nbdc_error_set(err, EIO, "random generator produced a degenerate key");
+    goto fail;
+  }
+  if ((r = luks2_format(params, vol->key, vol->key_len, &vol->hdr, err)) < 0)
+    goto fail;
+  if ((r = luks2_data_segment(vol->hdr, &vol->segment, err)) < 0)
+    goto fail;
+  *out = vol;
+  return 0;
+fail:
+  volume_close(vol);
+  return r;
+}
+
 int volume_format(struct bdev *dev, const struct volume_format_opts *opts,
                   char kek_id_out[KEYS_ID_MAX], struct nbdc_error *err)
 {
   struct keys_provider *provider = NULL;
-  struct volume *vol = NULL;
+  struct volume_session *s = NULL;
   bool kek_created = false;
   uint64_t dev_size;
   int r;
@@ -592,29 +631,14 @@ int volume_format(struct bdev *dev, const struct volume_format_opts *opts,
 
   /* Creating a KEK and wrapping with it are the admin identity's (docs/kmip.md). */
   enum keys_role role = !opts->kek_id || opts->kms_wrapped ? KEYS_ROLE_ADMIN : KEYS_ROLE_SERVE;
-  if ((r = keys_provider_open_role(opts->cfg, opts->provider, role, &provider, err)) < 0)
+  struct volume_session_opts so = {.cfg = opts->cfg};
+  if ((r = volume_session_create(dev, &so, &params, &s, err)) < 0)
     return r;
-
-  vol = calloc(1, sizeof *vol);
-  if (!vol) {
-    r = nbdc_error_set(err, ENOMEM, "out of memory");
+  if ((r = volume_session_provider(s, opts->provider, role, &provider, err)) < 0)
     goto out;
-  }
-  vol->key_len = VOLUME_KEY_SIZE;
-  vol->key = secmem_alloc(vol->key_len);
-  if (!vol->key) {
-    r = nbdc_error_set(err, errno, "cannot allocate secure memory: %s", strerror(errno));
-    goto out;
-  }
-  if ((r = crypto_random(vol->key, vol->key_len, err)) < 0)
-    goto out;
-  /* XTS refuses equal key halves; a CSPRNG will not produce them, but check. */
-  if (crypto_memeq(vol->key, vol->key + 32, 32)) {
-    r = nbdc_error_set(err, EIO, "random generator produced a degenerate key");
-    goto out;
-  }
-  if ((r = luks2_format(&params, vol->key, vol->key_len, &vol->hdr, err)) < 0)
-    goto out;
+  const char *uuid = luks2_uuid(volume_session_hdr(s));
+  if (opts->uuid_out)
+    snprintf(opts->uuid_out, VOLUME_UUID_MAX, "%s", uuid);
 
   if (opts->kek_id) {
     snprintf(kek_id_out, KEYS_ID_MAX, "%s", opts->kek_id);
@@ -623,7 +647,7 @@ int volume_format(struct bdev *dev, const struct volume_format_opts *opts,
     if (opts->kek_name)
       snprintf(name, sizeof name, "%s", opts->kek_name);
     else
-      snprintf(name, sizeof name, "nbdcrypt %s", luks2_uuid(vol->hdr));
+      snprintf(name, sizeof name, "nbdcrypt %s", uuid);
     if ((r = keys_kek_create(provider, name, kek_id_out, err)) < 0)
       goto out;
     kek_created = true;
@@ -631,13 +655,12 @@ int volume_format(struct bdev *dev, const struct volume_format_opts *opts,
 
   if ((r = wipe_metadata_area(dev, LUKS2_DEFAULT_DATA_OFFSET, err)) < 0)
     goto out;
-  if ((r = volume_bind_kek(vol, dev, provider, kek_id_out, opts->kms_wrapped, NULL, err)) < 0)
+  if ((r = volume_session_bind(s, provider, kek_id_out, opts->kms_wrapped, NULL, err)) < 0)
     goto out;
-  r = luks2_write(dev, vol->hdr, err);
+  r = volume_session_commit(s, err);
 out:
   if (r < 0 && kek_created)
     format_destroy_new_kek(provider, kek_id_out, err);
-  volume_close(vol);
-  keys_provider_close(provider);
+  volume_session_close(s);
   return r;
 }
