@@ -98,6 +98,12 @@ int cli_read_passphrase_file(const char *path, uint8_t **out, size_t *len);
 int cli_open_target(const char *target, unsigned flags, uint64_t create_size, struct bdev **out);
 /* Open the detached header file of TARGET (--header); refuses TARGET itself. */
 int cli_open_header(const char *target, const char *header, unsigned flags, struct bdev **out);
+/* Test seam: a device a metadata command (enroll) opened for writing goes
+ * through here before the library sees it.  The CLI's own definition (weak)
+ * leaves it as it is; the test build nbdcrypt-faults (tests/support/
+ * cli_faults.c) wraps it in a fault-injecting bdev.  On success *dev may be
+ * a new bdev that owns the old one (bdev_close closes both). */
+int cli_wrap_write_bdev(struct bdev **dev, struct nbdc_error *err);
 
 /* Subcommands: argv[0] is the subcommand name; getopt_long is reset. */
 int cmd_kek(struct cli *cli, int argc, char **argv);

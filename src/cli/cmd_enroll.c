@@ -167,6 +167,10 @@ int cmd_enroll(struct cli *cli, int argc, char **argv)
     r = cli_open_header(target, header, BDEV_LOCK_WRITE, &hdev);
   if (r != CLI_OK)
     goto out;
+  if (cli_wrap_write_bdev(&dev, &err) < 0 || (hdev && cli_wrap_write_bdev(&hdev, &err) < 0)) {
+    r = cli_fail("%s", err.msg);
+    goto out;
+  }
   if (volume_enroll(header ? hdev : dev, &eo, &res, &err) < 0) {
     r = cli_fail_target(target, "cannot enroll", err.msg);
     if (res.converted)

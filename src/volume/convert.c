@@ -8,29 +8,20 @@
  * keyslot that opened is first kept (moved if need be) beyond everything
  * LUKS2 writes, so the LUKS1 header stays valid until its first sector is
  * replaced; the secondary LUKS2 header is complete before that, so from then
- * on LUKS2 loads (from the secondary while the primary is incomplete). */
+ * on LUKS2 loads (from the secondary while the primary is incomplete).
+ * tests/integration/test-luks1-convert-crash.sh stops the CLI at every
+ * write of it (nbdcrypt-faults, a fault-injecting bdev under dev). */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "nbdcrypt/luks1.h"
 #include "nbdcrypt/volume.h"
 
 #define CONVERT_HDR_SIZE UINT64_C(16384)
 #define CONVERT_ALIGN    UINT64_C(4096)
-
-/* The crash-safety test (tests/integration/test-luks1-convert-crash.sh):
- * NBDCRYPT_TEST_CONVERT_CRASH_AFTER=N ends the process, as a power cut
- * would, once write step N is durable. */
-static void crash_point(int step)
-{
-  const char *v = getenv("NBDCRYPT_TEST_CONVERT_CRASH_AFTER");
-  if (v && atoi(v) == step)
-    _exit(99);
-}
 
 /* Copy [from, to) of the staging device to dev, then flush. */
 static int copy_range(struct bdev *staging, struct bdev *dev, uint64_t from, uint64_t to,
@@ -150,20 +141,13 @@ int volume_convert_luks1(struct volume *vol, struct bdev *dev, struct keys_provi
     nbdc_error_prefix(err, "LUKS1 disk %s: not converted", volume_uuid(vol));
     goto out;
   }
-  crash_point(1);
   /* 3. Keyslot areas, the secondary header, the primary's JSON area: none of
    * it touches the phdr or the kept keyslot, so the disk is still LUKS1. */
   r = copy_range(staging, dev, 2 * CONVERT_HDR_SIZE, end, err);
-  if (r == 0) {
-    crash_point(2);
-    r = copy_range(staging, dev, CONVERT_HDR_SIZE, 2 * CONVERT_HDR_SIZE, err);
-  }
-  if (r == 0) {
-    crash_point(3);
-    r = copy_range(staging, dev, LUKS2_BIN_HDR_SIZE, CONVERT_HDR_SIZE, err);
-  }
   if (r == 0)
-    crash_point(4);
+    r = copy_range(staging, dev, CONVERT_HDR_SIZE, 2 * CONVERT_HDR_SIZE, err);
+  if (r == 0)
+    r = copy_range(staging, dev, LUKS2_BIN_HDR_SIZE, CONVERT_HDR_SIZE, err);
   if (r < 0) {
     nbdc_error_prefix(err,
                       "LUKS1 disk %s: writing LUKS2 metadata (the disk is still LUKS1, "
@@ -176,12 +160,8 @@ int volume_convert_luks1(struct volume *vol, struct bdev *dev, struct keys_provi
    * rest of the primary binary header is written. */
   *converted = true;
   r = copy_range(staging, dev, 0, LUKS1_SECTOR_SIZE, err);
-  if (r == 0) {
-    crash_point(5);
-    r = copy_range(staging, dev, LUKS1_SECTOR_SIZE, LUKS2_BIN_HDR_SIZE, err);
-  }
   if (r == 0)
-    crash_point(6);
+    r = copy_range(staging, dev, LUKS1_SECTOR_SIZE, LUKS2_BIN_HDR_SIZE, err);
   if (r < 0) {
     nbdc_error_prefix(err,
                       "LUKS1 disk %s: writing the primary LUKS2 header (its secondary copy "
