@@ -174,7 +174,8 @@ int cmd_enroll(struct cli *cli, int argc, char **argv)
   if (volume_enroll(header ? hdev : dev, &eo, &res, &err) < 0) {
     r = cli_fail_target(target, "cannot enroll", err.msg);
     if (res.converted)
-      cli_fail("%s is LUKS2 now and may need kek %s: it is kept", target, res.kek_id);
+      /* the switch write may or may not have reached the disk */
+      cli_fail("%s may be LUKS2 now and need kek %s: it is kept", target, res.kek_id);
     if (res.kek_undo == VOLUME_KEK_DESTROYED)
       cli_fail("kek %s created for this enrollment was destroyed", res.kek_id);
     else if (res.kek_undo == VOLUME_KEK_NOT_DESTROYED)
