@@ -26,11 +26,13 @@ serve w "$base" nbdcrypt-keyfile="$T/pass"
 nbdcopy "$T/plain" "$(uri w)"
 server_stop w
 
-# reads_back NAME IMG: served with the passphrase, the data is all there.
+# reads_back NAME IMG: served with the passphrase (a captive nbdkit that
+# ends with its nbdcopy), the data is all there.
 reads_back() {
-  serve "$1" "$2" nbdcrypt-keyfile="$T/pass"
-  nbdcopy "$(uri "$1")" "$T/back" || fail "$1: cannot read through the filter"
-  server_stop "$1"
+  rm -f "$T/back"
+  "${_nbdkit[@]}" -U - --run "nbdcopy \"\$uri\" $(printf %q "$T/back")" --filter="$NBDCRYPT_FILTER" \
+    file file="$2" nbdcrypt-keyfile="$T/pass" 2>"$T/$1.log" ||
+    { cat "$T/$1.log" >&2; fail "$1: cannot read through the filter"; }
   cmp_range "$T/back" 0 "$T/plain" 0 $((4 * MiB)) || fail "$1: data reads back differently"
 }
 
