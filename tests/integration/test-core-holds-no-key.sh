@@ -4,7 +4,6 @@
 # none of the 16-byte quarters of the volume key(s) or of the KEK, in memory
 # or in any thread's registers.  Both backends (CI runs it in the OpenSSL
 # build too).  The kmip provider: test-core-holds-no-kmip-key.sh.
-# nbdcrypt-test: serial
 . "$(dirname "$0")/lib-filter.sh"
 . "$(dirname "$0")/lib-reencrypt.sh"
 . "$(dirname "$0")/lib-core.sh"

@@ -8,7 +8,6 @@
 # any thread's registers (TLS record buffers, TTLV answers and the KMIP
 # client's copies included).  Both backends (CI runs it in the OpenSSL build
 # too).  The test reads the KEK and the slot secret with the test KMIP tool.
-# nbdcrypt-test: serial
 . "$(dirname "${BASH_SOURCE[0]}")/lib-filter.sh"
 . "$NBDCRYPT_SRCDIR/tests/kms/kms.sh"
 . "$(dirname "${BASH_SOURCE[0]}")/lib-core.sh"

@@ -7,7 +7,6 @@
 # command again.  Every time the final plaintext's SHA-256 equals the
 # original's and the disk unlocks with the expected key only.  A disk left
 # half way is refused by the filter's volume_open and by cryptsetup.
-# nbdcrypt-test: serial
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib-reencrypt.sh"
 need cryptsetup
