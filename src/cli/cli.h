@@ -70,6 +70,9 @@ void cli_set_fail_hook(cli_fail_hook_fn fn, void *ctx);
 struct json_object;
 struct json_object *cli_json_string(const char *s);
 void cli_json_print(struct json_object *o, bool pretty);
+/* The result object of a --json command: "target", "ok" (r == CLI_OK) and,
+ * when r is not, "error": the messages collected (cli_errors_collect). */
+struct json_object *cli_json_result(const char *target, int r);
 
 /* The messages cli_fail printed while collecting (a --json command's
  * "error" field): cli_errors_collect() starts, cli_errors_text() is "" or

@@ -46,17 +46,13 @@ static int enroll_print_json(bool json, const char *target, const struct volume_
 {
   if (!json)
     return r;
-  struct json_object *o = json_object_new_object();
-  json_object_object_add(o, "target", cli_json_string(target));
-  json_object_object_add(o, "ok", json_object_new_boolean(r == CLI_OK));
+  struct json_object *o = cli_json_result(target, r);
   if (r == CLI_OK) {
     json_object_object_add(o, "provider", cli_json_string(res->provider));
     json_object_object_add(o, "kek_id", cli_json_string(res->kek_id));
     json_object_object_add(o, "kek_created", json_object_new_boolean(res->kek_created));
     json_object_object_add(o, "mode", json_object_new_string(kms_wrapped ? "kms-wrapped" : "kek"));
     json_object_object_add(o, "keyslot", json_object_new_int(res->keyslot));
-  } else {
-    json_object_object_add(o, "error", cli_json_string(cli_errors_text()));
   }
   if (res && res->was_luks1) {
     json_object_object_add(o, "converted", json_object_new_boolean(res->converted));

@@ -138,9 +138,7 @@ static int format_print_json(bool json, const char *target, const char *kek_id,
 {
   if (!json)
     return r;
-  struct json_object *o = json_object_new_object();
-  json_object_object_add(o, "target", cli_json_string(target));
-  json_object_object_add(o, "ok", json_object_new_boolean(r == CLI_OK));
+  struct json_object *o = cli_json_result(target, r);
   if (r == CLI_OK) {
     json_object_object_add(o, "uuid", cli_json_string(uuid));
     json_object_object_add(o, "provider", cli_json_string(fo->provider));
@@ -150,8 +148,6 @@ static int format_print_json(bool json, const char *target, const char *kek_id,
                            json_object_new_string(fo->kms_wrapped ? "kms-wrapped" : "kek"));
     json_object_object_add(o, "sector_size", json_object_new_int((int)fo->sector_size));
     json_object_object_add(o, "file_created", json_object_new_boolean(created));
-  } else {
-    json_object_object_add(o, "error", cli_json_string(cli_errors_text()));
   }
   cli_json_print(o, true);
   return r;

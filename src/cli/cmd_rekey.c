@@ -30,9 +30,7 @@ static int rekey_print_json(bool json, const char *target, const struct volume_r
 {
   if (!json)
     return r;
-  struct json_object *o = json_object_new_object();
-  json_object_object_add(o, "target", cli_json_string(target));
-  json_object_object_add(o, "ok", json_object_new_boolean(r == CLI_OK));
+  struct json_object *o = cli_json_result(target, r);
   if (r == CLI_OK) {
     json_object_object_add(
         o, "provider",
@@ -42,8 +40,6 @@ static int rekey_print_json(bool json, const char *target, const struct volume_r
     json_object_object_add(o, "mode",
                            json_object_new_string(ro->kms_wrapped ? "kms-wrapped" : "kek"));
     json_object_object_add(o, "removed_keyslots", json_object_new_int(removed));
-  } else {
-    json_object_object_add(o, "error", cli_json_string(cli_errors_text()));
   }
   cli_json_print(o, true);
   return r;

@@ -267,6 +267,16 @@ void cli_json_print(struct json_object *o, bool pretty)
   json_object_put(o);
 }
 
+struct json_object *cli_json_result(const char *target, int r)
+{
+  struct json_object *o = json_object_new_object();
+  json_object_object_add(o, "target", cli_json_string(target));
+  json_object_object_add(o, "ok", json_object_new_boolean(r == CLI_OK));
+  if (r != CLI_OK)
+    json_object_object_add(o, "error", cli_json_string(cli_errors_text()));
+  return o;
+}
+
 int cli_fail_target(const char *target, const char *doing, const char *msg)
 {
   bool named = strstr(msg, target) != NULL;

@@ -39,23 +39,34 @@ struct volume_session {
   size_t nkeks;
 };
 
-int volume_session_open(struct bdev *dev, const struct volume_session_opts *opts,
-                        struct volume_session **out, struct nbdc_error *err)
+/* A session on dev holding its metadata lock, one held from the load to the
+ * last write (luks2_write's own nests inside it); an NBD export has none:
+ * the seqid check guards.  *s is set (to close) even when the lock fails,
+ * unless it cannot be allocated. */
+static int session_new(struct bdev *dev, const struct volume_session_opts *opts,
+                       struct volume_session **sp, struct volume_session **out,
+                       struct nbdc_error *err)
 {
   *out = NULL;
-  struct volume_session *s = calloc(1, sizeof *s);
+  struct volume_session *s = *sp = calloc(1, sizeof *s);
   if (!s)
     return nbdc_error_set(err, ENOMEM, "out of memory");
   s->dev = dev;
   s->opts = *opts;
-  /* One held metadata lock from the load to the last write (luks2_write's
-   * own nests inside it); an NBD export has none: the seqid check guards. */
   int r = bdev_lock(dev, true, err);
   s->locked = r == 0;
   if (r == -ENOTSUP || r == -EOPNOTSUPP) {
     nbdc_error_clear(err);
     r = 0;
   }
+  return r;
+}
+
+int volume_session_open(struct bdev *dev, const struct volume_session_opts *opts,
+                        struct volume_session **out, struct nbdc_error *err)
+{
+  struct volume_session *s;
+  int r = session_new(dev, opts, &s, out, err);
   if (r < 0)
     goto fail;
   r = luks2_load(dev, &s->hdr, err);
@@ -79,18 +90,8 @@ int volume_session_create(struct bdev *dev, const struct volume_session_opts *op
                           const struct luks2_format_params *params, struct volume_session **out,
                           struct nbdc_error *err)
 {
-  *out = NULL;
-  struct volume_session *s = calloc(1, sizeof *s);
-  if (!s)
-    return nbdc_error_set(err, ENOMEM, "out of memory");
-  s->dev = dev;
-  s->opts = *opts;
-  int r = bdev_lock(dev, true, err);
-  s->locked = r == 0;
-  if (r == -ENOTSUP || r == -EOPNOTSUPP) {
-    nbdc_error_clear(err);
-    r = 0;
-  }
+  struct volume_session *s;
+  int r = session_new(dev, opts, &s, out, err);
   if (r == 0)
     r = volume_create(params, &s->vol, err);
   if (r < 0) {
