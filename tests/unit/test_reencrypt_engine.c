@@ -19,6 +19,7 @@
 #include "fault_bdev.h"
 #include "nbdcrypt/reencrypt.h"
 #include "nbdcrypt/volume.h"
+#include "counting_bdev.h"
 #include "unit_tmpdir.h"
 
 #define MIB       (UINT64_C(1) << 20)
@@ -385,31 +386,8 @@ static void test_recrypt_from_callers_volume(void **state)
 /* The header is loaded once before the first commit (which reads it back
  * once for its seqid check): no load of its own by the volume's unlock or
  * the start.  Counted as reads of the primary header's first block. */
-struct counting {
-  struct bdev *inner;
-  int header_reads;
-};
-static int counting_pread(void *opaque, void *buf, size_t count, uint64_t offset,
-                          struct nbdc_error *err)
-{
-  struct counting *c = opaque;
-  if (offset == 0)
-    c->header_reads++;
-  return bdev_pread(c->inner, buf, count, offset, err);
-}
-static int counting_pwrite(void *opaque, const void *buf, size_t count, uint64_t offset,
-                           struct nbdc_error *err)
-{
-  struct counting *c = opaque;
-  return bdev_pwrite(c->inner, buf, count, offset, err);
-}
-static int counting_size(void *opaque, uint64_t *size, struct nbdc_error *err)
-{
-  struct counting *c = opaque;
-  return bdev_get_size(c->inner, size, err);
-}
 struct start_count {
-  struct counting *c;
+  struct counting_bdev *c;
   int at_start;
 };
 static int record_start(void *opaque, const struct reenc_info *info)
@@ -424,11 +402,9 @@ static void test_recrypt_loads_header_once(void **state)
 {
   struct fixture *f = *state;
   struct nbdc_error err = {0};
-  struct counting c = {.inner = memory_with(f->enc, f->enc_size)};
-  static const struct bdev_ops ops = {
-      .pread = counting_pread, .pwrite = counting_pwrite, .get_size = counting_size};
+  struct counting_bdev c = {.inner = memory_with(f->enc, f->enc_size)};
   struct bdev *dev = NULL;
-  assert_int_equal(bdev_from_ops(&ops, &c, "counting", false, &dev, &err), 0);
+  assert_int_equal(counting_bdev_wrap(&c, &dev, &err), 0);
   struct start_count sc = {.c = &c};
   struct reenc_hooks hooks = {.opaque = &sc, .started = record_start};
   if (run(f, dev, REENC_RECRYPT, false, NULL, &hooks, NULL, &err) < 0)

@@ -13,38 +13,16 @@
 
 #include <cmocka.h>
 
+#include "counting_bdev.h"
 #include "unit_tmpdir.h"
 #include "nbdcrypt/volume.h"
 
 /* Reads of the primary header's first block: one per header load. */
-struct counting {
-  struct bdev *inner;
-  int header_reads;
-};
-static int counting_pread(void *opaque, void *buf, size_t count, uint64_t offset,
-                          struct nbdc_error *err)
-{
-  struct counting *c = opaque;
-  if (offset == 0)
-    c->header_reads++;
-  return bdev_pread(c->inner, buf, count, offset, err);
-}
-static int counting_pwrite(void *opaque, const void *buf, size_t count, uint64_t offset,
-                           struct nbdc_error *err)
-{
-  struct counting *c = opaque;
-  return bdev_pwrite(c->inner, buf, count, offset, err);
-}
-static int counting_size(void *opaque, uint64_t *size, struct nbdc_error *err)
-{
-  struct counting *c = opaque;
-  return bdev_get_size(c->inner, size, err);
-}
 
 struct fixture {
   char dir[256];
   struct keys_config *cfg;
-  struct counting c;
+  struct counting_bdev c;
   struct bdev *dev;        /* counting, over c.inner */
   char kek_a[KEYS_ID_MAX]; /* the KEK the disk is formatted with */
   char kek_b[KEYS_ID_MAX]; /* another KEK of the same provider */
@@ -62,9 +40,7 @@ static int setup(void **state)
            f->dir);
   assert_int_equal(keys_config_parse(json, "test", &f->cfg, &err), 0);
   assert_int_equal(bdev_open_memory(32u << 20, &f->c.inner, &err), 0);
-  static const struct bdev_ops ops = {
-      .pread = counting_pread, .pwrite = counting_pwrite, .get_size = counting_size};
-  assert_int_equal(bdev_from_ops(&ops, &f->c, "counting", false, &f->dev, &err), 0);
+  assert_int_equal(counting_bdev_wrap(&f->c, &f->dev, &err), 0);
   struct volume_format_opts fo = {.cfg = f->cfg, .label = "t"};
   if (volume_format(f->c.inner, &fo, f->kek_a, &err) < 0)
     fail_msg("volume_format: %s", err.msg);
