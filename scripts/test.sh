@@ -6,7 +6,7 @@
 #                sanitize there: unit tests, the filter's tests (in nbdkit with the ASan
 #                runtime preloaded, see docs/decisions.md) and the CLI tests marked so;
 #                then builds the libFuzzer targets with clang (tests/fuzz), runs each
-#                over its corpus and fuzzes each for 20 s (tests/fuzz/run.sh): a crash
+#                over its corpus and fuzzes each for 10 s (tests/fuzz/run.sh): a crash
 #                fails the run
 #   --build DIR  build directory (default: build); the OpenSSL-backend build is DIR-openssl
 # The main build uses the default crypto backend (libgcrypt); a second build
@@ -64,6 +64,6 @@ if [ "$sanitize" = 1 ]; then
   cmake --build "$fuzz" -j "$jobs" --target fuzz_kmip_ttlv fuzz_kmip_msg fuzz_keys_config \
     fuzz_luks2_load fuzz_luks1_parse fuzz_volume_token
   ASAN_OPTIONS=detect_leaks=1 ctest --test-dir "$fuzz" -L fuzz --output-on-failure || status=1
-  ASAN_OPTIONS=detect_leaks=1 "$top/tests/fuzz/run.sh" "$fuzz" 20 || status=1
+  ASAN_OPTIONS=detect_leaks=1 "$top/tests/fuzz/run.sh" "$fuzz" 10 || status=1
 fi
 exit $status
