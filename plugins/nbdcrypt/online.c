@@ -163,38 +163,26 @@ static void sleep_ms(long ms)
 
 static int ctx_pread(void *opaque, void *buf, size_t count, uint64_t offset, struct nbdc_error *err)
 {
+  /* bdev_pread/bdev_pwrite split requests at IO_SPLIT (bdev_set_max_request) */
   struct nbdcrypt_online *o = opaque;
-  uint8_t *p = buf;
-  while (count > 0) {
-    uint32_t n = count > IO_SPLIT ? IO_SPLIT : (uint32_t)count;
-    int e = 0;
-    if (o->ctx->pread(o->ctx, p, n, offset, 0, &e) == -1)
-      return nbdc_error_set(err, e ? e : EIO,
-                            "plugin read of %" PRIu32 " bytes at offset %" PRIu64 " failed: %s", n,
-                            offset, strerror(e ? e : EIO));
-    p += n;
-    offset += n;
-    count -= n;
-  }
+  int e = 0;
+  if (o->ctx->pread(o->ctx, buf, (uint32_t)count, offset, 0, &e) == -1)
+    return nbdc_error_set(err, e ? e : EIO,
+                          "plugin read of %zu bytes at offset %" PRIu64 " failed: %s", count,
+                          offset, strerror(e ? e : EIO));
   return 0;
 }
 
 static int ctx_pwrite(void *opaque, const void *buf, size_t count, uint64_t offset,
                       struct nbdc_error *err)
 {
+  /* bdev_pread/bdev_pwrite split requests at IO_SPLIT (bdev_set_max_request) */
   struct nbdcrypt_online *o = opaque;
-  const uint8_t *p = buf;
-  while (count > 0) {
-    uint32_t n = count > IO_SPLIT ? IO_SPLIT : (uint32_t)count;
-    int e = 0;
-    if (o->ctx->pwrite(o->ctx, p, n, offset, 0, &e) == -1)
-      return nbdc_error_set(err, e ? e : EIO,
-                            "plugin write of %" PRIu32 " bytes at offset %" PRIu64 " failed: %s", n,
-                            offset, strerror(e ? e : EIO));
-    p += n;
-    offset += n;
-    count -= n;
-  }
+  int e = 0;
+  if (o->ctx->pwrite(o->ctx, buf, (uint32_t)count, offset, 0, &e) == -1)
+    return nbdc_error_set(err, e ? e : EIO,
+                          "plugin write of %zu bytes at offset %" PRIu64 " failed: %s", count,
+                          offset, strerror(e ? e : EIO));
   return 0;
 }
 
