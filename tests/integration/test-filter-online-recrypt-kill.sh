@@ -97,7 +97,7 @@ half_way=0 checked=0
 for cycle in $(seq 1 10); do
   args=()
   [ "$cycle" = 1 ] && args=(nbdcrypt-reencrypt=recrypt)
-  export NBDCRYPT_TEST_HOTZONE_DELAY_MS=2000
+  export NBDCRYPT_TEST_HOTZONE_DELAY_MS=3000
   serve k$cycle "$img" "${args[@]}"
   unset NBDCRYPT_TEST_HOTZONE_DELAY_MS
   n=$(io check "$(uri k$cycle)" "$journal") || fail "after kill $((cycle - 1)): flushed data lost"
@@ -113,12 +113,21 @@ done
 [ "$half_way" -ge 6 ] || fail "only $half_way of 10 kills hit the recrypt half way"
 pass "10 SIGKILLs ($half_way of them with the recrypt half way), each restart resumed and found every flushed write ($checked block checks)"
 
-serve last "$img"
-io check "$(uri last)" "$journal" >/dev/null || fail "after the last kill: flushed data lost"
-for i in $(seq 1200); do log_has last "recrypt of disk .* finished" && break; sleep 0.1; done
-log_has last "recrypt of disk .* finished" ||
-  { grep -v debug "$T/last.log" | grep nbdcrypt: >&2 || true; nbdcrypt info "$img" | grep operation >&2 || true
-    fail "the recrypt did not finish within 120 s"; }
+# A slow machine may let the recrypt finish during the last cycles (each
+# server recrypts while it checks the journal): then that server said so.
+if [ -n "$(requirements "$img")" ]; then
+  serve last "$img"
+  io check "$(uri last)" "$journal" >/dev/null || fail "after the last kill: flushed data lost"
+  for i in $(seq 1200); do log_has last "recrypt of disk .* finished" && break; sleep 0.1; done
+  log_has last "recrypt of disk .* finished" ||
+    { grep -v debug "$T/last.log" | grep nbdcrypt: >&2 || true; nbdcrypt info "$img" | grep operation >&2 || true
+      fail "the recrypt did not finish within 120 s"; }
+else
+  grep -l "recrypt of disk .* finished" "$T"/k*.log >/dev/null ||
+    { grep -h -v debug "$T"/k*.log | grep nbdcrypt: >&2 || true
+      fail "no requirement flag is left, but no server said that the recrypt finished"; }
+  serve last "$img"
+fi
 io check "$(uri last)" "$journal" >/dev/null || fail "after the recrypt finished: flushed data lost"
 server_stop last
 [ -z "$(requirements "$img")" ] || fail "requirement flag left"
