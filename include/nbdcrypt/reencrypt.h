@@ -151,7 +151,18 @@ struct reenc_hooks {
   /* The range is in its new form; done is the new boundary (forward:
    * [0, done) is done; backward: [done, data_size)). */
   void (*zone_done)(void *opaque, uint64_t offset, uint64_t len, uint64_t done);
+  /* Optional, for a caller that serves reads of a zone while it is
+   * rewritten (in place, forward only): the zone's new form is written in
+   * pieces of at most REENC_PIECE bytes, each between write_begin (may
+   * block; a negative errno stops the run) and write_done (ok: the piece is
+   * in its new form; false: it may be mixed, the run ends with an error).
+   * Without them a zone is written in one go. */
+  int (*write_begin)(void *opaque, uint64_t offset, uint64_t len);
+  void (*write_done)(void *opaque, uint64_t offset, uint64_t len, bool ok);
 };
+
+/* The piece of a zone written between write_begin and write_done. */
+#define REENC_PIECE (1024u * 1024)
 
 /* Opens keyslot of hdr (on hdev) for a resume: *key secure memory of *len
  * bytes (secmem_alloc), freed by the engine.  0 or a negative errno with err

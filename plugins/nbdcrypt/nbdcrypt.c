@@ -325,7 +325,7 @@ static int nbdcrypt_pread(nbdkit_next *next, void *handle, void *buf, uint32_t c
   CLEANUP_RANGE struct range_hold hold = {0};
   if (nbdcrypt_online_enter(x, &hold.h, round_down(offset, sector_size),
                             round_up(offset + count, sector_size) - round_down(offset, sector_size),
-                            &boundary, err) == -1)
+                            false, &boundary, err) == -1)
     return -1;
   hold.x = x;
 
@@ -392,7 +392,7 @@ static int write_data(nbdkit_next *next, const struct nbdcrypt_export *x, const 
 
   uint64_t boundary;
   CLEANUP_RANGE struct range_hold hold = {0};
-  if (nbdcrypt_online_enter(x, &hold.h, start, end - start, &boundary, err) == -1)
+  if (nbdcrypt_online_enter(x, &hold.h, start, end - start, true, &boundary, err) == -1)
     return -1;
   hold.x = x;
   struct nbdcrypt_thread *t = nbdcrypt_thread_get(x, MIN(end - start, NBDCRYPT_CHUNK), err);
@@ -472,7 +472,7 @@ static int nbdcrypt_trim(nbdkit_next *next, void *handle, uint32_t count, uint64
     return 0;
   uint64_t boundary;
   CLEANUP_RANGE struct range_hold hold = {0};
-  if (nbdcrypt_online_enter(x, &hold.h, start, end - start, &boundary, err) == -1)
+  if (nbdcrypt_online_enter(x, &hold.h, start, end - start, true, &boundary, err) == -1)
     return -1;
   hold.x = x;
   CLEANUP_RWLOCK pthread_rwlock_t *lock = rwlock_take(x->rmw_lock, false);

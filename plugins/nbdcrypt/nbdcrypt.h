@@ -168,12 +168,14 @@ int nbdcrypt_online_start(struct nbdcrypt_export *x, bool readonly, bool resume,
                           struct nbdc_error *e);
 /* .cleanup: stop the recrypt at a resumable point, close its context. */
 void nbdcrypt_online_stop(struct nbdcrypt_export *x);
-/* Data path: hold logical [offset, offset+len) against the hotzone and get
- * the boundary (bytes below it under the new key; 0 without a recrypt);
- * -1 with *err = EIO when the range is a hotzone left half way by an error.
- * Every successful enter is matched by one leave. */
+/* Data path: hold logical [offset, offset+len) against the hotzone (write:
+ * the request changes the disk) and get the boundary (bytes below it under
+ * the new key; 0 without a recrypt); -1 with *err = EIO when the range is a
+ * hotzone left half way by an error.  Every successful enter is matched by
+ * one leave. */
 int nbdcrypt_online_enter(const struct nbdcrypt_export *x, struct rangelock_hold *h,
-                          uint64_t offset, uint64_t len, uint64_t *boundary, int *err);
+                          uint64_t offset, uint64_t len, bool write, uint64_t *boundary,
+                          int *err);
 void nbdcrypt_online_leave(const struct nbdcrypt_export *x, struct rangelock_hold *h);
 /* .cleanup: every export's recrypt (export.c). */
 void nbdcrypt_exports_stop_online(void);

@@ -7,16 +7,21 @@
  * export's name on the export's first connection and closed at .cleanup.
  *
  * Routing: logical [0, boundary) is under the new key, the rest under the
- * old one (the progress record's segments).  The hotzone is held
- * exclusively in a range lock (src/util/rangelock.c) from before the engine
- * reads its old blocks until its new blocks are written; every client
- * request holds its own range shared, reads the boundary inside the hold,
- * and so never sees or writes a hotzone half way.  The boundary only moves
- * while the hotzone is held.  Client writes are therefore under the key
- * the header's record gives their block at every crash point: [0, done)
- * new, the hotzone in progress is written new by the engine before any
- * client touches it (recovery keeps blocks that do not match their old
- * head16 entry), the rest old.
+ * old one (the progress record's segments).  A range lock
+ * (src/util/rangelock.c) orders client requests and the engine: a client
+ * request holds its range READ or WRITE and reads the boundary inside the
+ * hold.  The engine holds a hotzone ZONE from before it reads the zone's
+ * old blocks until their new form is written: client writes there wait
+ * (the engine would overwrite them with what it read), client reads go on
+ * with the old key.  The engine writes the new form a piece (REENC_PIECE)
+ * at a time, each held EXCL, and moves the boundary past the piece before
+ * it lets go of it: a read never sees a piece half way, and the boundary
+ * inside a client's hold never moves.  A hotzone a crash left half way
+ * (old and new blocks mixed) is held EXCL until it is recovered.  Client
+ * writes are therefore under the key the header's record gives their block
+ * at every crash point: [0, done) new, the hotzone in progress is written
+ * new by the engine before any client writes it (recovery keeps blocks
+ * that do not match their old head16 entry), the rest old.
  *
  * Client I/O keeps priority: before it takes a hotzone the engine waits
  * while client requests are in flight or ended less than YIELD_IDLE_MS ago,
@@ -74,6 +79,8 @@ struct nbdcrypt_online {
   /* engine thread only */
   struct rangelock_hold zone[NZONES];
   bool zone_held[NZONES];
+  struct rangelock_hold piece; /* the piece of a zone being written (EXCL) */
+  bool piece_held;
   uint64_t zone_start_ns[NZONES];
   uint64_t hz_ns;    /* how long the last zone held its range */
   uint64_t yield_ns; /* total time waited for clients */
@@ -225,14 +232,15 @@ static void logf_export(const struct nbdcrypt_online *o, const char *fmt, ...)
 
 /* Hold [offset, offset+len) for the engine (at most two zones at a time: the
  * engine reads zone k+1 while it writes zone k). */
-static int zone_hold(struct nbdcrypt_online *o, uint64_t offset, uint64_t len)
+static int zone_hold(struct nbdcrypt_online *o, uint64_t offset, uint64_t len,
+                     enum rangelock_mode mode)
 {
   for (int i = 0; i < NZONES; i++)
     if (o->zone_held[i] && o->zone[i].offset == offset && o->zone[i].len == len)
       return 0; /* held already (the hotzone of a resume, from started) */
   for (int i = 0; i < NZONES; i++) {
     if (!o->zone_held[i]) {
-      rangelock_lock(&o->rl, &o->zone[i], offset, len, true);
+      rangelock_lock(&o->rl, &o->zone[i], offset, len, mode);
       o->zone_held[i] = true;
       o->zone_start_ns[i] = now_ns();
       return 0;
@@ -275,7 +283,7 @@ static int hook_started(void *opaque, const struct reenc_info *info)
   /* A hotzone that a crash left half way is recovered first: no client may
    * touch it before (the engine's zone_begin for it finds it held). */
   if (st->hotzone_size)
-    zone_hold(o, st->hotzone_offset, st->hotzone_size);
+    zone_hold(o, st->hotzone_offset, st->hotzone_size, RANGELOCK_EXCL);
   pthread_mutex_lock(&o->mu);
   x->segment.offset = st->old_offset;
   x->segment.iv_tweak = st->iv_tweak;
@@ -305,7 +313,39 @@ fail:
 static int hook_begin(void *opaque, uint64_t offset, uint64_t len)
 {
   struct nbdcrypt_online *o = opaque;
-  return zone_hold(o, offset, len);
+  return zone_hold(o, offset, len, RANGELOCK_ZONE);
+}
+
+/* Poison the zone that holds [offset, offset+len): its blocks may be mixed. */
+static void zone_poison(struct nbdcrypt_online *o, uint64_t offset)
+{
+  for (int i = 0; i < NZONES; i++)
+    if (o->zone_held[i] && o->zone[i].offset <= offset &&
+        offset - o->zone[i].offset < o->zone[i].len) {
+      atomic_store(&o->poison_off[i], o->zone[i].offset);
+      atomic_store(&o->poison_len[i], o->zone[i].len);
+    }
+}
+
+static int hook_write_begin(void *opaque, uint64_t offset, uint64_t len)
+{
+  struct nbdcrypt_online *o = opaque;
+  rangelock_lock(&o->rl, &o->piece, offset, len, RANGELOCK_EXCL);
+  o->piece_held = true;
+  return 0;
+}
+
+/* The piece is in its new form: readers of it use the new key from now on
+ * (set before the piece is let go, so no reader holds it meanwhile). */
+static void hook_write_done(void *opaque, uint64_t offset, uint64_t len, bool ok)
+{
+  struct nbdcrypt_online *o = opaque;
+  if (ok)
+    atomic_store(&o->boundary, offset + len);
+  else
+    zone_poison(o, offset);
+  rangelock_unlock(&o->rl, &o->piece);
+  o->piece_held = false;
 }
 
 static void hook_done(void *opaque, uint64_t offset, uint64_t len, uint64_t done)
@@ -356,7 +396,13 @@ static void *engine_main(void *p)
   struct nbdcrypt_online *o = p;
   struct reenc_passphrase pass;
   const struct reenc_hooks hooks = {
-      .opaque = o, .started = hook_started, .zone_begin = hook_begin, .zone_done = hook_done};
+      .opaque = o,
+      .started = hook_started,
+      .zone_begin = hook_begin,
+      .zone_done = hook_done,
+      .write_begin = hook_write_begin,
+      .write_done = hook_write_done,
+  };
   struct reenc_opts opts = {
       .mode = REENC_RECRYPT,
       .cfg = nbdcrypt_keys_config(),
@@ -379,6 +425,11 @@ static void *engine_main(void *p)
                            .name = o->x->segment.uuid[0] ? o->x->segment.uuid : NULL};
   int r = reenc_run(&t, &opts, &e);
   /* zones begun and not done are mixed: refused to clients until a resume */
+  if (o->piece_held) {
+    zone_poison(o, o->piece.offset);
+    rangelock_unlock(&o->rl, &o->piece);
+    o->piece_held = false;
+  }
   for (int i = 0; i < NZONES; i++)
     if (o->zone_held[i])
       zone_release(o, o->zone[i].offset, true);
@@ -536,7 +587,7 @@ void nbdcrypt_online_stop(struct nbdcrypt_export *x)
 /* ---- the data path ---------------------------------------------------------- */
 
 int nbdcrypt_online_enter(const struct nbdcrypt_export *x, struct rangelock_hold *h,
-                          uint64_t offset, uint64_t len, uint64_t *boundary, int *err)
+                          uint64_t offset, uint64_t len, bool write, uint64_t *boundary, int *err)
 {
   struct nbdcrypt_online *o = x->online;
   if (!o) {
@@ -544,7 +595,7 @@ int nbdcrypt_online_enter(const struct nbdcrypt_export *x, struct rangelock_hold
     h->granted = false;
     return 0;
   }
-  rangelock_lock(&o->rl, h, offset, len, false);
+  rangelock_lock(&o->rl, h, offset, len, write ? RANGELOCK_WRITE : RANGELOCK_READ);
   for (int i = 0; i < NZONES; i++) {
     uint64_t poff = atomic_load(&o->poison_off[i]), plen = atomic_load(&o->poison_len[i]);
     if (plen && offset < poff + plen && poff < offset + len) {

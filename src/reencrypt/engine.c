@@ -362,6 +362,31 @@ static bool stop_requested(const struct reenc *re)
   return re->opts->stop && *re->opts->stop;
 }
 
+/* The new form of logical [a, a+h) (in buf) to phys: in one go, or piece by
+ * piece between the caller's write hooks. */
+static int write_zone(struct reenc *re, const uint8_t *buf, uint64_t a, uint64_t h, uint64_t phys,
+                      struct nbdc_error *err)
+{
+  const struct reenc_hooks *hk = re->opts->hooks;
+  if (!hk || !hk->write_begin)
+    return write_converted(re, buf, (size_t)h, phys, err);
+  for (uint64_t p = 0; p < h; p += REENC_PIECE) {
+    size_t n = (size_t)min_u64(REENC_PIECE, h - p);
+    int r = hk->write_begin(hk->opaque, a + p, n);
+    if (r < 0)
+      return nbdc_error_set(err, -r,
+                            "%s: the re-encryption's caller stopped it before offset %" PRIu64
+                            ": %s",
+                            re->target, a + p, strerror(-r));
+    r = write_converted(re, buf + p, n, phys + p, err);
+    if (hk->write_done)
+      hk->write_done(hk->opaque, a + p, n, r == 0);
+    if (r < 0)
+      return r;
+  }
+  return 0;
+}
+
 /* In place with checksums, hotzone [a, a+h) already read and converted in
  * buf by the workers, heads holding its old blocks' discriminators: the table
  * is durable and named by the header before any block is overwritten. */
@@ -388,7 +413,7 @@ static int write_checksum_step(struct reenc *re, uint64_t a, uint64_t h, const u
   sha256(heads, table_len, st->checksum_sha);
   if ((r = reenc_commit(re, err)) < 0)
     return r;
-  if ((r = write_converted(re, buf, h, phys, err)) < 0)
+  if ((r = write_zone(re, buf, a, h, phys, err)) < 0)
     return r;
   st->done = a + h;
   st->hotzone_size = 0;

@@ -46,47 +46,62 @@ static void list_del(struct rangelock_hold **list, struct rangelock_hold *h)
   h->prev = h->next = NULL;
 }
 
-/* May h be granted now?  A conflict is an overlapping hold where one side is
- * exclusive; a shared request also yields to an overlapping exclusive
- * waiter (no starvation of the writer). */
+static bool is_client(enum rangelock_mode m)
+{
+  return m == RANGELOCK_READ || m == RANGELOCK_WRITE;
+}
+
+/* Do modes a and b exclude each other on overlapping ranges?  EXCL and ZONE
+ * do not: the engine's EXCL pieces lie inside its own ZONE holds. */
+static bool conflict(enum rangelock_mode a, enum rangelock_mode b)
+{
+  if (a == RANGELOCK_ZONE || b == RANGELOCK_ZONE)
+    return a == b || a == RANGELOCK_WRITE || b == RANGELOCK_WRITE;
+  return a == RANGELOCK_EXCL || b == RANGELOCK_EXCL; /* else READ and WRITE */
+}
+
+/* May h be granted now?  Not while an overlapping hold conflicts with it; a
+ * client request also yields to an overlapping waiter it conflicts with (no
+ * starvation of the re-encryption). */
 static bool grantable(const struct rangelock *l, const struct rangelock_hold *h)
 {
   for (const struct rangelock_hold *o = l->held; o; o = o->next)
-    if ((o->exclusive || h->exclusive) && overlap(o, h))
+    if (conflict(o->mode, h->mode) && overlap(o, h))
       return false;
-  if (!h->exclusive)
+  if (is_client(h->mode))
     for (const struct rangelock_hold *w = l->waiting; w; w = w->next)
-      if (overlap(w, h))
+      if (conflict(w->mode, h->mode) && overlap(w, h))
         return false;
   return true;
 }
 
-static void set_range(struct rangelock_hold *h, uint64_t offset, uint64_t len, bool exclusive)
+static void set_range(struct rangelock_hold *h, uint64_t offset, uint64_t len,
+                      enum rangelock_mode mode)
 {
   h->offset = offset;
   /* clamp so that offset + len never wraps */
   h->len = len > UINT64_MAX - offset ? UINT64_MAX - offset : len;
-  h->exclusive = exclusive;
+  h->mode = mode;
   h->granted = false;
   h->prev = h->next = NULL;
 }
 
 void rangelock_lock(struct rangelock *l, struct rangelock_hold *h, uint64_t offset, uint64_t len,
-                    bool exclusive)
+                    enum rangelock_mode mode)
 {
-  set_range(h, offset, len, exclusive);
+  set_range(h, offset, len, mode);
   pthread_mutex_lock(&l->mu);
   if (!grantable(l, h)) {
-    if (exclusive)
+    if (!is_client(mode))
       list_add(&l->waiting, h);
     else
       l->shared_waits++;
     while (!grantable(l, h))
       pthread_cond_wait(&l->cv, &l->mu);
-    if (exclusive)
+    if (!is_client(mode))
       list_del(&l->waiting, h);
   }
-  if (!exclusive)
+  if (is_client(mode))
     l->shared_grants++;
   h->granted = true;
   list_add(&l->held, h);
@@ -94,13 +109,13 @@ void rangelock_lock(struct rangelock *l, struct rangelock_hold *h, uint64_t offs
 }
 
 bool rangelock_trylock(struct rangelock *l, struct rangelock_hold *h, uint64_t offset, uint64_t len,
-                       bool exclusive)
+                       enum rangelock_mode mode)
 {
-  set_range(h, offset, len, exclusive);
+  set_range(h, offset, len, mode);
   pthread_mutex_lock(&l->mu);
   bool ok = grantable(l, h);
   if (ok) {
-    if (!exclusive)
+    if (is_client(mode))
       l->shared_grants++;
     h->granted = true;
     list_add(&l->held, h);
@@ -125,7 +140,7 @@ unsigned rangelock_shared_count(struct rangelock *l)
   pthread_mutex_lock(&l->mu);
   unsigned n = 0;
   for (const struct rangelock_hold *o = l->held; o; o = o->next)
-    n += !o->exclusive;
+    n += is_client(o->mode);
   pthread_mutex_unlock(&l->mu);
   return n;
 }
