@@ -174,8 +174,7 @@ void nbdcrypt_online_stop(struct nbdcrypt_export *x);
  * hotzone left half way by an error.  Every successful enter is matched by
  * one leave. */
 int nbdcrypt_online_enter(const struct nbdcrypt_export *x, struct rangelock_hold *h,
-                          uint64_t offset, uint64_t len, bool write, uint64_t *boundary,
-                          int *err);
+                          uint64_t offset, uint64_t len, bool write, uint64_t *boundary, int *err);
 void nbdcrypt_online_leave(const struct nbdcrypt_export *x, struct rangelock_hold *h);
 /* .cleanup: every export's recrypt (export.c). */
 void nbdcrypt_exports_stop_online(void);

@@ -59,8 +59,8 @@
  * with zones no longer blocking client reads, 100 % halved the recrypt's
  * rate for little client gain; 25 % keeps clients at 0.67-0.71) */
 #define YIELD_SHARE_PCT 25u
-#define IO_SPLIT      (4u * 1024 * 1024)
-#define NZONES        2
+#define IO_SPLIT        (4u * 1024 * 1024)
+#define NZONES          2
 
 struct nbdcrypt_online {
   struct nbdcrypt_export *x;
@@ -85,7 +85,6 @@ struct nbdcrypt_online {
   struct rangelock_hold zone[NZONES];
   bool zone_held[NZONES];
   struct rangelock_hold piece; /* the piece of a zone being written (EXCL) */
-  bool piece_held;
   uint64_t zone_start_ns[NZONES];
   uint64_t hz_ns;    /* how long the last zone held its range */
   uint64_t yield_ns; /* total time waited for clients */
@@ -321,36 +320,23 @@ static int hook_begin(void *opaque, uint64_t offset, uint64_t len)
   return zone_hold(o, offset, len, RANGELOCK_ZONE);
 }
 
-/* Poison the zone that holds [offset, offset+len): its blocks may be mixed. */
-static void zone_poison(struct nbdcrypt_online *o, uint64_t offset)
-{
-  for (int i = 0; i < NZONES; i++)
-    if (o->zone_held[i] && o->zone[i].offset <= offset &&
-        offset - o->zone[i].offset < o->zone[i].len) {
-      atomic_store(&o->poison_off[i], o->zone[i].offset);
-      atomic_store(&o->poison_len[i], o->zone[i].len);
-    }
-}
-
 static int hook_write_begin(void *opaque, uint64_t offset, uint64_t len)
 {
   struct nbdcrypt_online *o = opaque;
   rangelock_lock(&o->rl, &o->piece, offset, len, RANGELOCK_EXCL);
-  o->piece_held = true;
   return 0;
 }
 
 /* The piece is in its new form: readers of it use the new key from now on
- * (set before the piece is let go, so no reader holds it meanwhile). */
+ * (set before the piece is let go, so no reader holds it meanwhile).  A
+ * failed piece leaves its zone mixed: the zone stays held until the engine
+ * ends, which poisons it. */
 static void hook_write_done(void *opaque, uint64_t offset, uint64_t len, bool ok)
 {
   struct nbdcrypt_online *o = opaque;
   if (ok)
     atomic_store(&o->boundary, offset + len);
-  else
-    zone_poison(o, offset);
   rangelock_unlock(&o->rl, &o->piece);
-  o->piece_held = false;
 }
 
 static void hook_done(void *opaque, uint64_t offset, uint64_t len, uint64_t done)
@@ -362,8 +348,8 @@ static void hook_done(void *opaque, uint64_t offset, uint64_t len, uint64_t done
   o->hotzones++;
   /* Yield to clients (with this zone released; the next one, which the
    * engine reads meanwhile, stays held): while client requests are in
-   * flight or ended less than YIELD_IDLE_MS ago, at most as long as the
-   * zone took, so that the recrypt keeps about half of the time. */
+   * flight or ended less than YIELD_IDLE_MS ago, at most YIELD_SHARE_PCT
+   * of the time the zone took. */
   uint64_t cap =
       o->hz_ns < (uint64_t)YIELD_MAX_MS * 1000000u ? o->hz_ns : (uint64_t)YIELD_MAX_MS * 1000000u;
   cap = cap * YIELD_SHARE_PCT / 100;
@@ -431,11 +417,6 @@ static void *engine_main(void *p)
                            .name = o->x->segment.uuid[0] ? o->x->segment.uuid : NULL};
   int r = reenc_run(&t, &opts, &e);
   /* zones begun and not done are mixed: refused to clients until a resume */
-  if (o->piece_held) {
-    zone_poison(o, o->piece.offset);
-    rangelock_unlock(&o->rl, &o->piece);
-    o->piece_held = false;
-  }
   for (int i = 0; i < NZONES; i++)
     if (o->zone_held[i])
       zone_release(o, o->zone[i].offset, true);

@@ -326,17 +326,22 @@ int reenc_hook_started(struct reenc *re, struct nbdc_error *err)
   return 0;
 }
 
-int reenc_hook_begin(struct reenc *re, uint64_t offset, uint64_t len, struct nbdc_error *err)
+/* r: what a zone_begin or write_begin hook returned before offset. */
+static int hook_refused(struct reenc *re, int r, uint64_t offset, struct nbdc_error *err)
 {
-  const struct reenc_hooks *h = re->opts->hooks;
-  if (!h || !h->zone_begin)
-    return 0;
-  int r = h->zone_begin(h->opaque, offset, len);
   if (r < 0)
     return nbdc_error_set(err, -r,
                           "%s: the re-encryption's caller stopped it before offset %" PRIu64 ": %s",
                           re->target, offset, strerror(-r));
   return 0;
+}
+
+int reenc_hook_begin(struct reenc *re, uint64_t offset, uint64_t len, struct nbdc_error *err)
+{
+  const struct reenc_hooks *h = re->opts->hooks;
+  if (!h || !h->zone_begin)
+    return 0;
+  return hook_refused(re, h->zone_begin(h->opaque, offset, len), offset, err);
 }
 
 void reenc_hook_done(struct reenc *re, uint64_t offset, uint64_t len)
@@ -372,12 +377,9 @@ static int write_zone(struct reenc *re, const uint8_t *buf, uint64_t a, uint64_t
     return write_converted(re, buf, (size_t)h, phys, err);
   for (uint64_t p = 0; p < h; p += REENC_PIECE) {
     size_t n = (size_t)min_u64(REENC_PIECE, h - p);
-    int r = hk->write_begin(hk->opaque, a + p, n);
+    int r = hook_refused(re, hk->write_begin(hk->opaque, a + p, n), a + p, err);
     if (r < 0)
-      return nbdc_error_set(err, -r,
-                            "%s: the re-encryption's caller stopped it before offset %" PRIu64
-                            ": %s",
-                            re->target, a + p, strerror(-r));
+      return r;
     r = write_converted(re, buf + p, n, phys + p, err);
     if (hk->write_done)
       hk->write_done(hk->opaque, a + p, n, r == 0);
