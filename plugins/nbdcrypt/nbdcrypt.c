@@ -132,7 +132,7 @@ static int nbdcrypt_config_complete(nbdkit_next_config_complete *next, nbdkit_ba
 
 static int nbdcrypt_get_ready(int thread_model)
 {
-  (void)thread_model;
+  nbdcrypt_online_set_thread_model(thread_model);
   return nbdcrypt_lock_ready();
 }
 

@@ -161,6 +161,10 @@ int nbdcrypt_online_config_key(const char *key, const char *value);
 bool nbdcrypt_online_wanted(void);                         /* nbdcrypt-reencrypt=recrypt */
 bool nbdcrypt_online_resume_allowed(void);                 /* not nbdcrypt-reencrypt=no */
 void nbdcrypt_online_set_backend(nbdkit_backend *backend); /* .after_fork */
+/* .get_ready: the server's thread model (the plugin's and every filter's
+ * tightest); under NBDKIT_THREAD_MODEL_PARALLEL the engine's workers read
+ * through its plugin context while it writes. */
+void nbdcrypt_online_set_thread_model(int thread_model);
 /* Start (resume: only resume) the recrypt of export x in its own thread and
  * wait until it serves: x's segment, master_xts, new_master and online are
  * set.  0, or -errno with e set (nothing started). */

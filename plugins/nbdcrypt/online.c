@@ -28,7 +28,13 @@
  * in YIELD_STEP_MS sleeps, at most YIELD_SHARE_PCT of the time the previous
  * hotzone took and at most YIELD_MAX_MS: under a continuous client load the
  * recrypt still gets about 80 % of its time, and an idle disk is recrypted
- * at full speed. */
+ * at full speed.
+ *
+ * Under NBDKIT_THREAD_MODEL_PARALLEL the engine's workers read the next zone
+ * through the engine's context (a second reader) while the engine writes;
+ * under serialize_requests its requests go one at a time; a server that
+ * allows no two busy handles (serialize_all_requests, serialize_connections)
+ * refuses the online recrypt. */
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -70,6 +76,8 @@ struct nbdcrypt_online {
   atomic_uint_fast64_t poison_off[NZONES], poison_len[NZONES];
   atomic_int_fast64_t last_client_ns; /* end of the last client request */
   nbdkit_next *ctx;                   /* the engine's plugin context */
+  bool can_cache;                     /* ctx has a native cache (read-ahead) */
+  bool parallel;                      /* the workers read through ctx while the engine writes */
   struct bdev *dev;
   pthread_t thread;
   bool thread_started;
@@ -97,6 +105,7 @@ struct nbdcrypt_online {
 static enum { REENC_AUTO, REENC_ON, REENC_NO } reencrypt_mode = REENC_AUTO;
 static uint64_t online_hotzone = 16u * 1024 * 1024;
 static nbdkit_backend *the_backend;
+static int the_thread_model = NBDKIT_THREAD_MODEL_SERIALIZE_CONNECTIONS;
 /* NBDCRYPT_TEST_HOTZONE_DELAY_MS (tests only, as the CLI's): a pause after
  * each zone, so that a test can act while the recrypt is half way. */
 static long test_delay_ms;
@@ -155,6 +164,11 @@ void nbdcrypt_online_set_backend(nbdkit_backend *backend)
     long ms = strtol(d, NULL, 10);
     test_delay_ms = ms > 0 && ms <= 10000 ? ms : 0;
   }
+}
+
+void nbdcrypt_online_set_thread_model(int thread_model)
+{
+  the_thread_model = thread_model;
 }
 
 static uint64_t now_ns(void)
@@ -216,8 +230,48 @@ static int ctx_get_size(void *opaque, uint64_t *size, struct nbdc_error *err)
   return 0;
 }
 
+/* Advisory read-ahead through the plugin's cache (the file plugin's is
+ * posix_fadvise WILLNEED); nothing where the plugin has no native cache. */
+static void ctx_readahead(void *opaque, uint64_t offset, uint64_t len)
+{
+  struct nbdcrypt_online *o = opaque;
+  if (!o->can_cache)
+    return;
+  for (uint64_t done = 0; done < len;) {
+    uint32_t n = (uint32_t)(len - done < IO_SPLIT ? len - done : IO_SPLIT);
+    int e = 0;
+    if (o->ctx->cache(o->ctx, n, offset + done, 0, &e) == -1)
+      return;
+    done += n;
+  }
+}
+
+static const struct bdev_ops ctx_reader_ops = {
+    .pread = ctx_pread, .get_size = ctx_get_size, .readahead = ctx_readahead};
+
+/* Under NBDKIT_THREAD_MODEL_PARALLEL the plugin takes concurrent requests on
+ * one context: the engine's workers read through the engine's context while
+ * the engine writes (nbdkit serializes only the requests of connections, not
+ * a filter's own context).  The reader borrows the context: o owns it. */
+static int ctx_open_reader(void *opaque, struct bdev **out, struct nbdc_error *err)
+{
+  struct bdev *dev;
+  int r = bdev_from_ops(&ctx_reader_ops, opaque, "plugin disk (reader)", true, &dev, err);
+  if (r < 0)
+    return r;
+  bdev_set_max_request(dev, IO_SPLIT);
+  *out = dev;
+  return 0;
+}
+
 static const struct bdev_ops ctx_ops = {
     .pread = ctx_pread, .pwrite = ctx_pwrite, .flush = ctx_flush, .get_size = ctx_get_size};
+static const struct bdev_ops ctx_parallel_ops = {.pread = ctx_pread,
+                                                 .pwrite = ctx_pwrite,
+                                                 .flush = ctx_flush,
+                                                 .get_size = ctx_get_size,
+                                                 .open_reader = ctx_open_reader,
+                                                 .readahead = ctx_readahead};
 
 /* ---- the engine's hooks (engine thread) ------------------------------------ */
 
@@ -303,9 +357,12 @@ static int hook_started(void *opaque, const struct reenc_info *info)
   pthread_cond_broadcast(&o->cv);
   pthread_mutex_unlock(&o->mu);
   o->t0_ns = now_ns();
-  logf_export(o, "recrypt of disk %s %s at %" PRIu64 "%% (%" PRIu64 " of %" PRIu64 " bytes done)",
+  logf_export(o,
+              "recrypt of disk %s %s at %" PRIu64 "%% (%" PRIu64 " of %" PRIu64 " bytes done; %s)",
               x->segment.uuid, st->done || st->hotzone_size ? "resumed" : "started",
-              st->data_size ? st->done * 100 / st->data_size : 100, st->done, st->data_size);
+              st->data_size ? st->done * 100 / st->data_size : 100, st->done, st->data_size,
+              o->parallel ? "it reads ahead while it writes (parallel plugin)"
+                          : "one plugin request at a time (serialize_requests plugin)");
   return 0;
 fail:
   pthread_mutex_lock(&o->mu);
@@ -405,7 +462,10 @@ static void *engine_main(void *p)
       .stop = &o->stop,
       .old_volume = o->old_volume,
       .hooks = &hooks,
-      .workers = 1, /* the crypto of one core keeps up with the disk; the others serve */
+      /* two conversion threads: one reads while the other converts (with the
+       * workers reading through the engine's context, bench/REPORT-online.md:
+       * under client load two kept the recrypt near 2x offline, one at 2.3x) */
+      .workers = 2,
   };
   if (nbdcrypt_secret(&pass.data, &pass.len)) {
     pass.name = "nbdcrypt-passphrase";
@@ -484,6 +544,20 @@ int nbdcrypt_online_start(struct nbdcrypt_export *x, bool readonly, bool resume,
                           resume ? "resume" : "run");
   if (!the_backend)
     return nbdc_error_set(e, EIO, "internal error: no backend for the recrypt's context");
+  /* The engine's context is a handle of its own, used while clients use
+   * theirs: a server whose thread model allows no two handles busy at once
+   * (a plugin or filter with serialize_all_requests or
+   * serialize_connections) cannot run it. */
+  if (the_thread_model < NBDKIT_THREAD_MODEL_SERIALIZE_REQUESTS)
+    return nbdc_error_set(e, ENOTSUP,
+                          "cannot %s a recrypt online: the server's thread model is %s (a plugin "
+                          "or filter of this server allows no two requests at once); %s",
+                          resume ? "resume" : "run",
+                          the_thread_model == NBDKIT_THREAD_MODEL_SERIALIZE_ALL_REQUESTS
+                              ? "serialize_all_requests"
+                              : "serialize_connections",
+                          resume ? "finish it offline with nbdcrypt recrypt --resume"
+                                 : "run nbdcrypt recrypt offline");
   struct nbdcrypt_online *o = calloc(1, sizeof *o);
   if (!o)
     return nbdc_error_set(e, ENOMEM, "out of memory");
@@ -511,7 +585,10 @@ int nbdcrypt_online_start(struct nbdcrypt_export *x, bool readonly, bool resume,
   }
   o->ctx->can_flush(o->ctx);
   o->ctx->can_fua(o->ctx);
-  if ((r = bdev_from_ops(&ctx_ops, o, "plugin disk", false, &o->dev, e)) < 0)
+  o->can_cache = o->ctx->can_cache(o->ctx) == NBDKIT_CACHE_NATIVE;
+  o->parallel = the_thread_model == NBDKIT_THREAD_MODEL_PARALLEL;
+  if ((r = bdev_from_ops(o->parallel ? &ctx_parallel_ops : &ctx_ops, o, "plugin disk", false,
+                         &o->dev, e)) < 0)
     goto fail;
   bdev_set_max_request(o->dev, IO_SPLIT);
   /* A new recrypt starts from the disk as the filter's keys unlock it; a
