@@ -8,6 +8,7 @@ ratios to plain are taken pair by pair (run i of a system against run i of
 plain, which ran next to it) and their median is shown.
 """
 import statistics
+import os
 import sys
 from collections import defaultdict
 
@@ -326,11 +327,12 @@ def main():
         p("")
 
     rec = {s: rows.get(("recrypt-warm", s, "wall_s"), {})
-           for s in ("nbdcrypt", "nbdcrypt-openssl", "before-issue-11")}
+           for s in ("nbdcrypt", "nbdcrypt-openssl", "before-issue-11", "rewrite-floor")}
     base_commit = machine.get("recrypt_base", "?")
     rec_names = {"nbdcrypt": "nbdcrypt recrypt, libgcrypt backend",
                  "nbdcrypt-openssl": "nbdcrypt recrypt, OpenSSL backend",
-                 "before-issue-11": f"nbdcrypt recrypt before issue 11 ({base_commit})"}
+                 "before-issue-11": f"nbdcrypt recrypt before issue 11 ({base_commit})",
+                 "rewrite-floor": "floor: dd rewriting the image in place, no cipher, one fdatasync"}
 
     def rec_ratio(s):
         """Median over runs of baseline time / this time (the runs interleaved)."""
@@ -350,7 +352,7 @@ def main():
             if not d:
                 continue
             cpu = rows.get(("recrypt-warm", s, "cpu_s"), {})
-            ratio = rec_ratio(s) if s != "before-issue-11" else None
+            ratio = rec_ratio(s) if s not in ("before-issue-11", "rewrite-floor") else None
             p(f"| {rec_names[s]} | {fmt(median(d))} | {fmt(median(cpu))} | "
               + ", ".join(f"{d[r]:.2f}" for r in sorted(d)) + f" | "
               f"{fmt(ratio) + 'x' if ratio is not None else '-'} |")
@@ -410,6 +412,17 @@ def main():
     if b is not None and m is not None:
         target("peak RSS <= plain + 64 MiB", m - b, m - b <= 64, f"{m - b:+.1f} MiB")
     p("")
+
+    # The online recrypt's own report (bench/online-recrypt.sh, issue 14),
+    # from its file beside the optimisation log, its title one level down.
+    online = os.path.join(os.path.dirname(os.path.abspath(sys.argv[3] if len(sys.argv) > 3 else sys.argv[2])),
+                          "REPORT-online.md")
+    try:
+        text = open(online).read().rstrip()
+        p("#" + text if text.startswith("# ") else text)
+        p("")
+    except OSError:
+        pass
 
     try:
         p(open(sys.argv[3]).read().rstrip())
