@@ -344,7 +344,7 @@ def main():
         p("")
         p("`nbdcrypt recrypt` of a copy of the 1 GiB LUKS2 image, just written and synced (so in "
           "the page cache), default options (checksum hotzones); the time includes a final "
-          "`sync`; the three CLIs interleaved run by run.")
+          "`sync`; the CLIs and the dd floor interleaved run by run.")
         p("")
         p("| CLI | median wall s | median CPU s | runs (wall s) | speed-up over before issue 11 |")
         p("|---|---:|---:|---|---:|")
