@@ -78,7 +78,6 @@ struct nbdcrypt_online {
   atomic_int_fast64_t last_client_ns; /* end of the last client request */
   nbdkit_next *ctx;                   /* the engine's plugin context */
   bool can_cache;                     /* ctx has a native cache (read-ahead) */
-  bool parallel;                      /* the workers read through ctx while the engine writes */
   struct bdev *dev;
   pthread_t thread;
   bool thread_started;
@@ -172,6 +171,12 @@ void nbdcrypt_online_set_thread_model(int thread_model)
   the_thread_model = thread_model;
 }
 
+/* the workers read through the engine's context while it writes */
+static bool server_parallel(void)
+{
+  return the_thread_model == NBDKIT_THREAD_MODEL_PARALLEL;
+}
+
 static uint64_t now_ns(void)
 {
   struct timespec ts;
@@ -247,8 +252,8 @@ static void ctx_readahead(void *opaque, uint64_t offset, uint64_t len)
   }
 }
 
-static const struct bdev_ops ctx_reader_ops = {
-    .pread = ctx_pread, .get_size = ctx_get_size, .readahead = ctx_readahead};
+/* read-ahead hints go to the engine's own device (the pipeline's hint_dev) */
+static const struct bdev_ops ctx_reader_ops = {.pread = ctx_pread, .get_size = ctx_get_size};
 
 /* Under NBDKIT_THREAD_MODEL_PARALLEL the plugin takes concurrent requests on
  * one context: the engine's workers read through the engine's context while
@@ -362,8 +367,8 @@ static int hook_started(void *opaque, const struct reenc_info *info)
               "recrypt of disk %s %s at %" PRIu64 "%% (%" PRIu64 " of %" PRIu64 " bytes done; %s)",
               x->segment.uuid, st->done || st->hotzone_size ? "resumed" : "started",
               st->data_size ? st->done * 100 / st->data_size : 100, st->done, st->data_size,
-              o->parallel ? "it reads ahead while it writes (parallel plugin)"
-                          : "one plugin request at a time (serialize_requests plugin)");
+              server_parallel() ? "it reads ahead while it writes (parallel plugin)"
+                                : "one plugin request at a time (serialize_requests plugin)");
   return 0;
 fail:
   pthread_mutex_lock(&o->mu);
@@ -587,8 +592,7 @@ int nbdcrypt_online_start(struct nbdcrypt_export *x, bool readonly, bool resume,
   o->ctx->can_flush(o->ctx);
   o->ctx->can_fua(o->ctx);
   o->can_cache = o->ctx->can_cache(o->ctx) == NBDKIT_CACHE_NATIVE;
-  o->parallel = the_thread_model == NBDKIT_THREAD_MODEL_PARALLEL;
-  if ((r = bdev_from_ops(o->parallel ? &ctx_parallel_ops : &ctx_ops, o, "plugin disk", false,
+  if ((r = bdev_from_ops(server_parallel() ? &ctx_parallel_ops : &ctx_ops, o, "plugin disk", false,
                          &o->dev, e)) < 0)
     goto fail;
   bdev_set_max_request(o->dev, IO_SPLIT);
