@@ -414,9 +414,8 @@ def main():
     p("")
 
     # The online recrypt's own report (bench/online-recrypt.sh, issue 14),
-    # from its file beside the optimisation log, its title one level down.
-    online = os.path.join(os.path.dirname(os.path.abspath(sys.argv[3] if len(sys.argv) > 3 else sys.argv[2])),
-                          "REPORT-online.md")
+    # beside this script, its title one level down.
+    online = os.path.join(os.path.dirname(os.path.abspath(__file__)), "REPORT-online.md")
     try:
         text = open(online).read().rstrip()
         p("#" + text if text.startswith("# ") else text)
